@@ -1,0 +1,90 @@
+"""The ``dante_nnunet`` command."""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from typing import List, Optional
+
+
+def _env(args) -> int:
+    from dante_nnunet.demo import ext_trainer_value
+    print(f"export nnUNet_extTrainer={shlex.quote(ext_trainer_value(os.environ.get('nnUNet_extTrainer')))}")
+    return 0
+
+
+def _export(args) -> int:
+    from dante_nnunet.deploy import export_model
+    dest = export_model(args.d, args.c, args.tr, args.f, args.o, plans_identifier=args.p, checkpoint_name=args.chk)
+    print(f"exported plain nnU-Net model: {dest}")
+    print(f"predict without the plugin: nnUNet_results={shlex.quote(os.path.abspath(args.o))} "
+          f"nnUNetv2_predict -i INPUT -o OUTPUT -d {args.d} -c {args.c} -p {args.p} -f {' '.join(args.f)}")
+    return 0
+
+
+def _demo(args) -> int:
+    from dante_nnunet.demo import run_demo
+    run_demo(args.workdir, dataset_id=args.dataset_id, trainer=args.tr, seed=args.seed)
+    return 0
+
+
+def _sweep(args) -> int:
+    from dante_nnunet.training.sweep import sweep_trainer_name
+    for l1 in args.pib:
+        for l2 in args.align:
+            name = sweep_trainer_name(args.base, l1, l2)
+            print(" ".join(["nnUNetv2_train", str(args.d), args.c, str(args.f), "-tr", name] + args.extra))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dante_nnunet", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("env", help="print shell lines that let nnUNetv2_train/predict find the DANTE trainers; "
+                                   'use as: eval "$(dante_nnunet env)"')
+    s.set_defaults(func=_env)
+
+    s = sub.add_parser("export", help="write the deployed limited pathway as a plain nnU-Net model "
+                                      "(trainer nnUNetTrainer, no plugin needed to predict)")
+    s.add_argument("-d", required=True, help="dataset name or id")
+    s.add_argument("-c", required=True, help="configuration")
+    s.add_argument("-tr", required=True, help="DANTE trainer the model was trained with")
+    s.add_argument("-f", nargs="+", required=True, help="fold(s)")
+    s.add_argument("-o", required=True, help="output root, laid out like nnUNet_results")
+    s.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    s.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint name (default checkpoint_final.pth)")
+    s.set_defaults(func=_export)
+
+    s = sub.add_parser("demo", help="synthetic 4-channel data -> plan -> train -> predict on limited-only "
+                                    "scans -> export -> plugin-free prediction, on the CPU")
+    s.add_argument("--workdir", default="demo_output", help="new or empty folder (default ./demo_output)")
+    s.add_argument("--dataset-id", type=int, default=990)
+    s.add_argument("-tr", default="DANTETrainer_demo")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_demo)
+
+    s = sub.add_parser("sweep", help="print the nnUNetv2_train commands of a lambda1 x lambda2 grid")
+    s.add_argument("-d", required=True)
+    s.add_argument("-c", required=True)
+    s.add_argument("-f", default="0")
+    s.add_argument("--base", default="DANTETrainer", help="DANTE trainer to vary (default DANTETrainer)")
+    s.add_argument("--pib", type=float, nargs="+", default=[0.0, 0.1, 0.3, 0.5, 1.0], help="lambda1 values")
+    s.add_argument("--align", type=float, nargs="+", default=[0.5], help="lambda2 values")
+    s.add_argument("extra", nargs=argparse.REMAINDER, help="further nnUNetv2_train arguments")
+    s.set_defaults(func=_sweep)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
+        print(f"dante_nnunet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

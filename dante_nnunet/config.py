@@ -1,0 +1,91 @@
+"""The channel split of a DANTE dataset, read from its dataset.json.
+
+A DANTE dataset is an ordinary nnU-Net raw dataset whose dataset.json carries one extra block::
+
+    "channel_names": {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"},
+    "dante": {"privileged_channels": ["T1ce"]}
+
+The privileged channels (X^P in the paper) are named, not numbered, so that the block survives a
+re-ordering of channels. Every other channel, in dataset order, is a limited channel (X^L): the
+channels the deployed model receives, renumbered ``_0000, _0001, ...`` in that order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence, Tuple
+
+
+class DanteConfigError(ValueError):
+    """A dataset.json that cannot drive DANTE training; the message names the key at fault."""
+
+
+@dataclass(frozen=True)
+class ChannelSplit:
+    """Which input channels are limited (deployed) and which are privileged (training only).
+
+    ``channel_names`` lists every channel name in dataset order (index = nnU-Net channel number).
+    """
+    channel_names: Tuple[str, ...]
+    privileged_indices: Tuple[int, ...]
+
+    @property
+    def limited_indices(self) -> Tuple[int, ...]:
+        return tuple(i for i in range(len(self.channel_names)) if i not in self.privileged_indices)
+
+    @property
+    def limited_names(self) -> Tuple[str, ...]:
+        return tuple(self.channel_names[i] for i in self.limited_indices)
+
+    @property
+    def privileged_names(self) -> Tuple[str, ...]:
+        return tuple(self.channel_names[i] for i in self.privileged_indices)
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channel_names)
+
+    @classmethod
+    def from_names(cls, channel_names: Sequence[str], privileged: Sequence[str],
+                   source: str = "dataset.json") -> "ChannelSplit":
+        names = tuple(str(n) for n in channel_names)
+        if isinstance(privileged, str) or not isinstance(privileged, Sequence) or len(privileged) == 0:
+            raise DanteConfigError(
+                f'{source}: "dante" -> "privileged_channels" must be a non-empty list of channel names '
+                f'from channel_names {list(names)}, got {privileged!r}')
+        unknown = [p for p in privileged if p not in names]
+        if unknown:
+            raise DanteConfigError(
+                f'{source}: "dante" -> "privileged_channels" names {unknown}, which are not in channel_names '
+                f'{list(names)}')
+        if len(set(privileged)) != len(privileged):
+            raise DanteConfigError(f'{source}: "dante" -> "privileged_channels" lists a channel twice: '
+                                   f'{list(privileged)}')
+        if len(set(names)) != len(names):
+            raise DanteConfigError(f'{source}: channel_names must be unique to split channels by name, got '
+                                   f'{list(names)}')
+        idx = tuple(sorted(names.index(p) for p in privileged))
+        if len(idx) == len(names):
+            raise DanteConfigError(
+                f'{source}: "dante" -> "privileged_channels" names every channel ({list(names)}); at least one '
+                f'limited channel must remain for the deployed model')
+        return cls(names, idx)
+
+    @classmethod
+    def from_dataset_json(cls, dataset_json: Mapping, source: str = "dataset.json") -> "ChannelSplit":
+        if "channel_names" not in dataset_json:
+            raise DanteConfigError(f'{source}: no "channel_names" key')
+        ch = dataset_json["channel_names"]
+        try:
+            names = [ch[str(i)] for i in range(len(ch))]
+        except KeyError:
+            raise DanteConfigError(f'{source}: "channel_names" keys must be "0".."{len(ch) - 1}", got {list(ch)}')
+        block = dataset_json.get("dante")
+        if block is None:
+            raise DanteConfigError(
+                f'{source}: no "dante" block. Add, for example, "dante": {{"privileged_channels": '
+                f'["{names[-1]}"]}} naming the channels available only during training '
+                f'(channel_names: {names})')
+        if not isinstance(block, Mapping) or "privileged_channels" not in block:
+            raise DanteConfigError(f'{source}: "dante" block must be an object with a "privileged_channels" list, '
+                                   f'got {block!r}')
+        return cls.from_names(names, block["privileged_channels"], source)

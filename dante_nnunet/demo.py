@@ -1,0 +1,139 @@
+"""The embedded default job: synthetic 4-channel data -> plan -> DANTE training -> prediction on
+limited-only scans -> export -> plugin-free prediction -> Dice, all through the stock nnUNetv2_*
+commands on the CPU."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json, save_json
+
+from dante_nnunet.synthetic import write_synthetic_dataset
+
+TRAINER_FOLDER = join(os.path.dirname(os.path.abspath(__file__)), "nnunet_trainers")
+
+
+def ext_trainer_value(existing: Optional[str] = None) -> str:
+    """nnUNet_extTrainer with this package's trainer folder first and the existing entries kept."""
+    parts = [p for p in (existing or "").split(os.pathsep) if p and os.path.abspath(p) != TRAINER_FOLDER]
+    return os.pathsep.join([TRAINER_FOLDER] + parts)
+
+
+def add_configuration(plans_file: str, name: str, base: str = "3d_fullres",
+                      features_per_stage: Optional[Sequence[int]] = None,
+                      patch_size: Optional[Sequence[int]] = None) -> None:
+    """Add a configuration that ``inherits_from`` ``base`` (same preprocessed data) with other
+    widths and patch size; refuse to change an existing configuration of that name."""
+    plans = load_json(plans_file)
+    cfgs = plans["configurations"]
+    if base not in cfgs:
+        raise KeyError(f"{plans_file}: no configuration {base!r} to inherit from")
+    arch = json.loads(json.dumps(cfgs[base]["architecture"]))
+    new: Dict = {"inherits_from": base}
+    if features_per_stage is not None:
+        n = arch["arch_kwargs"]["n_stages"]
+        if len(features_per_stage) != n:
+            raise ValueError(f"{base} has {n} stages; got {len(features_per_stage)} widths {list(features_per_stage)}")
+        arch["arch_kwargs"]["features_per_stage"] = list(features_per_stage)
+        new["architecture"] = arch
+    if patch_size is not None:
+        new["patch_size"] = list(patch_size)
+    if name in cfgs:
+        if cfgs[name] != new:
+            raise ValueError(f"{plans_file}: configuration {name!r} exists with other settings")
+        return
+    cfgs[name] = new
+    save_json(plans, plans_file, sort_keys=False)
+
+
+def dice_per_region(ref_dir: str, pred_dir: str, regions: Dict[str, Sequence[int]]) -> Dict[str, float]:
+    """Mean Dice per region over the cases of ``ref_dir`` (both empty counts as 1)."""
+    scores: Dict[str, List[float]] = {r: [] for r in regions}
+    for f in sorted(os.listdir(ref_dir)):
+        ref = sitk.GetArrayFromImage(sitk.ReadImage(join(ref_dir, f)))
+        pred = sitk.GetArrayFromImage(sitk.ReadImage(join(pred_dir, f)))
+        for r, labels in regions.items():
+            a, b = np.isin(ref, labels), np.isin(pred, labels)
+            denom = a.sum() + b.sum()
+            scores[r].append(1.0 if denom == 0 else 2 * np.logical_and(a, b).sum() / denom)
+    return {r: float(np.mean(v)) for r, v in scores.items()}
+
+
+def _run(cmd: List[str], env: Dict[str, str], log: str) -> float:
+    t0 = time.time()
+    print(f"$ {' '.join(cmd)}", flush=True)
+    with open(log, "w") as fh:
+        p = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        with open(log) as fh:
+            tail = fh.read()[-4000:]
+        raise RuntimeError(f"command failed ({p.returncode}): {' '.join(cmd)}\n--- last output ({log}) ---\n{tail}")
+    dt = time.time() - t0
+    print(f"  done in {dt:.1f} s (log: {log})", flush=True)
+    return dt
+
+
+def run_demo(workdir: str, dataset_id: int = 990, trainer: str = "DANTETrainer_demo",
+             configuration: str = "3d_demo", num_train: int = 10, num_test: int = 4, seed: int = 0) -> dict:
+    workdir = os.path.abspath(workdir)
+    if os.path.exists(workdir) and os.listdir(workdir):
+        raise FileExistsError(f"{workdir} exists and is not empty; choose a new --workdir or remove it")
+    bindir = os.path.dirname(sys.executable)
+    paths = {k: join(workdir, k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "logs")}
+    for p in paths.values():
+        os.makedirs(p)
+    env = dict(os.environ, nnUNet_raw=paths["nnUNet_raw"], nnUNet_preprocessed=paths["nnUNet_preprocessed"],
+               nnUNet_results=paths["nnUNet_results"], nnUNet_extTrainer=ext_trainer_value(),
+               nnUNet_n_proc_DA=os.environ.get("nnUNet_n_proc_DA", "1"),
+               nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "1"))
+    logs = paths["logs"]
+    times: Dict[str, float] = {}
+
+    raw = write_synthetic_dataset(paths["nnUNet_raw"], dataset_id, num_train=num_train, num_test=num_test, seed=seed)
+    dataset_name = os.path.basename(raw)
+    times["plan_and_preprocess"] = _run(
+        [join(bindir, "nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "3d_fullres", "-np", "1",
+         "--verify_dataset_integrity"], env, join(logs, "plan.log"))
+    add_configuration(join(paths["nnUNet_preprocessed"], dataset_name, "nnUNetPlans.json"), configuration,
+                      features_per_stage=[8, 16, 32, 64], patch_size=[16, 16, 16])
+    times["train"] = _run([join(bindir, "nnUNetv2_train"), str(dataset_id), configuration, "0", "-tr", trainer,
+                           "-device", "cpu"], env, join(logs, "train.log"))
+    pred_dante = join(workdir, "pred_dante")
+    times["predict"] = _run([join(bindir, "nnUNetv2_predict"), "-i", join(raw, "imagesTs"), "-o", pred_dante,
+                             "-d", str(dataset_id), "-c", configuration, "-tr", trainer, "-f", "0", "-device", "cpu"],
+                            env, join(logs, "predict.log"))
+    export_root = join(workdir, "exported")
+    times["export"] = _run([join(bindir, "dante_nnunet"), "export", "-d", str(dataset_id), "-c", configuration,
+                            "-tr", trainer, "-f", "0", "-o", export_root], env, join(logs, "export.log"))
+    plain_env = dict(env, nnUNet_results=export_root)
+    plain_env.pop("nnUNet_extTrainer")
+    pred_plain = join(workdir, "pred_plain")
+    times["predict_plain"] = _run([join(bindir, "nnUNetv2_predict"), "-i", join(raw, "imagesTs"), "-o", pred_plain,
+                                   "-d", str(dataset_id), "-c", configuration, "-f", "0", "-device", "cpu"],
+                                  plain_env, join(logs, "predict_plain.log"))
+
+    identical = all(
+        np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(join(pred_dante, f))),
+                       sitk.GetArrayFromImage(sitk.ReadImage(join(pred_plain, f))))
+        for f in sorted(os.listdir(join(raw, "labelsTs"))))
+    regions = {"whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
+    dice = dice_per_region(join(raw, "labelsTs"), pred_dante, regions)
+    val_summary = join(paths["nnUNet_results"], dataset_name, f"{trainer}__nnUNetPlans__{configuration}", "fold_0")
+    val = {k: load_json(join(val_summary, *p, "validation", "summary.json"))["foreground_mean"]["Dice"]
+           for k, p in (("limited", ()), ("full_teacher", ("full_pathway",)))
+           if isfile(join(val_summary, *p, "validation", "summary.json"))}
+    summary = {"workdir": workdir, "trainer": trainer, "configuration": configuration, "seconds": times,
+               "test_dice_limited_only_inputs": dice, "validation_mean_dice": val,
+               "plain_nnunet_prediction_identical": identical}
+    save_json(summary, join(workdir, "summary.json"))
+    print(json.dumps(summary, indent=2))
+    if not identical:
+        raise RuntimeError("the exported plain nnU-Net model predicted differently from the DANTE model")
+    return summary

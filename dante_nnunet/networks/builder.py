@@ -1,0 +1,75 @@
+"""Encoders and decoders from nnU-Net plans: the one module that knows dynamic-network-architectures'
+internals (the ``encoder``/``decoder`` attributes of its UNets and the keys of their state dicts).
+
+Every pathway part is cut from a stock network that nnU-Net's own ``get_network_from_plans`` builds
+from the plans (same class, kwargs and weight initialisation as plain nnU-Net), so E_L/D_L are exactly
+the network a plain nnU-Net would deploy on the limited channels.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Dict
+
+import torch
+from torch import nn
+
+from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+from dante_nnunet.config import ChannelSplit
+from dante_nnunet.networks.dual_pathway import DualPathwayNet
+from dante_nnunet.networks.fusion import ResidualFusion
+
+# attributes of an encoder that UNetDecoder reads when it is built
+_ENCODER_SPEC_ATTRS = ("output_channels", "strides", "conv_op", "kernel_sizes", "conv_bias", "norm_op",
+                       "norm_op_kwargs", "dropout_op", "dropout_op_kwargs", "nonlin", "nonlin_kwargs")
+
+
+def build_stock_network(configuration_manager, num_input_channels: int, num_output_channels: int,
+                        deep_supervision: bool) -> nn.Module:
+    """The plain nnU-Net network of the plans (what nnUNetTrainer.build_network_architecture builds)."""
+    return get_network_from_plans(configuration_manager.network_arch_class_name,
+                                  configuration_manager.network_arch_init_kwargs,
+                                  configuration_manager.network_arch_init_kwargs_req_import,
+                                  num_input_channels, num_output_channels, allow_init=True,
+                                  deep_supervision=deep_supervision)
+
+
+def _split_unet(net: nn.Module, arch_name: str):
+    """Return (encoder, decoder) of a stock UNet, with the decoder no longer registering the encoder."""
+    decoder = getattr(net, "decoder", None)
+    encoder = getattr(net, "encoder", None)
+    if not isinstance(decoder, UNetDecoder) or encoder is None or not getattr(encoder, "return_skips", False):
+        raise TypeError(f"DANTE needs a UNet with an encoder returning skips and a UNetDecoder "
+                        f"(PlainConvUNet, ResidualEncoderUNet); the plans name {arch_name}")
+    spec = SimpleNamespace(**{a: getattr(encoder, a) for a in _ENCODER_SPEC_ATTRS})
+    del decoder.encoder          # drop the registered submodule ...
+    decoder.encoder = spec       # ... and keep the plain attributes the decoder may read later
+    return encoder, decoder
+
+
+def build_dual_pathway_network(configuration_manager, split: ChannelSplit, num_output_channels: int,
+                               deep_supervision: bool = True) -> DualPathwayNet:
+    """E_L on the limited channels; E_A and E_P on all channels; residual fusion at every encoder
+    level; D_L on Z^L and D_F on Z^F; each part of the plans' architecture (2D or 3D)."""
+    arch = configuration_manager.network_arch_class_name
+    n_lim, n_all = len(split.limited_indices), split.num_channels
+    enc_l, dec_l = _split_unet(build_stock_network(configuration_manager, n_lim, num_output_channels,
+                                                   deep_supervision), arch)
+    enc_a, dec_f = _split_unet(build_stock_network(configuration_manager, n_all, num_output_channels,
+                                                   deep_supervision), arch)
+    enc_p, _ = _split_unet(build_stock_network(configuration_manager, n_all, num_output_channels,
+                                               deep_supervision), arch)
+    fusion = ResidualFusion(enc_a.output_channels, enc_a.conv_op)
+    return DualPathwayNet(enc_l, dec_l, enc_a, enc_p, fusion, dec_f, split.limited_indices)
+
+
+def deployed_state_dict(dual: DualPathwayNet) -> Dict[str, torch.Tensor]:
+    """The limited pathway's weights under the keys of the stock network (``encoder.*``,
+    ``decoder.*`` and the stock decoder's second registration of its encoder, ``decoder.encoder.*``),
+    so that they load strictly into ``build_stock_network(..., n_limited, ...)``."""
+    enc = dual.encoder_l.state_dict()
+    out = {f"encoder.{k}": v for k, v in enc.items()}
+    out.update({f"decoder.encoder.{k}": v for k, v in enc.items()})
+    out.update({f"decoder.{k}": v for k, v in dual.decoder_l.state_dict().items()})
+    return out

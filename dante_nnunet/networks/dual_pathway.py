@@ -1,0 +1,89 @@
+"""The Stage-2 network of paper Fig. 2: limited pathway (E_L, D_L) and full pathway (E_A, E_P, psi, D_F)."""
+from __future__ import annotations
+
+from typing import List, NamedTuple, Sequence, Union
+
+import torch
+from torch import nn
+
+from dante_nnunet.networks.fusion import ResidualFusion
+
+Seg = Union[torch.Tensor, List[torch.Tensor]]
+
+
+class DualPathwayOutput(NamedTuple):
+    """Everything one forward pass yields. Segmentations are lists (full resolution first) when deep
+    supervision is on, single tensors otherwise; feature lists run from level 1 (full resolution) to
+    the bottleneck."""
+    seg_limited: Seg                 # D_L(E_L(X^L)): the deployed prediction
+    seg_full: Seg                    # D_F(psi(E_A(X^F), E_P(X^F))): the teacher prediction
+    z_limited: List[torch.Tensor]    # Z^L_i
+    z_alignable: List[torch.Tensor]  # Z^A_i
+    z_privileged: List[torch.Tensor]  # Z^P_i
+    corrections: List[torch.Tensor]  # proj_i(Z^A_i (+) Z^P_i), the PIB target
+
+
+class DualPathwayNet(nn.Module):
+    """Takes the full input X^F (all channels, dataset order) and splits X^L off it by index.
+
+    The decoders are built from encoder *specifications*, not encoder modules, so every parameter
+    appears exactly once in ``state_dict()`` (a stock UNetDecoder registers its encoder again).
+    """
+
+    def __init__(self, encoder_l: nn.Module, decoder_l: nn.Module, encoder_a: nn.Module, encoder_p: nn.Module,
+                 fusion: ResidualFusion, decoder_f: nn.Module, limited_indices: Sequence[int]):
+        super().__init__()
+        self.encoder_l = encoder_l
+        self.decoder_l = decoder_l
+        self.encoder_a = encoder_a
+        self.encoder_p = encoder_p
+        self.fusion = fusion
+        self.decoder_f = decoder_f
+        self.register_buffer("limited_index", torch.as_tensor(list(limited_indices), dtype=torch.long),
+                             persistent=False)
+
+    def select_limited(self, x_full: torch.Tensor) -> torch.Tensor:
+        return x_full.index_select(1, self.limited_index)
+
+    def forward_limited(self, x_limited: torch.Tensor) -> Seg:
+        """The deployed network f_L = D_L o E_L on the limited channels alone."""
+        return self.decoder_l(self.encoder_l(x_limited))
+
+    def forward_full(self, x_full: torch.Tensor) -> Seg:
+        """The teacher f_F = D_F o psi(E_A, E_P) on all channels (no limited pathway computed)."""
+        fused, _ = self.fusion(self.encoder_a(x_full), self.encoder_p(x_full))
+        return self.decoder_f(fused)
+
+    def forward(self, x_full: torch.Tensor) -> DualPathwayOutput:
+        z_l = self.encoder_l(self.select_limited(x_full))
+        z_a = self.encoder_a(x_full)
+        z_p = self.encoder_p(x_full)
+        z_f, corrections = self.fusion(z_a, z_p)
+        return DualPathwayOutput(self.decoder_l(z_l), self.decoder_f(z_f), z_l, z_a, z_p, corrections)
+
+    def set_deep_supervision(self, enabled: bool) -> None:
+        self.decoder_l.deep_supervision = enabled
+        self.decoder_f.deep_supervision = enabled
+
+
+class LimitedPathway(nn.Module):
+    """A view of a DualPathwayNet that takes all channels and runs only the deployed pathway on the
+    limited ones: what end-of-training validation feeds to nnU-Net's predictor."""
+
+    def __init__(self, dual: DualPathwayNet):
+        super().__init__()
+        self.dual = dual
+
+    def forward(self, x_full: torch.Tensor) -> Seg:
+        return self.dual.forward_limited(self.dual.select_limited(x_full))
+
+
+class FullPathway(nn.Module):
+    """A view that runs only the full (teacher) pathway."""
+
+    def __init__(self, dual: DualPathwayNet):
+        super().__init__()
+        self.dual = dual
+
+    def forward(self, x_full: torch.Tensor) -> Seg:
+        return self.dual.forward_full(x_full)

@@ -1,0 +1,89 @@
+"""nnU-Net's local logger with DANTE's per-epoch curves added to progress.png."""
+from __future__ import annotations
+
+import numpy as np
+from batchgenerators.utilities.file_and_folder_operations import join
+from nnunetv2.training.logging.nnunet_logger import LocalLogger
+
+LOSS_TERMS = ("seg_limited", "seg_full", "pib", "align")
+
+
+class DANTELocalLogger(LocalLogger):
+    """Adds one list per DANTE curve (one value per epoch, like every nnU-Net curve):
+
+    - ``train_<term>`` for each term of Eq. 6 (mean over the epoch's iterations; NaN while a
+      regulariser is off),
+    - ``mean_fg_dice_full`` / ``dice_per_class_or_region_full``: the full (teacher) pathway's pseudo
+      Dice beside nnU-Net's ``mean_fg_dice``, which here is the deployed limited pathway's.
+    """
+
+    def __init__(self, verbose: bool = False):
+        super().__init__(verbose)
+        for t in LOSS_TERMS:
+            self.my_fantastic_logging[f"train_{t}"] = []
+        self.my_fantastic_logging["mean_fg_dice_full"] = []
+        self.my_fantastic_logging["dice_per_class_or_region_full"] = []
+
+    def load_checkpoint(self, checkpoint: dict):
+        missing = [k for k in self.my_fantastic_logging if k not in checkpoint]
+        if missing:
+            raise KeyError(f"checkpoint logging lacks DANTE curves {missing}: not a DANTETrainer checkpoint")
+        super().load_checkpoint(checkpoint)
+
+    def plot_progress_png(self, output_folder):
+        import matplotlib
+        matplotlib.use("agg")
+        import matplotlib.pyplot as plt
+        import seaborn as sns
+
+        log = self.my_fantastic_logging
+        epoch = min(len(v) for v in log.values()) - 1
+        if epoch < 0:
+            return
+        x = list(range(epoch + 1))
+        sns.set(font_scale=2.5)
+        fig, axes = plt.subplots(4, 1, figsize=(30, 72))
+
+        ax = axes[0]
+        ax2 = ax.twinx()
+        ax.plot(x, log["train_losses"][:epoch + 1], color="b", label="loss_tr (Eq. 6 total)", linewidth=4)
+        ax.plot(x, log["val_losses"][:epoch + 1], color="r", label="loss_val", linewidth=4)
+        ax2.plot(x, log["mean_fg_dice"][:epoch + 1], color="g", ls="dotted", label="pseudo dice limited (deployed)",
+                 linewidth=3)
+        ax2.plot(x, log["ema_fg_dice"][:epoch + 1], color="g", label="pseudo dice limited (mov. avg.)", linewidth=4)
+        ax2.plot(x, log["mean_fg_dice_full"][:epoch + 1], color="m", ls="dotted",
+                 label="pseudo dice full (teacher)", linewidth=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax2.set_ylabel("pseudo dice")
+        ax.legend(loc=(0, 1))
+        ax2.legend(loc=(0.3, 1))
+
+        ax = axes[1]
+        styles = {"seg_limited": ("b", "task loss, limited pathway"), "seg_full": ("m", "task loss, full pathway"),
+                  "pib": ("orange", "L_PIB (Eq. 3)"), "align": ("c", "L_Align (Eq. 4/5)")}
+        for t in LOSS_TERMS:
+            color, label = styles[t]
+            ax.plot(x, np.asarray(log[f"train_{t}"][:epoch + 1], dtype=float), color=color, label=label, linewidth=4)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss term (unweighted)")
+        ax.legend(loc=(0, 1))
+
+        ax = axes[2]
+        durations = [e - s for e, s in zip(log["epoch_end_timestamps"][:epoch + 1],
+                                           log["epoch_start_timestamps"][:epoch + 1])]
+        ax.plot(x, durations, color="b", label="epoch duration", linewidth=4)
+        ax.set(ylim=[0, ax.get_ylim()[1]])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("time [s]")
+        ax.legend(loc=(0, 1))
+
+        ax = axes[3]
+        ax.plot(x, log["lrs"][:epoch + 1], color="b", label="learning rate", linewidth=4)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("learning rate")
+        ax.legend(loc=(0, 1))
+
+        plt.tight_layout()
+        fig.savefig(join(output_folder, "progress.png"))
+        plt.close(fig)
