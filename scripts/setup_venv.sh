@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create ./.venv (if missing) and install dante-nnunet with its test extras into it.
+# pip takes torch from what nnunetv2 asks for (unpinned; see pyproject.toml).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    echo "[setup] creating .venv with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+fi
+echo "[setup] installing dante-nnunet (editable) and its dependencies"
+.venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v "is neither a file nor a directory" || true
+.venv/bin/python -c "import dante_nnunet, nnunetv2, torch; print('[setup] torch', torch.__version__)"

@@ -1,0 +1,131 @@
+"""Plan -> train -> predict on limited-only scans -> export -> plugin-free predict, through the real
+nnUNetv2_* commands on a synthetic 4-channel dataset, on the CPU."""
+import math
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from batchgenerators.utilities.file_and_folder_operations import join, load_json
+
+from dante_nnunet.demo import add_configuration, ext_trainer_value
+from dante_nnunet.synthetic import write_synthetic_dataset
+
+pytestmark = pytest.mark.e2e
+BIN = os.path.dirname(sys.executable)
+DATASET_ID, CONFIG, TRAINER = 991, "3d_tiny", "DANTETrainer_e2e"
+TEST_TRAINERS = os.path.join(os.path.dirname(__file__), "nnunet_trainers")
+
+
+def run(cmd, env, ok=True):
+    p = subprocess.run([join(BIN, cmd[0])] + [str(c) for c in cmd[1:]], env=env, capture_output=True, text=True)
+    if ok and p.returncode != 0:
+        raise AssertionError(f"{cmd} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
+               nnUNet_results=str(root / "res"), nnUNet_n_proc_DA="1", nnUNet_def_n_proc="1",
+               nnUNet_extTrainer=ext_trainer_value(TEST_TRAINERS))
+    raw = write_synthetic_dataset(env["nnUNet_raw"], DATASET_ID, name="DANTEe2e", num_train=8, num_test=2, seed=1)
+    run(["nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", "1"], env)
+    name = os.path.basename(raw)
+    add_configuration(join(env["nnUNet_preprocessed"], name, "nnUNetPlans.json"), CONFIG,
+                      features_per_stage=[8, 16, 32, 64], patch_size=[16, 16, 16])
+    run(["nnUNetv2_train", DATASET_ID, CONFIG, 0, "-tr", TRAINER, "-device", "cpu"], env)
+    model = join(env["nnUNet_results"], name, f"{TRAINER}__nnUNetPlans__{CONFIG}")
+    return {"root": root, "env": env, "raw": raw, "name": name, "model": model}
+
+
+def test_results_folder_describes_limited_channels(ws):
+    d = load_json(join(ws["model"], "dataset.json"))
+    assert d["channel_names"] == {"0": "T1", "1": "T2", "2": "FLAIR"}
+    p = load_json(join(ws["model"], "plans.json"))
+    assert len(p["foreground_intensity_properties_per_channel"]) == 3
+    assert len(p["configurations"]["3d_fullres"]["normalization_schemes"]) == 3
+
+
+def test_training_logged_terms_and_both_validations(ws):
+    fold = join(ws["model"], "fold_0")
+    ck = torch.load(join(fold, "checkpoint_final.pth"), map_location="cpu", weights_only=False)
+    log = ck["logging"]
+    assert math.isnan(log["train_pib"][0]) and math.isnan(log["train_align"][0])     # before epoch 1
+    assert all(np.isfinite(log[f"train_{t}"][1:]).all() for t in ("pib", "align"))   # regularisers on
+    assert len(log["mean_fg_dice_full"]) == 3 and len(log["train_seg_limited"]) == 3
+    assert os.path.isfile(join(fold, "progress.png"))
+    assert all(k.startswith(("encoder.", "decoder.")) for k in ck["network_weights"])
+    assert any(k.startswith("encoder_p.") for k in ck["dante_network_weights"])
+    for sub in ((), ("full_pathway",)):
+        summary = load_json(join(fold, *sub, "validation", "summary.json"))
+        assert 0 <= summary["foreground_mean"]["Dice"] <= 1
+
+
+def test_continue_restores_dual_network_optimizer_and_schedule(ws, monkeypatch):
+    """What `nnUNetv2_train --c` does: run_training's trainer factory, then load_checkpoint."""
+    from nnunetv2.run.run_training import get_trainer_from_args
+    for k in ("nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(k, ws["env"][k])   # nnunetv2.paths reads them lazily
+    trainer = get_trainer_from_args(str(DATASET_ID), CONFIG, 0, TRAINER, device=torch.device("cpu"))
+    ck_file = join(ws["model"], "fold_0", "checkpoint_final.pth")
+    trainer.load_checkpoint(ck_file)
+    ck = torch.load(ck_file, map_location="cpu", weights_only=False)
+    sd = trainer.dual_network().state_dict()
+    assert sd.keys() == ck["dante_network_weights"].keys()
+    assert all(torch.equal(sd[k], v) for k, v in ck["dante_network_weights"].items())
+    assert trainer.current_epoch == 3
+    mom = [s["momentum_buffer"] for s in trainer.optimizer.state_dict()["state"].values()]
+    ref = [s["momentum_buffer"] for s in ck["optimizer_state"]["state"].values()]
+    assert len(mom) == len(ref) > 0 and all(torch.equal(a, b) for a, b in zip(mom, ref))
+    np.testing.assert_array_equal(trainer.logger.get_value("train_align", None), ck["logging"]["train_align"])
+    with pytest.raises(ValueError, match="no 'dante_network_weights'"):
+        trainer.load_checkpoint({k: v for k, v in ck.items() if k != "dante_network_weights"})
+
+
+def test_predict_limited_only_export_and_plugin_free_predict_agree(ws):
+    env, raw, root = ws["env"], ws["raw"], ws["root"]
+    pred = root / "pred_dante"
+    run(["nnUNetv2_predict", "-i", join(raw, "imagesTs"), "-o", pred, "-d", DATASET_ID, "-c", CONFIG,
+         "-tr", TRAINER, "-f", 0, "-device", "cpu"], env)
+
+    export_root = root / "exported"
+    run(["dante_nnunet", "export", "-d", DATASET_ID, "-c", CONFIG, "-tr", TRAINER, "-f", 0, "-o", export_root], env)
+    again = run(["dante_nnunet", "export", "-d", DATASET_ID, "-c", CONFIG, "-tr", TRAINER, "-f", 0,
+                 "-o", export_root], env, ok=False)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+    plain_env = dict(env, nnUNet_results=str(export_root))
+    plain_env.pop("nnUNet_extTrainer")
+    ck = torch.load(join(export_root, ws["name"], f"nnUNetTrainer__nnUNetPlans__{CONFIG}", "fold_0",
+                         "checkpoint_final.pth"), map_location="cpu", weights_only=False)
+    assert ck["trainer_name"] == "nnUNetTrainer"
+    plain = root / "pred_plain"
+    run(["nnUNetv2_predict", "-i", join(raw, "imagesTs"), "-o", plain, "-d", DATASET_ID, "-c", CONFIG,
+         "-f", 0, "-device", "cpu"], plain_env)
+    cases = sorted(os.listdir(join(raw, "labelsTs")))
+    assert len(cases) == 2
+    for c in cases:
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(pred / c)))
+        b = sitk.GetArrayFromImage(sitk.ReadImage(str(plain / c)))
+        ref = sitk.ReadImage(join(raw, "labelsTs", c))
+        assert a.shape == sitk.GetArrayFromImage(ref).shape
+        assert np.array_equal(a, b), c
+
+    run(["nnUNetv2_export_model_to_zip", "-d", DATASET_ID, "-c", CONFIG, "-f", 0, "-o", root / "model.zip"],
+        plain_env)
+    with zipfile.ZipFile(root / "model.zip") as z:
+        assert any(n.endswith("fold_0/checkpoint_final.pth") for n in z.namelist())
+
+
+def test_wrong_number_of_files_is_a_clear_error(ws):
+    p = run(["nnUNetv2_predict", "-i", join(ws["raw"], "imagesTs_allchannels"), "-o", ws["root"] / "pred_bad",
+             "-d", DATASET_ID, "-c", CONFIG, "-tr", TRAINER, "-f", 0, "-device", "cpu"], ws["env"], ok=False)
+    assert p.returncode != 0
+    assert "case 'DANTEe2e_008' has 4 image file(s)" in p.stderr
+    assert "deployed on 3 limited channel(s)" in p.stderr

@@ -1,0 +1,106 @@
+"""Each equation against a hand computation on small tensors."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dante_nnunet.losses import InfoNCEAlignment, RegressionAlignment, pib_loss
+from dante_nnunet.networks.fusion import ResidualFusion
+
+
+@pytest.mark.parametrize("conv_op,shape", [(nn.Conv2d, (1, 1, 1, 2)), (nn.Conv3d, (1, 1, 1, 1, 2))])
+def test_fusion_eq2(conv_op, shape):
+    fusion = ResidualFusion([1], conv_op)
+    with torch.no_grad():
+        fusion.proj[0].weight.copy_(torch.tensor([0.5, -1.0]).reshape(fusion.proj[0].weight.shape))
+        fusion.proj[0].bias.fill_(0.1)
+    z_a = torch.tensor([1.0, 2.0]).reshape(shape)
+    z_p = torch.tensor([3.0, 4.0]).reshape(shape)
+    fused, corr = fusion([z_a], [z_p])
+    # proj(cat(a, p)) = 0.5 a - p + 0.1 ; Z^F = that + a
+    assert torch.allclose(corr[0].flatten(), torch.tensor([0.5 - 3 + 0.1, 1.0 - 4 + 0.1]))
+    assert torch.allclose(fused[0].flatten(), torch.tensor([0.5 - 3 + 0.1 + 1, 1.0 - 4 + 0.1 + 2]))
+
+
+def test_fusion_levels_and_shapes():
+    fusion = ResidualFusion([2, 4], nn.Conv3d)
+    z_a = [torch.randn(2, 2, 4, 4, 4), torch.randn(2, 4, 2, 2, 2)]
+    z_p = [torch.randn(2, 2, 4, 4, 4), torch.randn(2, 4, 2, 2, 2)]
+    fused, corr = fusion(z_a, z_p)
+    assert [f.shape for f in fused] == [a.shape for a in z_a]
+    assert all(torch.allclose(f - c, a, atol=1e-6) for f, c, a in zip(fused, corr, z_a))
+    with pytest.raises(ValueError, match="2 levels"):
+        fusion(z_a[:1], z_p[:1])
+
+
+def test_pib_eq3_mean_l1_per_level_summed():
+    c1 = torch.tensor([1.0, -2.0, 3.0, -4.0]).reshape(1, 1, 2, 2)   # mean |.| = 2.5
+    c2 = torch.tensor([0.5, -0.5]).reshape(1, 2, 1, 1)              # mean |.| = 0.5
+    assert pib_loss([c1, c2]).item() == pytest.approx(3.0)
+
+
+def test_regression_alignment_eq4_p1_and_p2():
+    a1 = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2)
+    l1 = torch.tensor([1.0, 0.0, 3.0, 0.0]).reshape(1, 1, 2, 2)    # d = 0, 2, 0, 4
+    a2 = torch.tensor([3.0, 0.0]).reshape(1, 2, 1, 1)
+    l2 = torch.tensor([0.0, 4.0]).reshape(1, 2, 1, 1)              # d = 3, -4
+    assert RegressionAlignment(1)([a1, a2], [l1, l2]).item() == pytest.approx(6 / 4 + 7 / 2)
+    rms = math.sqrt((4 + 16) / 4) + math.sqrt((9 + 16) / 2)
+    assert RegressionAlignment(2)([a1, a2], [l1, l2]).item() == pytest.approx(rms)
+
+
+def test_regression_alignment_p2_zero_difference_has_finite_gradient():
+    a = torch.ones(1, 2, 2, 2, requires_grad=True)
+    loss = RegressionAlignment(2)([a], [a.detach().clone()])
+    loss.backward()
+    assert loss.item() == 0 and torch.isfinite(a.grad).all()
+
+
+def test_infonce_eq5_hand_computation():
+    # level with 1 case, 2 channels, 3 voxels: anchors are all 3 positions
+    za = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]).reshape(1, 2, 3)
+    zl = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 1.0]]).reshape(1, 2, 3)
+    tau = 0.5
+    loss = InfoNCEAlignment(temperature=tau, num_anchors=8)([za], [zl]).item()
+    A = torch.nn.functional.normalize(za[0].t(), dim=1)
+    L = torch.nn.functional.normalize(zl[0].t(), dim=1)
+    expected = 0.0
+    for i in range(3):
+        sims = [float(A[i] @ L[j]) / tau for j in range(3)]
+        expected += -(sims[i] - math.log(sum(math.exp(s) for s in sims)))
+    assert loss == pytest.approx(expected / 3, rel=1e-5)
+
+
+def test_infonce_positive_is_same_voxel_same_case_negatives_span_the_batch():
+    # Z^L equals Z^A: each anchor's positive has similarity 1. Every feature vector is a distinct one-hot,
+    # so every negative, in the same case or the other one, has similarity 0.
+    C = 8
+    eye = torch.eye(C)
+    za = torch.stack([eye[:, :4], eye[:, 4:]]).reshape(2, C, 2, 2)   # 2 cases x 4 voxels, all orthogonal
+    tau = 0.1
+    loss = InfoNCEAlignment(temperature=tau, num_anchors=100)([za], [za.clone()]).item()
+    K = 8
+    assert loss == pytest.approx(-math.log(math.exp(1 / tau) / (math.exp(1 / tau) + (K - 1))), abs=1e-6)
+    # Z^L of case 1 swapped with case 0: the true positive is gone, so the loss rises sharply
+    swapped = torch.stack([za[1], za[0]])
+    assert InfoNCEAlignment(temperature=tau, num_anchors=100)([za], [swapped]).item() > 10 * loss
+
+
+def test_infonce_anchor_sampling_is_bounded_and_covers_cases():
+    module = InfoNCEAlignment(num_anchors=64, generator=torch.Generator().manual_seed(0))
+    z = torch.zeros(2, 3, 16, 16, 16)
+    pos = module.sample_positions(z)
+    assert pos.shape == (64,) and pos.unique().numel() == 64
+    assert set((pos // 16 ** 3).tolist()) == {0, 1}
+    small = torch.zeros(1, 3, 2, 2, 2)
+    assert module.sample_positions(small).tolist() == list(range(8))
+
+
+@pytest.mark.parametrize("alignment", [RegressionAlignment(1), RegressionAlignment(2),
+                                       InfoNCEAlignment(num_anchors=16)])
+def test_alignment_gradients_reach_both_sides(alignment):
+    za = torch.randn(2, 4, 4, 4, requires_grad=True)
+    zl = torch.randn(2, 4, 4, 4, requires_grad=True)
+    alignment([za], [zl]).backward()
+    assert za.grad.abs().sum() > 0 and zl.grad.abs().sum() > 0

@@ -1,0 +1,69 @@
+"""The real trainer classes, constructed on plans and dataset.json dicts (no data needed)."""
+import os
+
+import pytest
+import torch
+
+from dante_nnunet.config import DanteConfigError
+from dante_nnunet.deploy import limited_dataset_json, limited_plans
+from dante_nnunet.config import ChannelSplit
+from dante_nnunet.training import (DANTETrainer, DANTETrainer_1epoch, DANTETrainer_5epochs, DANTETrainer_10epochs,
+                                   DANTETrainer_50epochs, DANTETrainer_InfoNCE, DANTETrainer_L2Align,
+                                   DANTETrainer_noAlign, DANTETrainer_noPIB)
+import plans_fixtures as pf
+
+
+def _trainer(cls=DANTETrainer, dataset_name="Dataset999_Unit", **dj):
+    plans = pf.plans(dataset_name)
+    plans["continue_training"] = False
+    return cls(plans, "3d_fullres", 0, pf.dataset_json(**dj), device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("cls,epochs,start", [(DANTETrainer, 500, 100), (DANTETrainer_50epochs, 50, 10),
+                                              (DANTETrainer_10epochs, 10, 2), (DANTETrainer_5epochs, 5, 1),
+                                              (DANTETrainer_1epoch, 1, 0)])
+def test_schedule_scales(cls, epochs, start):
+    t = _trainer(cls)
+    assert (t.num_epochs, t.regularizer_start_epoch) == (epochs, start)
+    assert (t.initial_lr, t.weight_decay) == (1e-2, 3e-5)
+
+
+def test_ablation_attributes():
+    assert (DANTETrainer.lambda_pib, DANTETrainer.lambda_align, DANTETrainer.alignment) == (0.3, 0.5, "l1")
+    assert DANTETrainer_L2Align.alignment == "l2" and DANTETrainer_InfoNCE.alignment == "infonce"
+    assert DANTETrainer_noPIB.lambda_pib == 0 and DANTETrainer_noPIB.lambda_align == 0.5
+    assert DANTETrainer_noAlign.lambda_align == 0 and DANTETrainer_noAlign.lambda_pib == 0.3
+
+
+def test_config_error_before_any_output_folder():
+    from nnunetv2.paths import nnUNet_results
+    with pytest.raises(DanteConfigError, match=r"Dataset998_Bad.dataset\.json: no \"dante\" block"):
+        _trainer(dataset_name="Dataset998_Bad", privileged=None)
+    assert not os.path.exists(os.path.join(nnUNet_results, "Dataset998_Bad"))
+
+
+def test_sweep_names_resolve_through_nnunet_lookup(monkeypatch):
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    from nnunetv2 import paths
+    from dante_nnunet.demo import TRAINER_FOLDER
+    monkeypatch.setenv("nnUNet_extTrainer", TRAINER_FOLDER)
+    cls = recursive_find_trainer_class_by_name("DANTETrainer_50epochs_pib0.1_align1.5")
+    assert issubclass(cls, DANTETrainer_50epochs)
+    assert (cls.lambda_pib, cls.lambda_align, cls.epochs) == (0.1, 1.5, 50)
+    assert recursive_find_trainer_class_by_name("DANTETrainer_pib0.1_align1.5") is not cls
+    assert recursive_find_trainer_class_by_name("DANTETrainer_InfoNCE") is DANTETrainer_InfoNCE
+    with pytest.raises(RuntimeError, match="Could not find"):
+        recursive_find_trainer_class_by_name("NotATrainer_pib0.1")
+
+
+def test_deployment_json_and_plans_reindexed():
+    split = ChannelSplit.from_dataset_json(pf.dataset_json(("T1ce",)))
+    d = limited_dataset_json(pf.dataset_json(), split)
+    assert d["channel_names"] == {"0": "T1", "1": "T2", "2": "FLAIR"} and "dante" not in d
+    p = pf.plans()
+    p["configurations"]["3d_fullres"]["normalization_schemes"] = ["A", "B", "C", "D"]
+    lp = limited_plans(p, split)
+    assert lp["configurations"]["3d_fullres"]["normalization_schemes"] == ["A", "C", "D"]
+    assert [v["mean"] for v in lp["foreground_intensity_properties_per_channel"].values()] == [0.0, 2.0, 3.0]
+    assert list(lp["foreground_intensity_properties_per_channel"]) == ["0", "1", "2"]
+    assert "normalization_schemes" not in lp["configurations"]["3d_small"]   # inherited, untouched
