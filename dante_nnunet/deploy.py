@@ -202,6 +202,10 @@ def export_model(dataset: str, configuration: str, trainer: str, folds: Sequence
 
 
 def save_deployment_files(output_folder_base: str, plans: dict, dataset_json: dict, split: ChannelSplit) -> None:
-    """Write the limited-channel plans.json and dataset.json into a results folder."""
+    """Write the limited-channel plans.json and dataset.json into a results folder, and re-index the
+    per-channel intensity properties of its dataset_fingerprint.json if there is one."""
     save_json(limited_plans(plans, split), join(output_folder_base, "plans.json"), sort_keys=False)
     save_json(limited_dataset_json(dataset_json, split), join(output_folder_base, "dataset.json"), sort_keys=False)
+    fingerprint = join(output_folder_base, "dataset_fingerprint.json")
+    if isfile(fingerprint):
+        save_json(limited_plans(load_json(fingerprint), split), fingerprint, sort_keys=False)

@@ -50,6 +50,8 @@ def test_results_folder_describes_limited_channels(ws):
     p = load_json(join(ws["model"], "plans.json"))
     assert len(p["foreground_intensity_properties_per_channel"]) == 3
     assert len(p["configurations"]["3d_fullres"]["normalization_schemes"]) == 3
+    fp = load_json(join(ws["model"], "dataset_fingerprint.json"))
+    assert len(fp["foreground_intensity_properties_per_channel"]) == 3
 
 
 def test_training_logged_terms_and_both_validations(ws):
