@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from dante_nnunet.config import DanteConfigError
-from dante_nnunet.deploy import limited_dataset_json, limited_plans
 from dante_nnunet.config import ChannelSplit
+from dante_nnunet.deploy import limited_dataset_json, limited_plans
 from dante_nnunet.training import (DANTETrainer, DANTETrainer_1epoch, DANTETrainer_5epochs, DANTETrainer_10epochs,
                                    DANTETrainer_50epochs, DANTETrainer_InfoNCE, DANTETrainer_L2Align,
                                    DANTETrainer_noAlign, DANTETrainer_noPIB)
@@ -44,7 +44,6 @@ def test_config_error_before_any_output_folder():
 
 def test_sweep_names_resolve_through_nnunet_lookup(monkeypatch):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-    from nnunetv2 import paths
     from dante_nnunet.demo import TRAINER_FOLDER
     monkeypatch.setenv("nnUNet_extTrainer", TRAINER_FOLDER)
     cls = recursive_find_trainer_class_by_name("DANTETrainer_50epochs_pib0.1_align1.5")
