@@ -10,5 +10,6 @@ if [ ! -x .venv/bin/python ]; then
     .venv/bin/python -m pip install -q --upgrade pip
 fi
 echo "[setup] installing dante-nnunet (editable) and its dependencies"
-.venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v "is neither a file nor a directory" || true
+# filter pip's noise about absent local index folders; with pipefail a failing pip still fails the script
+.venv/bin/python -m pip install -q -e '.[test]' 2>&1 | { grep -v "is neither a file nor a directory" || true; }
 .venv/bin/python -c "import dante_nnunet, nnunetv2, torch; print('[setup] torch', torch.__version__)"
