@@ -76,8 +76,7 @@ def limited_plans(plans: dict, split: ChannelSplit) -> dict:
 _CASE_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})(?P<ending>\..+)$")
 
 
-def check_case_files(folder: str, num_channels: int, channel_names: Optional[Sequence[str]] = None,
-                     file_ending: Optional[str] = None) -> List[str]:
+def check_case_files(folder: str, num_channels: int, channel_names: Optional[Sequence[str]] = None) -> List[str]:
     """Raise ValueError naming the first case whose files are not exactly ``_0000`` ..
     ``_{num_channels-1:04d}``; return the case identifiers. Files that do not look like nnU-Net
     image files (``CASE_XXXX.ending``) are ignored, as nnU-Net ignores them."""
@@ -87,7 +86,7 @@ def check_case_files(folder: str, num_channels: int, channel_names: Optional[Seq
     files: Dict[str, List[str]] = defaultdict(list)
     for f in sorted(os.listdir(folder)):
         m = _CASE_FILE.match(f)
-        if m is None or (file_ending is not None and m["ending"] != file_ending):
+        if m is None:
             continue
         cases[m["case"]].append(int(m["channel"]))
         files[m["case"]].append(f)
@@ -156,6 +155,7 @@ def export_model(dataset: str, configuration: str, trainer: str, folds: Sequence
     if os.path.exists(dest):
         raise FileExistsError(f"{dest} already exists; remove it or choose another output folder")
 
+    net = build_stock_network(cm, num_in, num_out, deep_supervision=False)
     checkpoints = {}
     for fold in folds:
         ck_file = join(src, f"fold_{fold}", checkpoint_name)
@@ -164,7 +164,6 @@ def export_model(dataset: str, configuration: str, trainer: str, folds: Sequence
         ck = torch.load(ck_file, map_location="cpu", weights_only=False)
         if "dante_network_weights" not in ck:
             raise ValueError(f"{ck_file} is not a DANTE checkpoint (no 'dante_network_weights')")
-        net = build_stock_network(cm, num_in, num_out, deep_supervision=False)
         try:
             net.load_state_dict(ck["network_weights"])  # strict: proves the weights fit the stock network
         except RuntimeError as e:
