@@ -17,6 +17,7 @@ from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecod
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from dante_nnunet.config import ChannelSplit
+from dante_nnunet.networks.cross_modal_mae import CrossModalMAE
 from dante_nnunet.networks.dual_pathway import DualPathwayNet
 from dante_nnunet.networks.fusion import ResidualFusion
 
@@ -62,6 +63,22 @@ def build_dual_pathway_network(configuration_manager, split: ChannelSplit, num_o
                                                deep_supervision), arch)
     fusion = ResidualFusion(enc_a.output_channels, enc_a.conv_op)
     return DualPathwayNet(enc_l, dec_l, enc_a, enc_p, fusion, dec_f, split.limited_indices)
+
+
+def build_cross_modal_mae(configuration_manager, split: ChannelSplit, cross_modal: bool = True) -> CrossModalMAE:
+    """The Stage-1 network: E_L, E_A, E_P built exactly as ``build_dual_pathway_network`` builds them
+    (so their state dicts transfer key for key), Psi_1 and Psi_2 (Psi_2 only if ``cross_modal``),
+    D_L^REC with one output per limited channel and D_F^REC with one per channel. The reconstruction
+    decoders are the plans' UNet decoders without deep supervision; their 1x1 output convolutions
+    are linear, so they regress intensities."""
+    arch = configuration_manager.network_arch_class_name
+    n_lim, n_all = len(split.limited_indices), split.num_channels
+    enc_l, dec_l = _split_unet(build_stock_network(configuration_manager, n_lim, n_lim, False), arch)
+    enc_a, dec_f = _split_unet(build_stock_network(configuration_manager, n_all, n_all, False), arch)
+    enc_p, _ = _split_unet(build_stock_network(configuration_manager, n_all, n_all, False), arch)
+    fusion_ap = ResidualFusion(enc_a.output_channels, enc_a.conv_op)
+    fusion_lp = ResidualFusion(enc_a.output_channels, enc_a.conv_op) if cross_modal else None
+    return CrossModalMAE(enc_l, enc_a, enc_p, fusion_ap, fusion_lp, dec_l, dec_f, split.limited_indices)
 
 
 def deployed_state_dict(dual: DualPathwayNet) -> Dict[str, torch.Tensor]:

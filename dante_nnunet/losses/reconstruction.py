@@ -1,0 +1,60 @@
+"""The Stage-1 reconstruction objective (paper Eqs. 7-9)."""
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import torch
+from torch import nn
+
+RECONSTRUCTION_TERMS = ("l_to_l", "ap_to_f", "lp_to_f")
+
+
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """||M (.) (prediction - target)||_2^2 of Eqs. 7-9, normalised to a mean squared error over the
+    masked voxels: the sum of squared errors at masked voxels, over all channels and cases of the
+    batch, divided by (number of masked voxels in the batch) x (number of channels).
+
+    ``mask`` is (B, 1, *spatial) with 1 = masked, shared by all channels. Visible voxels do not count.
+    Computed in float32 (also under autocast). A batch with no masked voxel gives 0.
+    """
+    if prediction.shape != target.shape:
+        raise ValueError(f"reconstruction has shape {tuple(prediction.shape)}, target {tuple(target.shape)}")
+    m = mask.float()
+    sq = (prediction.float() - target.float()) ** 2 * m
+    denom = (m.sum() * prediction.shape[1]).clamp_min(1.0)
+    return sq.sum() / denom
+
+
+class ReconstructionLoss(nn.Module):
+    """L_Stage1 = L_{L->L} + L_{A+P->F} + L_{L+P->F} (Eqs. 7, 8, 9), each a ``masked_mse``.
+
+    - Eq. 7 compares D_L^REC(E_L(X^L)) with the limited channels of the unmasked input;
+    - Eqs. 8 and 9 compare D_F^REC(...) with all channels of the unmasked input.
+
+    ``cross_modal=False`` drops Eq. 9 (the ablation in which each pathway reconstructs only its own
+    input; paper Table 2, "w/o cross-modal pretrain"); its term is then reported as NaN.
+    After each call ``last_terms`` holds the detached value of every term (no host sync).
+    """
+
+    def __init__(self, limited_indices: Sequence[int], cross_modal: bool = True):
+        super().__init__()
+        self.register_buffer("limited_index", torch.as_tensor(list(limited_indices), dtype=torch.long),
+                             persistent=False)
+        self.cross_modal = cross_modal
+        self.last_terms: Dict[str, torch.Tensor] = {}
+
+    def forward(self, output, x_full: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``output``: a ``CrossModalMAEOutput``; ``x_full``: the unmasked input, all channels."""
+        x_limited = x_full.index_select(1, self.limited_index.to(x_full.device))
+        l_to_l = masked_mse(output.rec_limited, x_limited, mask)
+        ap_to_f = masked_mse(output.rec_full_ap, x_full, mask)
+        total = l_to_l + ap_to_f
+        lp_to_f = torch.full((), float("nan"), device=total.device)
+        if self.cross_modal:
+            if output.rec_full_lp is None:
+                raise ValueError("cross-modal loss needs the L+P->F reconstruction (Eq. 9); the network "
+                                 "was built without it")
+            lp_to_f = masked_mse(output.rec_full_lp, x_full, mask)
+            total = total + lp_to_f
+        self.last_terms = {"l_to_l": l_to_l.detach(), "ap_to_f": ap_to_f.detach(), "lp_to_f": lp_to_f.detach()}
+        return total

@@ -1,0 +1,61 @@
+"""The Stage-1 network (paper, Cross-Modal Self-Supervised Learning): the encoders E_L, E_A, E_P of
+Stage 2, two fusions Psi_1, Psi_2 of the design of Eq. 2 with their own parameters, and two
+reconstruction decoders: D_L^REC for the limited channels and one shared D_F^REC for all channels."""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+from torch import nn
+
+from dante_nnunet.networks.fusion import ResidualFusion
+
+# the parts Stage 2 takes over (their names are the checkpoint contract, see training/transfer.py)
+TRANSFERRED_PARTS = ("encoder_l", "encoder_a", "encoder_p")
+
+
+class CrossModalMAEOutput(NamedTuple):
+    rec_limited: torch.Tensor              # D_L^REC(E_L(X^L)), Eq. 7
+    rec_full_ap: torch.Tensor              # D_F^REC(Psi_1(E_A(X^F), E_P(X^F))), Eq. 8
+    rec_full_lp: Optional[torch.Tensor]    # D_F^REC(Psi_2(E_L(X^L), E_P(X^F))), Eq. 9; None without it
+
+
+class CrossModalMAE(nn.Module):
+    """Takes the *masked* full input X^F (all channels, dataset order) and cuts X^L off it by index,
+    so both views hide the same voxels (see ``dante_nnunet.masking``).
+
+    ``fusion_lp`` (Psi_2) is None for the self-reconstruction ablation; the L+P->F branch is then not
+    computed (and has no parameters, so DDP sees no unused ones). E_L's features Z^L are computed once
+    and feed both D_L^REC (Eq. 7) and Psi_2 (Eq. 9).
+    """
+
+    def __init__(self, encoder_l: nn.Module, encoder_a: nn.Module, encoder_p: nn.Module,
+                 fusion_ap: ResidualFusion, fusion_lp: Optional[ResidualFusion],
+                 decoder_l_rec: nn.Module, decoder_f_rec: nn.Module, limited_indices: Sequence[int]):
+        super().__init__()
+        self.encoder_l = encoder_l
+        self.encoder_a = encoder_a
+        self.encoder_p = encoder_p
+        self.fusion_ap = fusion_ap
+        self.fusion_lp = fusion_lp
+        self.decoder_l_rec = decoder_l_rec
+        self.decoder_f_rec = decoder_f_rec
+        self.register_buffer("limited_index", torch.as_tensor(list(limited_indices), dtype=torch.long),
+                             persistent=False)
+
+    @property
+    def cross_modal(self) -> bool:
+        return self.fusion_lp is not None
+
+    def forward(self, x_masked: torch.Tensor) -> CrossModalMAEOutput:
+        z_l = self.encoder_l(x_masked.index_select(1, self.limited_index))
+        z_a = self.encoder_a(x_masked)
+        z_p = self.encoder_p(x_masked)
+        rec_l = self.decoder_l_rec(z_l)
+        fused_ap, _ = self.fusion_ap(z_a, z_p)
+        rec_ap = self.decoder_f_rec(fused_ap)
+        rec_lp = None
+        if self.fusion_lp is not None:
+            fused_lp, _ = self.fusion_lp(z_l, z_p)
+            rec_lp = self.decoder_f_rec(fused_lp)
+        return CrossModalMAEOutput(rec_l, rec_ap, rec_lp)
