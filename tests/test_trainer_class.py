@@ -66,3 +66,19 @@ def test_deployment_json_and_plans_reindexed():
     assert [v["mean"] for v in lp["foreground_intensity_properties_per_channel"].values()] == [0.0, 2.0, 3.0]
     assert list(lp["foreground_intensity_properties_per_channel"]) == ["0", "1", "2"]
     assert "normalization_schemes" not in lp["configurations"]["3d_small"]   # inherited, untouched
+
+
+def test_pretrain_variants_and_settings():
+    from dante_nnunet.training import (DANTEPretrainTrainer, DANTEPretrainTrainer_1epoch,
+                                       DANTEPretrainTrainer_5epochs, DANTEPretrainTrainer_10epochs,
+                                       DANTEPretrainTrainer_50epochs, DANTEPretrainTrainer_selfMAE,
+                                       DANTETrainer_noFreeze)
+    for cls, n in [(DANTEPretrainTrainer, 500), (DANTEPretrainTrainer_50epochs, 50), (DANTEPretrainTrainer_10epochs, 10),
+                   (DANTEPretrainTrainer_5epochs, 5), (DANTEPretrainTrainer_1epoch, 1)]:
+        t = _trainer(cls)
+        assert t.num_epochs == n and not t.enable_deep_supervision and t.cross_modal
+        assert (t.masker.ratio, t.masker.block_sizes) == (0.75, (8, 16, 32))
+    assert not DANTEPretrainTrainer_selfMAE.cross_modal
+    assert DANTETrainer.encoder_freeze_fraction == 0.1 and DANTETrainer_noFreeze.encoder_freeze_fraction == 0
+    with pytest.raises(DanteConfigError, match="no \"dante\" block"):
+        _trainer(DANTEPretrainTrainer, dataset_name="Dataset997_Bad", privileged=None)

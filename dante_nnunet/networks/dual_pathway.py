@@ -1,7 +1,7 @@
 """The Stage-2 network of paper Fig. 2: limited pathway (E_L, D_L) and full pathway (E_A, E_P, psi, D_F)."""
 from __future__ import annotations
 
-from typing import List, NamedTuple, Sequence, Union
+from typing import List, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -41,6 +41,8 @@ class DualPathwayNet(nn.Module):
         self.decoder_f = decoder_f
         self.register_buffer("limited_index", torch.as_tensor(list(limited_indices), dtype=torch.long),
                              persistent=False)
+        # the Stage-1 checkpoint E_L/E_A/E_P were loaded from (set by training.transfer), else None
+        self.transferred_from: Optional[str] = None
 
     def select_limited(self, x_full: torch.Tensor) -> torch.Tensor:
         return x_full.index_select(1, self.limited_index)

@@ -4,11 +4,15 @@ What changes against nnUNetTrainer, hook by hook:
 
 - ``__init__``: reads the channel split from dataset.json (clear error before anything is written);
   DANTE's hyper-parameters are class attributes, so variants are one-line subclasses.
-- ``initialize``: routes nnU-Net's one call of ``build_network_architecture`` to the dual-pathway
-  builder. ``build_network_architecture`` itself stays the *deployed* network's builder, because
-  ``nnUNetv2_predict`` calls it on the class with the results folder's (limited) channel count.
+- ``initialize`` (DANTEBaseTrainer): routes nnU-Net's one call of ``build_network_architecture`` to
+  the dual-pathway builder. ``build_network_architecture`` itself stays the *deployed* network's
+  builder, because ``nnUNetv2_predict`` calls it on the class with the results folder's (limited)
+  channel count.
+- ``-pretrained_weights`` (stock flag): loads E_L, E_A, E_P of a Stage-1 checkpoint only (see
+  ``training/transfer.py``); they stay frozen for ``encoder_freeze_fraction`` of the epochs.
 - ``_build_loss``: Eq. 6 around nnU-Net's own task loss.
-- ``on_train_epoch_start``: switches the regularisers on at ``regularizer_start_fraction`` of training.
+- ``on_train_epoch_start``: switches the regularisers on at ``regularizer_start_fraction`` of training
+  and freezes or releases transferred encoders.
 - ``train_step``/``on_train_epoch_end``: super's step, plus the per-term logging.
 - ``validation_step``/``on_validation_epoch_end``: pseudo Dice of both pathways; nnU-Net's
   ``mean_fg_dice`` (EMA, checkpoint_best) follows the deployed limited pathway.
@@ -25,49 +29,38 @@ from typing import List, Union
 import numpy as np
 import torch
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json
-from torch._dynamo import OptimizedModule
-from torch.nn.parallel import DistributedDataParallel as DDP
 
-from nnunetv2.paths import nnUNet_preprocessed
 from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.helpers import dummy_context
 
-from dante_nnunet.config import ChannelSplit
 from dante_nnunet.deploy import check_inputs_of_predict_command, save_deployment_files
 from dante_nnunet.losses import DANTELoss, build_alignment
 from dante_nnunet.networks.builder import build_dual_pathway_network, deployed_state_dict
+from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
 from dante_nnunet.networks.dual_pathway import DualPathwayNet, FullPathway, LimitedPathway
+from dante_nnunet.training.base import DANTEBaseTrainer
 from dante_nnunet.training.progress import LOSS_TERMS, DANTELocalLogger
+from dante_nnunet.training.transfer import install_pretrained_weights_hook
 
 
-class DANTETrainer(nnUNetTrainer):
+class DANTETrainer(DANTEBaseTrainer):
     # --- DANTE hyper-parameters (paper, Implementation Details); variants override these ---
-    epochs = 500                      # -> nnUNetTrainer.num_epochs
-    iterations_per_epoch = 250        # -> num_iterations_per_epoch (nnU-Net's default)
-    val_iterations_per_epoch = 50     # -> num_val_iterations_per_epoch (nnU-Net's default)
+    # epochs = 500, iterations_per_epoch = 250, val_iterations_per_epoch = 50 (DANTEBaseTrainer)
     lambda_pib = 0.3                  # lambda1 of Eq. 6
     lambda_align = 0.5                # lambda2 of Eq. 6
     alignment = "l1"                  # 'l1' | 'l2' (Eq. 4, p = 1 | 2) | 'infonce' (Eq. 5)
     regularizer_start_fraction = 0.2  # PIB and alignment join at epoch 100 of 500
+    encoder_freeze_fraction = 0.1     # with -pretrained_weights: E_L, E_A, E_P frozen for epochs 0..49 of 500
     infonce_temperature = 0.1
     infonce_anchors = 1024            # anchors per level and batch (memory ~ anchors^2)
     validate_full_pathway = True      # final validation also scores the teacher (fold_X/full_pathway/)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
-        source = "dataset.json"
-        if nnUNet_preprocessed.is_set() and "dataset_name" in plans:
-            source = join(nnUNet_preprocessed, plans["dataset_name"], "dataset.json")
-        # validated before nnUNetTrainer.__init__ creates the output folder
-        self.channel_split = ChannelSplit.from_dataset_json(dataset_json, source)
         super().__init__(plans, configuration, fold, dataset_json, device)
-        if self.is_cascaded:
-            raise ValueError(f"DANTETrainer does not support cascaded configurations ({configuration})")
-        self.num_epochs = self.epochs
-        self.num_iterations_per_epoch = self.iterations_per_epoch
-        self.num_val_iterations_per_epoch = self.val_iterations_per_epoch
+        install_pretrained_weights_hook()   # -pretrained_weights loads Stage-1 encoders only
         self.logger.local_logger = DANTELocalLogger()
         s = self.channel_split
         self.print_to_log_file(f"DANTE: limited channels {list(s.limited_names)} (deployed), privileged "
@@ -79,6 +72,13 @@ class DANTETrainer(nnUNetTrainer):
     def regularizer_start_epoch(self) -> int:
         return int(round(self.regularizer_start_fraction * self.num_epochs))
 
+    @property
+    def encoder_freeze_end_epoch(self) -> int:
+        """First epoch in which transferred encoders train (0 without -pretrained_weights)."""
+        if self.dual_network().transferred_from is None:
+            return 0
+        return int(round(self.encoder_freeze_fraction * self.num_epochs))
+
     # ------------------------------------------------------------------ network
     @staticmethod
     def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
@@ -89,33 +89,17 @@ class DANTETrainer(nnUNetTrainer):
         return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
                                                         num_output_channels, enable_deep_supervision)
 
-    def _build_dual_network(self, plans_manager, configuration_manager, num_input_channels: int,
-                            num_output_channels: int, enable_deep_supervision: bool = True) -> DualPathwayNet:
-        if num_input_channels != self.channel_split.num_channels:
-            raise ValueError(f"expected {self.channel_split.num_channels} input channels, got {num_input_channels}")
+    def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
+                                num_output_channels: int, enable_deep_supervision: bool = True) -> DualPathwayNet:
         return build_dual_pathway_network(configuration_manager, self.channel_split, num_output_channels,
                                           enable_deep_supervision)
 
-    def initialize(self):
-        # nnUNetTrainer.initialize builds self.network with self.build_network_architecture(...); for
-        # training that one call goes to the dual-pathway builder.
-        self.build_network_architecture = self._build_dual_network
-        try:
-            super().initialize()
-        finally:
-            del self.build_network_architecture
-
     def dual_network(self) -> DualPathwayNet:
-        mod = self.network
-        while not isinstance(mod, DualPathwayNet):
-            if isinstance(mod, DDP):
-                mod = mod.module
-            elif isinstance(mod, OptimizedModule):
-                mod = mod._orig_mod
-            elif isinstance(mod, (LimitedPathway, FullPathway)):
-                mod = mod.dual
-            else:
-                raise TypeError(f"self.network is a {type(mod).__name__}, not a DualPathwayNet")
+        mod = self.unwrapped_network()
+        while isinstance(mod, (LimitedPathway, FullPathway)):
+            mod = mod.dual
+        if not isinstance(mod, DualPathwayNet):
+            raise TypeError(f"self.network is a {type(mod).__name__}, not a DualPathwayNet")
         return mod
 
     def set_deep_supervision_enabled(self, enabled: bool):
@@ -128,13 +112,29 @@ class DANTETrainer(nnUNetTrainer):
         return DANTELoss(super()._build_loss(), alignment, lambda_pib=0.0, lambda_align=0.0)
 
     def on_train_epoch_start(self):
-        super().on_train_epoch_start()
+        super().on_train_epoch_start()   # network.train(), lr of the poly schedule
+        self._set_encoders_frozen(self.current_epoch < self.encoder_freeze_end_epoch)
         on = self.current_epoch >= self.regularizer_start_epoch
         self.loss.lambda_pib = self.lambda_pib if on else 0.0
         self.loss.lambda_align = self.lambda_align if on else 0.0
         if self.current_epoch == self.regularizer_start_epoch:
             self.print_to_log_file(f"DANTE regularisers on: lambda_pib={self.lambda_pib}, "
                                    f"lambda_align={self.lambda_align} ({self.alignment})")
+
+    def _set_encoders_frozen(self, frozen: bool) -> None:
+        """Transferred encoders take no gradient (so SGD leaves them, their momentum and weight decay
+        untouched, and their backward pass is skipped) and stay in eval mode (normalisation statistics
+        of BatchNorm plans do not move either)."""
+        dual = self.dual_network()
+        encoders = [getattr(dual, p) for p in TRANSFERRED_PARTS]
+        was_frozen = not next(encoders[0].parameters()).requires_grad
+        for enc in encoders:
+            enc.requires_grad_(not frozen)
+            if frozen:
+                enc.eval()
+        if frozen != was_frozen:
+            self.print_to_log_file(f"DANTE: transferred encoders E_L, E_A, E_P {'frozen' if frozen else 'trainable'} "
+                                   f"from epoch {self.current_epoch}")
 
     def train_step(self, batch: dict) -> dict:
         out = super().train_step(batch)
@@ -201,7 +201,7 @@ class DANTETrainer(nnUNetTrainer):
 
     def on_epoch_end(self):
         e = self.current_epoch
-        terms = {t: np.round(self.logger.get_value(f"train_{t}", step=e), 4) for t in LOSS_TERMS}
+        terms = {t: round(float(self.logger.get_value(f"train_{t}", step=e)), 4) for t in LOSS_TERMS}
         self.print_to_log_file(f"DANTE terms (unweighted): {terms}")
         self.print_to_log_file('Pseudo dice full pathway (teacher)',
                                [np.round(i, decimals=4) for i in
@@ -211,53 +211,49 @@ class DANTETrainer(nnUNetTrainer):
     # ------------------------------------------------------------------ deployment
     def on_train_start(self):
         super().on_train_start()
+        dual = self.dual_network()
+        if dual.transferred_from is not None:
+            if self.is_ddp and self.current_epoch < self.encoder_freeze_end_epoch:
+                raise RuntimeError(f"{type(self).__name__}: freezing transferred encoders is not supported under "
+                                   f"DDP (it changes which parameters take gradients); use a variant with "
+                                   f"encoder_freeze_fraction = 0, e.g. DANTETrainer_noFreeze")
+            self.print_to_log_file(f"DANTE: E_L, E_A, E_P transferred from {dual.transferred_from}; frozen until "
+                                   f"epoch {self.encoder_freeze_end_epoch}", also_print_to_console=True)
+            self._warn_if_stage1_channels_differ(dual.transferred_from)
         if self.local_rank == 0:
             save_deployment_files(self.output_folder_base, self.plans_manager.plans, self.dataset_json,
                                   self.channel_split)
 
+    def _warn_if_stage1_channels_differ(self, checkpoint_file: str) -> None:
+        """Shapes were checked when the encoders were loaded; channel *names* can differ legitimately
+        between datasets (t1 vs T1), so a difference is reported, not refused."""
+        if not isfile(checkpoint_file):
+            return
+        info = torch.load(checkpoint_file, map_location='cpu', weights_only=False, mmap=True).get('dante_stage1')
+        s = self.channel_split
+        if info and (info['limited_channels'] != list(s.limited_names)
+                     or info['privileged_channels'] != list(s.privileged_names)):
+            self.print_to_log_file(f"WARNING: Stage 1 was trained with limited {info['limited_channels']} and privileged "
+                                   f"{info['privileged_channels']}, this dataset has limited {list(s.limited_names)} "
+                                   f"and privileged {list(s.privileged_names)}. Check that the channels correspond.",
+                                   also_print_to_console=True)
+
     def save_checkpoint(self, filename: str) -> None:
-        if self.local_rank != 0:
-            return
-        if self.disable_checkpointing:
-            self.print_to_log_file('No checkpoint written, checkpointing is disabled')
-            return
         dual = self.dual_network()
-        torch.save({
-            'network_weights': deployed_state_dict(dual),    # what nnUNetv2_predict loads
-            'dante_network_weights': dual.state_dict(),      # the whole dual network, for --c / --val
-            'optimizer_state': self.optimizer.state_dict(),
-            'grad_scaler_state': self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
-            'logging': self.logger.get_checkpoint(),
-            '_best_ema': self._best_ema,
-            'current_epoch': self.current_epoch + 1,
-            'init_args': self.my_init_kwargs,
-            'trainer_name': self.__class__.__name__,
-            'inference_allowed_mirroring_axes': self.inference_allowed_mirroring_axes,
-        }, filename)
+        self._write_checkpoint(filename, deployed_state_dict(dual),     # what nnUNetv2_predict loads
+                               dante_network_weights=dual.state_dict(),  # the whole dual network, --c / --val
+                               dante_transferred_from=dual.transferred_from)
 
     def load_checkpoint(self, filename_or_checkpoint: Union[dict, str]) -> None:
         # not delegated: nnUNetTrainer.load_checkpoint (2.8.1) loads 'network_weights' and fails on a dict
-        if not self.was_initialized:
-            self.initialize()
-        ck = filename_or_checkpoint
-        name = "checkpoint"
-        if isinstance(ck, str):
-            name = ck
-            ck = torch.load(ck, map_location=self.device, weights_only=False)
+        ck, name = self._read_checkpoint(filename_or_checkpoint)
         if 'dante_network_weights' not in ck:
             raise ValueError(f"{name} has no 'dante_network_weights': it was not written by a DANTE trainer "
                              f"(trainer_name {ck.get('trainer_name')!r})")
-        weights = {k[7:] if k.startswith('module.') else k: v for k, v in ck['dante_network_weights'].items()}
-        self.dual_network().load_state_dict(weights)
-        self.my_init_kwargs = ck['init_args']
-        self.current_epoch = ck['current_epoch']
-        self.logger.load_checkpoint(ck['logging'])
-        self._best_ema = ck['_best_ema']
-        self.inference_allowed_mirroring_axes = ck.get('inference_allowed_mirroring_axes',
-                                                       self.inference_allowed_mirroring_axes)
-        self.optimizer.load_state_dict(ck['optimizer_state'])
-        if self.grad_scaler is not None and ck.get('grad_scaler_state') is not None:
-            self.grad_scaler.load_state_dict(ck['grad_scaler_state'])
+        dual = self.dual_network()
+        self._load_weights(dual, ck['dante_network_weights'])
+        dual.transferred_from = ck.get('dante_transferred_from')   # the freeze schedule continues
+        self._restore_training_state(ck)
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         """nnU-Net's validation (sliding window, mirroring, export, metrics) of the deployed limited

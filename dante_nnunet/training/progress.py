@@ -1,34 +1,29 @@
-"""nnU-Net's local logger with DANTE's per-epoch curves added to progress.png."""
+"""nnU-Net's local logger with DANTE's per-epoch curves in progress.png (Stage 2 and Stage 1)."""
 from __future__ import annotations
 
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import join
 from nnunetv2.training.logging.nnunet_logger import LocalLogger
 
+from dante_nnunet.losses.reconstruction import RECONSTRUCTION_TERMS
+
 LOSS_TERMS = ("seg_limited", "seg_full", "pib", "align")
 
 
-class DANTELocalLogger(LocalLogger):
-    """Adds one list per DANTE curve (one value per epoch, like every nnU-Net curve):
-
-    - ``train_<term>`` for each term of Eq. 6 (mean over the epoch's iterations; NaN while a
-      regulariser is off),
-    - ``mean_fg_dice_full`` / ``dice_per_class_or_region_full``: the full (teacher) pathway's pseudo
-      Dice beside nnU-Net's ``mean_fg_dice``, which here is the deployed limited pathway's.
-    """
-
-    def __init__(self, verbose: bool = False):
-        super().__init__(verbose)
-        for t in LOSS_TERMS:
-            self.my_fantastic_logging[f"train_{t}"] = []
-        self.my_fantastic_logging["mean_fg_dice_full"] = []
-        self.my_fantastic_logging["dice_per_class_or_region_full"] = []
+class _CurvesLogger(LocalLogger):
+    """nnU-Net's LocalLogger whose progress.png has ``n_curve_panels`` panels of the subclass's curves
+    (``_plot_curves``) above nnU-Net's epoch-duration and learning-rate panels."""
+    n_curve_panels = 1
+    trainer_name = ""
 
     def load_checkpoint(self, checkpoint: dict):
         missing = [k for k in self.my_fantastic_logging if k not in checkpoint]
         if missing:
-            raise KeyError(f"checkpoint logging lacks DANTE curves {missing}: not a DANTETrainer checkpoint")
+            raise KeyError(f"checkpoint logging lacks curves {missing}: not a {self.trainer_name} checkpoint")
         super().load_checkpoint(checkpoint)
+
+    def _plot_curves(self, axes, log: dict, x: list, epoch: int) -> None:
+        raise NotImplementedError
 
     def plot_progress_png(self, output_folder):
         import matplotlib
@@ -42,8 +37,47 @@ class DANTELocalLogger(LocalLogger):
             return
         x = list(range(epoch + 1))
         sns.set(font_scale=2.5)
-        fig, axes = plt.subplots(4, 1, figsize=(30, 72))
+        n = self.n_curve_panels + 2
+        fig, axes = plt.subplots(n, 1, figsize=(30, 18 * n))
+        self._plot_curves(axes[:-2], log, x, epoch)
+        durations = [e - s for e, s in zip(log["epoch_end_timestamps"][:epoch + 1],
+                                           log["epoch_start_timestamps"][:epoch + 1])]
+        ax = axes[-2]
+        ax.plot(x, durations, color="b", label="epoch duration", linewidth=4)
+        ax.set(ylim=[0, ax.get_ylim()[1]])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("time [s]")
+        ax.legend(loc=(0, 1))
+        ax = axes[-1]
+        ax.plot(x, log["lrs"][:epoch + 1], color="b", label="learning rate", linewidth=4)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("learning rate")
+        ax.legend(loc=(0, 1))
+        plt.tight_layout()
+        fig.savefig(join(output_folder, "progress.png"))
+        plt.close(fig)
 
+
+class DANTELocalLogger(_CurvesLogger):
+    """Adds one list per DANTE curve (one value per epoch, like every nnU-Net curve):
+
+    - ``train_<term>`` for each term of Eq. 6 (mean over the epoch's iterations; NaN while a
+      regulariser is off),
+    - ``mean_fg_dice_full`` / ``dice_per_class_or_region_full``: the full (teacher) pathway's pseudo
+      Dice beside nnU-Net's ``mean_fg_dice``, which here is the deployed limited pathway's.
+    """
+
+    n_curve_panels = 2
+    trainer_name = "DANTETrainer"
+
+    def __init__(self, verbose: bool = False):
+        super().__init__(verbose)
+        for t in LOSS_TERMS:
+            self.my_fantastic_logging[f"train_{t}"] = []
+        self.my_fantastic_logging["mean_fg_dice_full"] = []
+        self.my_fantastic_logging["dice_per_class_or_region_full"] = []
+
+    def _plot_curves(self, axes, log: dict, x: list, epoch: int) -> None:
         ax = axes[0]
         ax2 = ax.twinx()
         ax.plot(x, log["train_losses"][:epoch + 1], color="b", label="loss_tr (Eq. 6 total)", linewidth=4)
@@ -69,21 +103,32 @@ class DANTELocalLogger(LocalLogger):
         ax.set_ylabel("loss term (unweighted)")
         ax.legend(loc=(0, 1))
 
-        ax = axes[2]
-        durations = [e - s for e, s in zip(log["epoch_end_timestamps"][:epoch + 1],
-                                           log["epoch_start_timestamps"][:epoch + 1])]
-        ax.plot(x, durations, color="b", label="epoch duration", linewidth=4)
-        ax.set(ylim=[0, ax.get_ylim()[1]])
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("time [s]")
-        ax.legend(loc=(0, 1))
 
-        ax = axes[3]
-        ax.plot(x, log["lrs"][:epoch + 1], color="b", label="learning rate", linewidth=4)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("learning rate")
-        ax.legend(loc=(0, 1))
+class PretrainLocalLogger(_CurvesLogger):
+    """The Stage-1 logger: no Dice curves; total and per-term reconstruction losses (Eqs. 7-9) for
+    training and validation, one value per epoch (NaN for a term that is off), learning rate and
+    epoch times."""
 
-        plt.tight_layout()
-        fig.savefig(join(output_folder, "progress.png"))
-        plt.close(fig)
+    trainer_name = "DANTEPretrainTrainer"
+
+    def __init__(self, verbose: bool = False):
+        super().__init__(verbose)
+        keys = ["train_losses", "val_losses", "lrs", "epoch_start_timestamps", "epoch_end_timestamps"]
+        keys += [f"{split}_{t}" for split in ("train", "val") for t in RECONSTRUCTION_TERMS]
+        self.my_fantastic_logging = {k: [] for k in keys}
+
+    def _plot_curves(self, axes, log: dict, x: list, epoch: int) -> None:
+        ax = axes[0]
+        ax.plot(x, log["train_losses"][:epoch + 1], color="b", label="loss_tr (Eqs. 7+8+9)", linewidth=4)
+        ax.plot(x, log["val_losses"][:epoch + 1], color="r", label="loss_val", linewidth=4)
+        styles = {"l_to_l": ("g", "L->L (Eq. 7)"), "ap_to_f": ("m", "A+P->F (Eq. 8)"),
+                  "lp_to_f": ("orange", "L+P->F (Eq. 9)")}
+        for t in RECONSTRUCTION_TERMS:
+            color, label = styles[t]
+            ax.plot(x, np.asarray(log[f"train_{t}"][:epoch + 1], dtype=float), color=color, ls="dashed",
+                    label=f"{label}, train", linewidth=3)
+            ax.plot(x, np.asarray(log[f"val_{t}"][:epoch + 1], dtype=float), color=color, ls="dotted",
+                    label=f"{label}, val", linewidth=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("masked-voxel MSE")
+        ax.legend(loc=(0, 1), ncol=2)

@@ -1,9 +1,11 @@
-"""DANTETrainer variants, named the nnU-Net way; each changes attributes only.
+"""DANTETrainer and DANTEPretrainTrainer variants, named the nnU-Net way; each changes attributes only.
 
 Schedule variants scale the whole schedule: the regularisers still join at 20% of training
-(epoch 10 of 50, 2 of 10, 1 of 5, 0 of 1).
+(epoch 10 of 50, 2 of 10, 1 of 5, 0 of 1) and transferred encoders stay frozen for 10% (5 of 50,
+1 of 10, 0 of 5 or 1).
 """
 from dante_nnunet.training.dante_trainer import DANTETrainer
+from dante_nnunet.training.pretrain_trainer import DANTEPretrainTrainer
 
 
 class DANTETrainer_1epoch(DANTETrainer):
@@ -42,9 +44,36 @@ class DANTETrainer_noAlign(DANTETrainer):
     lambda_align = 0.0
 
 
+class DANTETrainer_noFreeze(DANTETrainer):
+    """Transferred Stage-1 encoders train from the first epoch (needed under DDP)."""
+    encoder_freeze_fraction = 0.0
+
+
 class DANTETrainer_demo(DANTETrainer):
     """The CPU demo's short schedule (`dante_nnunet demo`): 10 epochs of 50 iterations, regularisers
     from epoch 2. Far too short for real data."""
     epochs = 10
     iterations_per_epoch = 50
     val_iterations_per_epoch = 10
+
+
+class DANTEPretrainTrainer_1epoch(DANTEPretrainTrainer):
+    epochs = 1
+
+
+class DANTEPretrainTrainer_5epochs(DANTEPretrainTrainer):
+    epochs = 5
+
+
+class DANTEPretrainTrainer_10epochs(DANTEPretrainTrainer):
+    epochs = 10
+
+
+class DANTEPretrainTrainer_50epochs(DANTEPretrainTrainer):
+    epochs = 50
+
+
+class DANTEPretrainTrainer_selfMAE(DANTEPretrainTrainer):
+    """Ablation "w/o cross-modal pretrain" (paper Table 2): each pathway reconstructs only its own
+    input (Eqs. 7 and 8), no L+P->F reconstruction (Eq. 9) and no Psi_2."""
+    cross_modal = False

@@ -1,0 +1,120 @@
+"""What DANTE's two nnUNetTrainer subclasses (Stage 1 and Stage 2) share: the channel split read
+before anything is written, schedule class attributes, routing of nnU-Net's single network-building
+call to the stage's own network, and the parts of checkpoint writing and reading that do not
+depend on the network."""
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from batchgenerators.utilities.file_and_folder_operations import join
+from torch import nn
+from torch._dynamo import OptimizedModule
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from nnunetv2.paths import nnUNet_preprocessed
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from dante_nnunet.config import ChannelSplit
+
+
+class DANTEBaseTrainer(nnUNetTrainer):
+    """Not a trainer to run: subclasses implement ``_build_training_network``."""
+    # --- schedule (paper, Implementation Details); variants override these class attributes ---
+    epochs = 500                      # -> nnUNetTrainer.num_epochs
+    iterations_per_epoch = 250        # -> num_iterations_per_epoch (nnU-Net's default)
+    val_iterations_per_epoch = 50     # -> num_val_iterations_per_epoch (nnU-Net's default)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        source = "dataset.json"
+        if nnUNet_preprocessed.is_set() and "dataset_name" in plans:
+            source = join(nnUNet_preprocessed, plans["dataset_name"], "dataset.json")
+        # validated before nnUNetTrainer.__init__ creates the output folder
+        self.channel_split = ChannelSplit.from_dataset_json(dataset_json, source)
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        if self.is_cascaded:
+            raise ValueError(f"{type(self).__name__} does not support cascaded configurations ({configuration})")
+        self.num_epochs = self.epochs
+        self.num_iterations_per_epoch = self.iterations_per_epoch
+        self.num_val_iterations_per_epoch = self.val_iterations_per_epoch
+
+    # ------------------------------------------------------------------ network
+    def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
+                                num_output_channels: int, enable_deep_supervision: bool = True) -> nn.Module:
+        raise NotImplementedError
+
+    def _build_checked(self, plans_manager, configuration_manager, num_input_channels: int,
+                       num_output_channels: int, enable_deep_supervision: bool = True) -> nn.Module:
+        if num_input_channels != self.channel_split.num_channels:
+            raise ValueError(f"expected {self.channel_split.num_channels} input channels "
+                             f"{list(self.channel_split.channel_names)}, got {num_input_channels}")
+        return self._build_training_network(plans_manager, configuration_manager, num_input_channels,
+                                            num_output_channels, enable_deep_supervision)
+
+    def initialize(self):
+        # nnUNetTrainer.initialize builds self.network with self.build_network_architecture(...). That
+        # name stays the class-level builder nnUNetv2_predict uses; for training, this one instance call
+        # goes to the stage's own network.
+        self.build_network_architecture = self._build_checked
+        try:
+            super().initialize()
+        finally:
+            del self.build_network_architecture
+
+    def unwrapped_network(self) -> nn.Module:
+        """self.network without its DDP and torch.compile wrappers."""
+        mod = self.network
+        while isinstance(mod, (DDP, OptimizedModule)):
+            mod = mod.module if isinstance(mod, DDP) else mod._orig_mod
+        return mod
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_dict(self, network_weights: dict, **extra) -> dict:
+        """nnU-Net's checkpoint keys with the given ``network_weights``, plus ``extra`` keys."""
+        return {
+            'network_weights': network_weights,
+            'optimizer_state': self.optimizer.state_dict(),
+            'grad_scaler_state': self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
+            'logging': self.logger.get_checkpoint(),
+            '_best_ema': self._best_ema,
+            'current_epoch': self.current_epoch + 1,
+            'init_args': self.my_init_kwargs,
+            'trainer_name': self.__class__.__name__,
+            'inference_allowed_mirroring_axes': self.inference_allowed_mirroring_axes,
+            **extra,
+        }
+
+    def _write_checkpoint(self, filename: str, network_weights: dict, **extra) -> None:
+        if self.local_rank != 0:
+            return
+        if self.disable_checkpointing:
+            self.print_to_log_file('No checkpoint written, checkpointing is disabled')
+            return
+        torch.save(self._checkpoint_dict(network_weights, **extra), filename)
+
+    def _read_checkpoint(self, filename_or_checkpoint: Union[dict, str]):
+        """(checkpoint dict, name for messages); initialises the trainer first if needed."""
+        if not self.was_initialized:
+            self.initialize()
+        if isinstance(filename_or_checkpoint, str):
+            return torch.load(filename_or_checkpoint, map_location=self.device, weights_only=False), \
+                filename_or_checkpoint
+        return filename_or_checkpoint, "checkpoint"
+
+    @staticmethod
+    def _load_weights(module: nn.Module, weights: dict) -> None:
+        """Strict load, tolerating the ``module.`` prefix of weights saved from a DDP-wrapped network."""
+        module.load_state_dict({k[7:] if k.startswith('module.') else k: v for k, v in weights.items()})
+
+    def _restore_training_state(self, ck: dict) -> None:
+        """Everything but the network: what nnUNetTrainer.load_checkpoint restores."""
+        self.my_init_kwargs = ck['init_args']
+        self.current_epoch = ck['current_epoch']
+        self.logger.load_checkpoint(ck['logging'])
+        self._best_ema = ck['_best_ema']
+        self.inference_allowed_mirroring_axes = ck.get('inference_allowed_mirroring_axes',
+                                                       self.inference_allowed_mirroring_axes)
+        self.optimizer.load_state_dict(ck['optimizer_state'])
+        if self.grad_scaler is not None and ck.get('grad_scaler_state') is not None:
+            self.grad_scaler.load_state_dict(ck['grad_scaler_state'])

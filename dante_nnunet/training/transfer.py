@@ -1,0 +1,105 @@
+"""Stage 1 -> Stage 2 transfer through nnU-Net's stock ``-pretrained_weights`` flag.
+
+``nnUNetv2_train ... -tr DANTETrainer -pretrained_weights STAGE1/checkpoint_final.pth`` makes
+nnU-Net call ``nnunetv2.run.run_training.load_pretrained_weights(trainer.network, path)`` right after
+``trainer.initialize()``. The stock function cannot serve DANTE: it demands every tensor of the
+network in the file (Stage 2's decoders and fusion must start fresh, as in the paper), it would
+copy any same-named decoder tensors, and it loads without ``map_location`` (a checkpoint written on
+a GPU then fails on a CPU-only machine).
+
+``install_pretrained_weights_hook`` therefore wraps that one module attribute: for a network that
+is (or wraps) a ``DualPathwayNet`` it calls ``load_stage1_encoders``; for any other network it calls
+the stock function unchanged. DANTETrainer installs the hook when it is constructed, which nnU-Net
+does before it loads weights (both for ``nnUNetv2_train`` and for ``run_training`` called from Python).
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Union
+
+import torch
+from torch import nn
+from torch._dynamo import OptimizedModule
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
+from dante_nnunet.networks.dual_pathway import DualPathwayNet
+
+
+class PretrainedWeightsError(ValueError):
+    """A -pretrained_weights checkpoint that does not fit the Stage-2 network; names the tensor."""
+
+
+def _unwrap(network: nn.Module) -> nn.Module:
+    while isinstance(network, (DDP, OptimizedModule)):
+        network = network.module if isinstance(network, DDP) else network._orig_mod
+    return network
+
+
+def stage1_encoder_weights(checkpoint: Union[str, Mapping], dual: DualPathwayNet) -> Dict[str, torch.Tensor]:
+    """Check a Stage-1 checkpoint against ``dual``'s encoders and return the tensors to load, keyed
+    like ``dual.state_dict()``. Raises ``PretrainedWeightsError`` naming the first tensor that is
+    missing, has another shape, or is extra (a deeper or wider encoder)."""
+    source = checkpoint if isinstance(checkpoint, str) else "checkpoint"
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False) if isinstance(checkpoint, str) else checkpoint
+    if not isinstance(ck, Mapping) or "network_weights" not in ck:
+        raise PretrainedWeightsError(f"{source}: not an nnU-Net checkpoint (no 'network_weights')")
+    weights = {k[7:] if k.startswith("module.") else k: v for k, v in ck["network_weights"].items()}
+    trainer = ck.get("trainer_name")
+    wanted = {f"{p}.{k}": v for p in TRANSFERRED_PARTS for k, v in getattr(dual, p).state_dict().items()}
+    for key, ours in wanted.items():
+        if key not in weights:
+            if not any(k.startswith(f"{p}.") for p in TRANSFERRED_PARTS for k in weights):
+                why = (f"it has no {'/'.join(TRANSFERRED_PARTS)} tensors at all: -pretrained_weights with a DANTE "
+                       f"trainer takes a DANTEPretrainTrainer checkpoint")
+            else:
+                why = "another architecture"
+            raise PretrainedWeightsError(f"{source}: tensor {key!r} of this network is missing from the checkpoint "
+                                         f"(trainer_name {trainer!r}); {why}")
+        if tuple(weights[key].shape) != tuple(ours.shape):
+            raise PretrainedWeightsError(f"{source}: tensor {key!r} has shape {tuple(weights[key].shape)} in the "
+                                         f"checkpoint but {tuple(ours.shape)} in this network: another "
+                                         f"architecture, width or channel count")
+    for key in weights:
+        if key.startswith(tuple(f"{p}." for p in TRANSFERRED_PARTS)) and key not in wanted:
+            raise PretrainedWeightsError(f"{source}: the checkpoint has tensor {key!r}, which this network's "
+                                         f"encoders lack: another architecture (more stages or blocks)")
+    return {k: weights[k] for k in wanted}
+
+
+def load_stage1_encoders(dual: DualPathwayNet, checkpoint: Union[str, Mapping]) -> int:
+    """Copy E_L, E_A and E_P from a Stage-1 checkpoint into ``dual`` (in place, on dual's device);
+    decoders and fusion keep their fresh initialisation. Nothing is copied unless every encoder
+    tensor fits. Returns the number of tensors copied."""
+    weights = stage1_encoder_weights(checkpoint, dual)
+    with torch.no_grad():
+        state = dual.state_dict()
+        for k, v in weights.items():
+            state[k].copy_(v)
+    dual.transferred_from = checkpoint if isinstance(checkpoint, str) else "checkpoint"
+    return len(weights)
+
+
+_HOOK_FLAG = "_dante_pretrained_weights_hook"
+
+
+def install_pretrained_weights_hook() -> None:
+    """Route nnU-Net's ``-pretrained_weights`` loading to ``load_stage1_encoders`` for DANTE's
+    Stage-2 network; every other network goes to the stock function. Idempotent."""
+    import nnunetv2.run.run_training as run_training
+    current = run_training.load_pretrained_weights
+    if getattr(current, _HOOK_FLAG, False):
+        return
+    stock = current
+
+    def load_pretrained_weights(network, fname, verbose=False):
+        target = _unwrap(network)
+        if isinstance(target, DualPathwayNet):
+            n = load_stage1_encoders(target, fname)
+            print(f"DANTE: loaded {n} encoder tensors (E_L, E_A, E_P) from {fname}; decoders and fusion start "
+                  f"fresh")
+            return
+        return stock(network, fname, verbose=verbose)
+
+    setattr(load_pretrained_weights, _HOOK_FLAG, True)
+    load_pretrained_weights.__wrapped__ = stock
+    run_training.load_pretrained_weights = load_pretrained_weights
