@@ -38,6 +38,19 @@ def _sweep(args) -> int:
     return 0
 
 
+def _pretrain_dataset(args) -> int:
+    from dante_nnunet.pretrain_dataset import write_pretrain_dataset
+    folder = write_pretrain_dataset(args.sources, args.d, args.n, channel_names=args.channels,
+                                    privileged_channels=args.privileged, like=args.like,
+                                    file_ending=args.file_ending)
+    print(f"wrote {folder}")
+    print(f"next: nnUNetv2_plan_and_preprocess -d {args.d} -c 3d_fullres   (or move the fine-tuning dataset's plans "
+          f"here: nnUNetv2_extract_fingerprint -d {args.d}; nnUNetv2_move_plans_between_datasets -s FT -t {args.d} "
+          f"-sp nnUNetPlans -tp nnUNetPlans; nnUNetv2_preprocess -d {args.d} -c 3d_fullres)")
+    print(f"then: nnUNetv2_train {args.d} 3d_fullres all -tr DANTEPretrainTrainer")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dante_nnunet", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -64,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-tr", default="DANTETrainer_demo")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_demo)
+
+    s = sub.add_parser("pretrain-dataset", help="an nnU-Net raw dataset for Stage-1 pre-training from images alone "
+                                                "(placeholder labels)")
+    s.add_argument("sources", nargs="+", help="folder(s) of images named <case>_XXXX<file_ending>")
+    s.add_argument("-d", type=int, required=True, help="new dataset id")
+    s.add_argument("-n", required=True, help="dataset name (letters and digits)")
+    s.add_argument("--like", help="dataset.json to copy channel_names, the dante block and file_ending from")
+    s.add_argument("--channels", nargs="+", help="channel names in file order (_0000, _0001, ...)")
+    s.add_argument("--privileged", nargs="+", help="privileged channel name(s)")
+    s.add_argument("--file-ending", help="image file ending (default: from --like, else .nii.gz)")
+    s.set_defaults(func=_pretrain_dataset)
 
     s = sub.add_parser("sweep", help="print the nnUNetv2_train commands of a lambda1 x lambda2 grid")
     s.add_argument("-d", required=True)

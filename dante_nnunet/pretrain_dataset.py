@@ -1,0 +1,160 @@
+"""An nnU-Net raw dataset for Stage-1 pre-training built from images alone (``dante_nnunet
+pretrain-dataset``), e.g. BraTS 2021's 1,251 cases to pre-train for BraTS 2018, or unlabelled normal
+CT pairs.
+
+Input: one or more folders of images named the nnU-Net way, ``<case>_<XXXX><file_ending>`` with one
+file per channel (for example another dataset's ``imagesTr``). Output:
+``nnUNet_raw/DatasetXXX_NAME/{imagesTr,labelsTr,dataset.json}`` ready for
+``nnUNetv2_plan_and_preprocess`` (or ``nnUNetv2_extract_fingerprint`` + plans moved from the
+fine-tuning dataset) and ``nnUNetv2_train ... -tr DANTEPretrainTrainer``.
+
+**Placeholder labels.** nnU-Net needs a label file per case, and its fingerprint needs some
+foreground: it takes intensity percentiles of foreground voxels (used by CT normalisation) and
+fails on an empty foreground. Each case's label is therefore 1 wherever any channel is above that
+channel's minimum in the case (the scan's non-background: the brain of a skull-stripped MRI, the
+field of view of a CT) and 0 elsewhere. Stage 1 never reads labels; the label only steers nnU-Net's
+foreground oversampling towards the non-background and its CT intensity statistics.
+
+Everything is checked before anything is written (each case has exactly the channel files, one
+geometry across its channels, unique case names across folders); the dataset is written into a
+temporary folder and renamed into place, and an existing dataset id is never overwritten.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from batchgenerators.utilities.file_and_folder_operations import join, load_json, save_json
+
+from dante_nnunet.config import ChannelSplit
+
+PLACEHOLDER_LABEL = "non-background (placeholder)"
+
+
+def _find_cases(source_dirs: Sequence[str], file_ending: str, num_channels: int) -> Dict[str, List[str]]:
+    pattern = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})" + re.escape(file_ending) + "$")
+    found: Dict[str, Dict[int, str]] = defaultdict(dict)
+    origin: Dict[str, str] = {}
+    for src in source_dirs:
+        if not os.path.isdir(src):
+            raise FileNotFoundError(f"source folder {src} does not exist")
+        for f in sorted(os.listdir(src)):
+            path = join(src, f)
+            if f.startswith(".") or os.path.isdir(path):
+                continue
+            m = pattern.match(f)
+            if m is None:
+                raise ValueError(f"{path}: not an image named <case>_XXXX{file_ending}")
+            case = m["case"]
+            if origin.setdefault(case, src) != src:
+                raise ValueError(f"case {case!r} is in both {origin[case]} and {src}")
+            found[case][int(m["ch"])] = path
+    if not found:
+        raise ValueError(f"no images named <case>_XXXX{file_ending} in {list(source_dirs)}")
+    cases = {}
+    for case, files in sorted(found.items()):
+        if sorted(files) != list(range(num_channels)):
+            raise ValueError(f"case {case!r} ({origin[case]}) has channel files {sorted(files)}; expected "
+                             f"exactly {list(range(num_channels))} (one per channel)")
+        cases[case] = [files[c] for c in range(num_channels)]
+    return cases
+
+
+def _check_geometry(case: str, files: Sequence[str]) -> None:
+    ref = None
+    for f in files:
+        r = sitk.ImageFileReader()
+        r.SetFileName(f)
+        r.ReadImageInformation()
+        geo = (r.GetSize(), np.round(r.GetSpacing(), 5).tolist(), np.round(r.GetOrigin(), 3).tolist(),
+               np.round(r.GetDirection(), 5).tolist())
+        if ref is None:
+            ref = (f, geo)
+        elif geo != ref[1]:
+            raise ValueError(f"case {case!r}: {os.path.basename(f)} has geometry (size, spacing, origin, direction) "
+                             f"{geo}, but {os.path.basename(ref[0])} has {ref[1]}")
+
+
+def placeholder_label(images: Sequence[sitk.Image]) -> sitk.Image:
+    """1 where any channel exceeds its own minimum, else 0 (uint8, the first channel's geometry)."""
+    arrays = [sitk.GetArrayFromImage(im) for im in images]
+    fg = np.zeros(arrays[0].shape, dtype=bool)
+    for a in arrays:
+        fg |= a > a.min()
+    label = sitk.GetImageFromArray(fg.astype(np.uint8))
+    label.CopyInformation(images[0])
+    return label
+
+
+def write_pretrain_dataset(source_dirs: Sequence[str], dataset_id: int, name: str,
+                           channel_names: Optional[Sequence[str]] = None,
+                           privileged_channels: Optional[Sequence[str]] = None,
+                           like: Optional[str] = None, file_ending: Optional[str] = None,
+                           raw_root: Optional[str] = None) -> str:
+    """Write the dataset (see the module docstring) and return its folder.
+
+    Channels come either from ``like`` (a dataset.json to copy channel_names, the dante block and
+    file_ending from) or from ``channel_names`` + ``privileged_channels``."""
+    if like is not None:
+        if channel_names is not None or privileged_channels is not None:
+            raise ValueError("give either a dataset.json to copy channels from, or channel names and privileged "
+                             "channels, not both")
+        ref = load_json(like)
+        split = ChannelSplit.from_dataset_json(ref, like)
+        file_ending = file_ending or ref.get("file_ending")
+    else:
+        if not channel_names or not privileged_channels:
+            raise ValueError("name the channels (in file order _0000, _0001, ...) and the privileged channel(s), "
+                             "or give a dataset.json to copy them from")
+        split = ChannelSplit.from_names(channel_names, privileged_channels, "the channel arguments")
+    file_ending = file_ending or ".nii.gz"
+    if raw_root is None:
+        from nnunetv2.paths import nnUNet_raw
+        if not nnUNet_raw.is_set():
+            raise ValueError("nnUNet_raw is not set")
+        raw_root = str(nnUNet_raw)
+    if not (0 < int(dataset_id) < 1000):
+        raise ValueError(f"dataset id must be 1..999, got {dataset_id}")
+    if not re.fullmatch(r"[A-Za-z0-9]+", name):
+        raise ValueError(f"dataset name must be letters and digits, got {name!r}")
+    os.makedirs(raw_root, exist_ok=True)
+    prefix = f"Dataset{int(dataset_id):03d}_"
+    taken = [d for d in os.listdir(raw_root) if d.startswith(prefix)]
+    if taken:
+        raise FileExistsError(f"{join(raw_root, taken[0])} already exists; choose another dataset id")
+
+    cases = _find_cases(source_dirs, file_ending, split.num_channels)
+    for case, files in cases.items():
+        _check_geometry(case, files)
+
+    final = join(raw_root, prefix + name)
+    tmp = tempfile.mkdtemp(prefix=f".{prefix}{name}.", dir=raw_root)
+    try:
+        os.makedirs(join(tmp, "imagesTr"))
+        os.makedirs(join(tmp, "labelsTr"))
+        for case, files in cases.items():
+            for c, f in enumerate(files):
+                shutil.copyfile(f, join(tmp, "imagesTr", f"{case}_{c:04d}{file_ending}"))
+            label = placeholder_label([sitk.ReadImage(f) for f in files])
+            sitk.WriteImage(label, join(tmp, "labelsTr", f"{case}{file_ending}"), True)
+        save_json({
+            "channel_names": {str(i): n for i, n in enumerate(split.channel_names)},
+            "labels": {"background": 0, PLACEHOLDER_LABEL: 1},
+            "numTraining": len(cases),
+            "file_ending": file_ending,
+            "name": name,
+            "description": "DANTE Stage-1 pre-training images; labels are placeholders (non-background), "
+                           "not annotations",
+            "dante": {"privileged_channels": list(split.privileged_names)},
+        }, join(tmp, "dataset.json"), sort_keys=False)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
