@@ -1,6 +1,8 @@
 import os
 import tempfile
 
+import pytest
+
 # Always a scratch folder, whatever the user's environment says, so that tests never write into a
 # real nnUNet_results (set before any test imports nnunetv2).
 _ROOT = tempfile.mkdtemp(prefix="dante_tests_")
@@ -10,3 +12,27 @@ for _k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
 os.environ.pop("nnUNet_extTrainer", None)
 os.environ.setdefault("nnUNet_n_proc_DA", "1")
 os.environ.setdefault("nnUNet_def_n_proc", "1")
+
+from commands import E2E_CONFIG, E2E_DATASET_ID, TEST_TRAINERS, run  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def e2e_dataset(tmp_path_factory):
+    """A synthetic 4-channel dataset (T1ce privileged), planned and preprocessed by the stock command,
+    with a tiny configuration (16^3 patch, widths 8..64) added to its plans; shared by the
+    end-to-end modules."""
+    from batchgenerators.utilities.file_and_folder_operations import join
+    from dante_nnunet.demo import add_configuration, ext_trainer_value
+    from dante_nnunet.synthetic import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("e2e")
+    env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
+               nnUNet_results=str(root / "res"), nnUNet_n_proc_DA="1", nnUNet_def_n_proc="1",
+               nnUNet_extTrainer=ext_trainer_value(TEST_TRAINERS))
+    raw = write_synthetic_dataset(env["nnUNet_raw"], E2E_DATASET_ID, name="DANTEe2e", num_train=8, num_test=2,
+                                  seed=1)
+    run(["nnUNetv2_plan_and_preprocess", "-d", E2E_DATASET_ID, "-c", "3d_fullres", "-np", "1"], env)
+    name = os.path.basename(raw)
+    add_configuration(join(env["nnUNet_preprocessed"], name, "nnUNetPlans.json"), E2E_CONFIG,
+                      features_per_stage=[8, 16, 32, 64], patch_size=[16, 16, 16])
+    return {"root": root, "env": env, "raw": raw, "name": name}

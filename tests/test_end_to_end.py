@@ -2,8 +2,6 @@
 nnUNetv2_* commands on a synthetic 4-channel dataset, on the CPU."""
 import math
 import os
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -12,36 +10,18 @@ import SimpleITK as sitk
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join, load_json
 
-from dante_nnunet.demo import add_configuration, ext_trainer_value
-from dante_nnunet.synthetic import write_synthetic_dataset
+from commands import E2E_CONFIG, E2E_DATASET_ID, run
 
 pytestmark = pytest.mark.e2e
-BIN = os.path.dirname(sys.executable)
-DATASET_ID, CONFIG, TRAINER = 991, "3d_tiny", "DANTETrainer_e2e"
-TEST_TRAINERS = os.path.join(os.path.dirname(__file__), "nnunet_trainers")
-
-
-def run(cmd, env, ok=True):
-    p = subprocess.run([join(BIN, cmd[0])] + [str(c) for c in cmd[1:]], env=env, capture_output=True, text=True)
-    if ok and p.returncode != 0:
-        raise AssertionError(f"{cmd} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    return p
+DATASET_ID, CONFIG, TRAINER = E2E_DATASET_ID, E2E_CONFIG, "DANTETrainer_e2e"
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
-               nnUNet_results=str(root / "res"), nnUNet_n_proc_DA="1", nnUNet_def_n_proc="1",
-               nnUNet_extTrainer=ext_trainer_value(TEST_TRAINERS))
-    raw = write_synthetic_dataset(env["nnUNet_raw"], DATASET_ID, name="DANTEe2e", num_train=8, num_test=2, seed=1)
-    run(["nnUNetv2_plan_and_preprocess", "-d", DATASET_ID, "-c", "3d_fullres", "-np", "1"], env)
-    name = os.path.basename(raw)
-    add_configuration(join(env["nnUNet_preprocessed"], name, "nnUNetPlans.json"), CONFIG,
-                      features_per_stage=[8, 16, 32, 64], patch_size=[16, 16, 16])
+def ws(e2e_dataset):
+    env, name = e2e_dataset["env"], e2e_dataset["name"]
     run(["nnUNetv2_train", DATASET_ID, CONFIG, 0, "-tr", TRAINER, "-device", "cpu"], env)
     model = join(env["nnUNet_results"], name, f"{TRAINER}__nnUNetPlans__{CONFIG}")
-    return {"root": root, "env": env, "raw": raw, "name": name, "model": model}
+    return dict(e2e_dataset, model=model)
 
 
 def test_results_folder_describes_limited_channels(ws):
