@@ -1,0 +1,218 @@
+#!/usr/bin/env python
+"""What DANTE costs against stock nnU-Net, measured in one process on a built-in phantom plan.
+
+    python scripts/bench_speed.py --json OUT.json [--configuration tiny|small|brats] [--device cpu|cuda]
+
+No dataset is needed: plans of a BraTS-like 4-channel dataset (T1ce privileged, region labels) are
+made on the fly for the chosen configuration, and the real trainer classes (nnUNetTrainer,
+DANTETrainer, DANTEPretrainTrainer) are initialised on them in a scratch folder. Each measurement is
+one ``trainer.train_step(batch)`` (forward, loss, backward, optimiser step, exactly nnU-Net's
+training iteration) on the same random batch, contenders alternated, after warm-up, median over
+repeats. FLOPs are counted with ``torch.utils.flop_counter`` over forward + loss + backward.
+
+Keys of the JSON: ``train_step_ratio`` (DANTETrainer / nnUNetTrainer, regularisers on),
+``pretrain_step_ratio`` (DANTEPretrainTrainer / nnUNetTrainer), ``flop_ratio``,
+``pretrain_flop_ratio``, ``frozen_step_ratio`` (DANTETrainer step while transferred encoders are
+frozen / after), the raw times in seconds (``times``) and FLOPs (``flops``), and the setting.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import Callable, Dict
+
+CONFIGURATIONS = {
+    # name: (patch size, features per stage, batch size)
+    "tiny": ([16, 16, 16], [8, 16, 32, 64], 2),
+    "small": ([64, 64, 64], [32, 64, 128, 256, 320], 2),
+    "brats": ([128, 128, 128], [32, 64, 128, 256, 320, 320], 2),   # nnU-Net's BraTS 3d_fullres plan
+}
+
+
+def phantom_plans(name: str) -> dict:
+    patch, features, batch = CONFIGURATIONS[name]
+    n = len(features)
+    arch = {"n_stages": n, "features_per_stage": features, "conv_op": "torch.nn.modules.conv.Conv3d",
+            "kernel_sizes": [[3, 3, 3]] * n, "strides": [[1, 1, 1]] + [[2, 2, 2]] * (n - 1),
+            "n_conv_per_stage": [2] * n, "n_conv_per_stage_decoder": [2] * (n - 1), "conv_bias": True,
+            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+            "norm_op_kwargs": {"eps": 1e-5, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
+            "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}}
+    fg = {str(i): {"mean": 0.0, "std": 1.0, "percentile_00_5": -3.0, "percentile_99_5": 3.0} for i in range(4)}
+    cfg = {"data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
+           "batch_size": batch, "patch_size": patch, "median_image_size_in_voxels": [140, 170, 140],
+           "spacing": [1.0, 1.0, 1.0], "normalization_schemes": ["ZScoreNormalization"] * 4,
+           "use_mask_for_norm": [True] * 4, "batch_dice": False,
+           "resampling_fn_data": "resample_data_or_seg_to_shape",
+           "resampling_fn_seg": "resample_data_or_seg_to_shape",
+           "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+           "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
+           "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+           "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0,
+                                                  "force_separate_z": None},
+           "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                            "arch_kwargs": arch,
+                            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}}
+    return {"dataset_name": "Dataset900_BenchPhantom", "plans_name": "nnUNetPlans",
+            "original_median_spacing_after_transp": [1.0, 1.0, 1.0],
+            "original_median_shape_after_transp": [140, 170, 140], "image_reader_writer": "SimpleITKIO",
+            "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+            "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
+            "foreground_intensity_properties_per_channel": fg, "configurations": {name: cfg}}
+
+
+DATASET_JSON = {"channel_names": {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"},
+                "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
+                "regions_class_order": [1, 2, 3], "numTraining": 1, "file_ending": ".nii.gz",
+                "dante": {"privileged_channels": ["T1ce"]}}
+
+
+def _scratch_environment() -> str:
+    root = tempfile.mkdtemp(prefix="dante_bench_")
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        os.environ[k] = os.path.join(root, k)
+        os.makedirs(os.environ[k])
+    # nnUNetTrainer.initialize looks at the preprocessed folder to pick its file format
+    folder = os.path.join(os.environ["nnUNet_preprocessed"], "Dataset900_BenchPhantom", "nnUNetPlans_3d_fullres")
+    os.makedirs(folder)
+    open(os.path.join(folder, "case.b2nd"), "w").close()
+    return root
+
+
+def make_trainer(cls, configuration: str, device):
+    import torch
+    plans = phantom_plans(configuration)
+    plans["continue_training"] = False
+    t = cls(plans, configuration, 0, dict(DATASET_JSON), device=torch.device(device))
+    t.print_to_log_file = lambda *a, **k: None
+    t.initialize()
+    return t
+
+
+def make_batch(trainer, seed: int = 0) -> dict:
+    """A random batch shaped like nnU-Net's loader output for this trainer (region targets at every
+    deep-supervision scale)."""
+    import torch
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(seed)
+    patch = trainer.configuration_manager.patch_size
+    b = trainer.configuration_manager.batch_size
+    data = torch.randn(b, 4, *patch, generator=g)
+    seg = torch.randint(0, 4, (b, 1, *patch), generator=g).float()
+    regions = torch.cat([seg >= 1, seg >= 2, seg == 3], 1).float()
+    scales = trainer._get_deep_supervision_scales() if trainer.enable_deep_supervision else None
+    if scales is None:
+        target = regions
+    else:
+        target = [F.interpolate(regions, size=[round(p * s) for p, s in zip(patch, sc)], mode="nearest")
+                  for sc in scales]
+    return {"data": data, "target": target}
+
+
+def _sync(device: str) -> None:
+    import torch
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_alternating(contenders: Dict[str, Callable[[], None]], device: str, warmup: int, repeats: int
+                     ) -> Dict[str, float]:
+    for _ in range(warmup):
+        for fn in contenders.values():
+            fn()
+    _sync(device)
+    times = {k: [] for k in contenders}
+    for _ in range(repeats):
+        for k, fn in contenders.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def count_step_flops(trainer, batch) -> int:
+    """Forward + loss + backward FLOPs of one training iteration (no optimiser step)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    data = batch["data"].to(trainer.device)
+    target = batch["target"]
+    target = [t.to(trainer.device) for t in target] if isinstance(target, list) else target.to(trainer.device)
+    trainer.network.train()
+    with FlopCounterMode(display=False) as counter:
+        if hasattr(trainer, "masker"):     # Stage 1: the masked reconstruction step
+            loss = trainer._masked_loss({"data": data}, trainer.masker)
+        else:
+            loss = trainer.loss(trainer.network(data), target)
+        loss.backward()
+    trainer.optimizer.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", required=True, help="output file")
+    p.add_argument("--configuration", default="tiny", choices=sorted(CONFIGURATIONS))
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    args = p.parse_args(argv)
+    if os.path.exists(args.json):
+        print(f"{args.json} exists; not overwriting it", file=sys.stderr)
+        return 2
+    _scratch_environment()
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from dante_nnunet.training import DANTEPretrainTrainer, DANTETrainer
+
+    cfg = args.configuration
+    stock = make_trainer(nnUNetTrainer, cfg, args.device)
+    dante = make_trainer(DANTETrainer, cfg, args.device)
+    dante.loss.lambda_pib, dante.loss.lambda_align = dante.lambda_pib, dante.lambda_align   # regularisers on
+    pre = make_trainer(DANTEPretrainTrainer, cfg, args.device)
+    frozen = make_trainer(DANTETrainer, cfg, args.device)
+    frozen.dual_network().transferred_from = "bench"
+    frozen.current_epoch = 0
+    frozen._set_encoders_frozen(True)
+    frozen.loss.lambda_pib, frozen.loss.lambda_align = 0.0, 0.0
+    dante_unreg = make_trainer(DANTETrainer, cfg, args.device)   # same schedule point as `frozen`, not frozen
+
+    batch, pre_batch = make_batch(stock), make_batch(pre)
+    print(f"[bench] {cfg}: patch {stock.configuration_manager.patch_size}, batch "
+          f"{stock.configuration_manager.batch_size}, device {args.device}, torch {torch.__version__}", flush=True)
+    times = time_alternating({
+        "nnUNetTrainer": lambda: stock.train_step(batch),
+        "DANTETrainer": lambda: dante.train_step(batch),
+        "DANTEPretrainTrainer": lambda: pre.train_step(pre_batch),
+        "DANTETrainer_frozen_encoders": lambda: frozen.train_step(batch),
+        "DANTETrainer_before_regularisers": lambda: dante_unreg.train_step(batch),
+    }, args.device, args.warmup, args.repeats)
+    flops = {"nnUNetTrainer": count_step_flops(stock, batch), "DANTETrainer": count_step_flops(dante, batch),
+             "DANTEPretrainTrainer": count_step_flops(pre, pre_batch)}
+    result = {
+        "configuration": cfg, "patch_size": stock.configuration_manager.patch_size,
+        "batch_size": stock.configuration_manager.batch_size, "device": args.device,
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "repeats": args.repeats,
+        "train_step_ratio": times["DANTETrainer"] / times["nnUNetTrainer"],
+        "pretrain_step_ratio": times["DANTEPretrainTrainer"] / times["nnUNetTrainer"],
+        "flop_ratio": flops["DANTETrainer"] / flops["nnUNetTrainer"],
+        "pretrain_flop_ratio": flops["DANTEPretrainTrainer"] / flops["nnUNetTrainer"],
+        "frozen_step_ratio": times["DANTETrainer_frozen_encoders"] / times["DANTETrainer_before_regularisers"],
+        "times": times, "flops": flops,
+    }
+    with open(args.json, "w") as fh:
+        json.dump(result, fh, indent=2)
+    for k in ("train_step_ratio", "flop_ratio", "pretrain_step_ratio", "pretrain_flop_ratio", "frozen_step_ratio"):
+        print(f"{k:>22}: {result[k]:.3f}")
+    for k, v in times.items():
+        print(f"{'time ' + k:>40}: {v * 1000:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
