@@ -2,6 +2,7 @@
 """What DANTE costs against stock nnU-Net, measured in one process on a built-in phantom plan.
 
     python scripts/bench_speed.py --json OUT.json [--configuration tiny|small|brats] [--device cpu|cuda]
+                                  [--patch-size N] [--repeats R] [--warmup W]
 
 No dataset is needed: plans of a BraTS-like 4-channel dataset (T1ce privileged, region labels) are
 made on the fly for the chosen configuration, and the real trainer classes (nnUNetTrainer,
@@ -13,7 +14,14 @@ repeats. FLOPs are counted with ``torch.utils.flop_counter`` over forward + loss
 Keys of the JSON: ``train_step_ratio`` (DANTETrainer / nnUNetTrainer, regularisers on),
 ``pretrain_step_ratio`` (DANTEPretrainTrainer / nnUNetTrainer), ``flop_ratio``,
 ``pretrain_flop_ratio``, ``frozen_step_ratio`` (DANTETrainer step while transferred encoders are
-frozen / after), the raw times in seconds (``times``) and FLOPs (``flops``), and the setting.
+frozen / after), ``inference_ratio`` (sliding-window prediction of one patch-sized limited-channel
+volume with mirroring: deployed DANTE model / stock model), ``memory_ratio`` and
+``pretrain_memory_ratio`` (peak memory during two training steps, each trainer in its own process:
+CPU peak RSS (high-water mark reset before the steps), CUDA max allocated), ``step_memory_ratio``
+(CPU: growth of that peak over the RSS before the steps, i.e. without interpreter, libraries and
+weights), ``checkpointing_step_ratio`` and ``checkpointing_memory_ratio`` (DANTETrainer_checkpointing
+/ DANTETrainer), the raw times in seconds (``times``, ``inference_times``), FLOPs (``flops``),
+memory in MB (``memory_mb``), and the setting.
 """
 from __future__ import annotations
 
@@ -34,8 +42,10 @@ CONFIGURATIONS = {
 }
 
 
-def phantom_plans(name: str) -> dict:
+def phantom_plans(name: str, patch_edge: int = None) -> dict:
     patch, features, batch = CONFIGURATIONS[name]
+    if patch_edge:
+        patch = [patch_edge] * 3
     n = len(features)
     arch = {"n_stages": n, "features_per_stage": features, "conv_op": "torch.nn.modules.conv.Conv3d",
             "kernel_sizes": [[3, 3, 3]] * n, "strides": [[1, 1, 1]] + [[2, 2, 2]] * (n - 1),
@@ -84,9 +94,12 @@ def _scratch_environment() -> str:
     return root
 
 
+PATCH_EDGE = None   # --patch-size: the configuration's widths with another (cubic) patch
+
+
 def make_trainer(cls, configuration: str, device):
     import torch
-    plans = phantom_plans(configuration)
+    plans = phantom_plans(configuration, PATCH_EDGE)
     plans["continue_training"] = False
     t = cls(plans, configuration, 0, dict(DATASET_JSON), device=torch.device(device))
     t.print_to_log_file = lambda *a, **k: None
@@ -154,6 +167,90 @@ def count_step_flops(trainer, batch) -> int:
     return int(counter.get_total_flops())
 
 
+def inference_contenders(dante, configuration: str, device: str, volume) -> Dict[str, Callable[[], None]]:
+    """Sliding-window prediction (nnU-Net's predictor: Gaussian, 50% overlap, mirroring) of one
+    limited-channel volume by (a) the deployed DANTE model, built the way nnUNetv2_predict builds it
+    (``DANTETrainer.build_network_architecture`` on the limited plans, ``network_weights`` of a DANTE
+    checkpoint), and (b) a stock nnU-Net model of the same plans and channels."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from dante_nnunet.deploy import limited_dataset_json, limited_plans
+    from dante_nnunet.networks.builder import deployed_state_dict
+    from dante_nnunet.training import DANTETrainer
+
+    split = dante.channel_split
+    plans = PlansManager(limited_plans(phantom_plans(configuration, PATCH_EDGE), split))
+    dj = limited_dataset_json(dict(DATASET_JSON), split)
+    cm = plans.get_configuration(configuration)
+    n_in, n_out = len(split.limited_indices), 3
+    image = torch.randn(n_in, *volume)
+    out = {}
+    for name, cls, weights in (("nnUNetTrainer", nnUNetTrainer, None),
+                               ("DANTETrainer", DANTETrainer, deployed_state_dict(dante.dual_network()))):
+        net = cls.build_network_architecture(plans, cm, n_in, n_out, False)
+        if weights is not None:
+            net.load_state_dict(weights)
+        predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
+                                    perform_everything_on_device=device == "cuda", device=torch.device(device),
+                                    allow_tqdm=False)
+        predictor.manual_initialization(net, plans, cm, [net.state_dict()], dj, name, (0, 1, 2))
+        out[name] = (lambda p=predictor: p.predict_sliding_window_return_logits(image))
+    return out
+
+
+def peak_memory_probe(trainer_name: str, configuration: str, device: str) -> Dict[str, float]:
+    """Run in a fresh process: initialise one trainer, take two training steps, report memory (MB).
+    CPU: the process's peak RSS during the steps (Linux high-water mark, reset before them) and its
+    growth over the RSS before them; CUDA: peak allocated during the steps."""
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from dante_nnunet.training import DANTEPretrainTrainer, DANTETrainer
+    from dante_nnunet.training import DANTETrainer_checkpointing
+    cls = {"nnUNetTrainer": nnUNetTrainer, "DANTETrainer": DANTETrainer,
+           "DANTETrainer_checkpointing": DANTETrainer_checkpointing,
+           "DANTEPretrainTrainer": DANTEPretrainTrainer}[trainer_name]
+    t = make_trainer(cls, configuration, device)
+    if isinstance(t, DANTETrainer):
+        t.loss.lambda_pib, t.loss.lambda_align = t.lambda_pib, t.lambda_align
+    batch = make_batch(t)
+    with open("/proc/self/clear_refs", "w") as fh:   # resets VmHWM, the peak RSS
+        fh.write("5")
+    rss_before = _status_mb("VmRSS")
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(2):
+        t.train_step(batch)
+    peak = _status_mb("VmHWM")
+    result = {"peak_rss_mb": peak, "step_rss_mb": peak - rss_before}
+    if device == "cuda":
+        result["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return result
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024      # kB
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def measure_memory(configuration: str, device: str) -> Dict[str, Dict[str, float]]:
+    import subprocess
+    out = {}
+    for name in ("nnUNetTrainer", "DANTETrainer", "DANTETrainer_checkpointing", "DANTEPretrainTrainer"):
+        extra = ["--patch-size", str(PATCH_EDGE)] if PATCH_EDGE else []
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-probe", name,
+                            "--configuration", configuration, "--device", device, "--json", "-"] + extra,
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"memory probe of {name} failed:\n{p.stderr[-3000:]}")
+        out[name] = json.loads(p.stdout.strip().splitlines()[-1])
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", required=True, help="output file")
@@ -161,19 +258,30 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--patch-size", type=int, help="cubic patch edge instead of the configuration's patch")
+    p.add_argument("--memory-probe", help=argparse.SUPPRESS)   # internal: one trainer, in a fresh process
     args = p.parse_args(argv)
+    global PATCH_EDGE
+    PATCH_EDGE = args.patch_size
+    if args.memory_probe:
+        _scratch_environment()
+        result = peak_memory_probe(args.memory_probe, args.configuration, args.device)
+        print(json.dumps(result))
+        return 0
     if os.path.exists(args.json):
         print(f"{args.json} exists; not overwriting it", file=sys.stderr)
         return 2
     _scratch_environment()
     import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-    from dante_nnunet.training import DANTEPretrainTrainer, DANTETrainer
+    from dante_nnunet.training import DANTEPretrainTrainer, DANTETrainer, DANTETrainer_checkpointing
 
     cfg = args.configuration
     stock = make_trainer(nnUNetTrainer, cfg, args.device)
     dante = make_trainer(DANTETrainer, cfg, args.device)
     dante.loss.lambda_pib, dante.loss.lambda_align = dante.lambda_pib, dante.lambda_align   # regularisers on
+    ckpt = make_trainer(DANTETrainer_checkpointing, cfg, args.device)
+    ckpt.loss.lambda_pib, ckpt.loss.lambda_align = ckpt.lambda_pib, ckpt.lambda_align
     pre = make_trainer(DANTEPretrainTrainer, cfg, args.device)
     frozen = make_trainer(DANTETrainer, cfg, args.device)
     frozen.dual_network().transferred_from = "bench"
@@ -188,12 +296,18 @@ def main(argv=None) -> int:
     times = time_alternating({
         "nnUNetTrainer": lambda: stock.train_step(batch),
         "DANTETrainer": lambda: dante.train_step(batch),
+        "DANTETrainer_checkpointing": lambda: ckpt.train_step(batch),
         "DANTEPretrainTrainer": lambda: pre.train_step(pre_batch),
         "DANTETrainer_frozen_encoders": lambda: frozen.train_step(batch),
         "DANTETrainer_before_regularisers": lambda: dante_unreg.train_step(batch),
     }, args.device, args.warmup, args.repeats)
     flops = {"nnUNetTrainer": count_step_flops(stock, batch), "DANTETrainer": count_step_flops(dante, batch),
              "DANTEPretrainTrainer": count_step_flops(pre, pre_batch)}
+    volume = stock.configuration_manager.patch_size
+    inference = time_alternating(inference_contenders(dante, cfg, args.device, volume), args.device,
+                                 1, args.repeats)
+    memory = measure_memory(cfg, args.device)
+    mem_key = "cuda_max_allocated_mb" if args.device == "cuda" else "peak_rss_mb"
     result = {
         "configuration": cfg, "patch_size": stock.configuration_manager.patch_size,
         "batch_size": stock.configuration_manager.batch_size, "device": args.device,
@@ -203,14 +317,27 @@ def main(argv=None) -> int:
         "flop_ratio": flops["DANTETrainer"] / flops["nnUNetTrainer"],
         "pretrain_flop_ratio": flops["DANTEPretrainTrainer"] / flops["nnUNetTrainer"],
         "frozen_step_ratio": times["DANTETrainer_frozen_encoders"] / times["DANTETrainer_before_regularisers"],
-        "times": times, "flops": flops,
+        "inference_ratio": inference["DANTETrainer"] / inference["nnUNetTrainer"],
+        "memory_ratio": memory["DANTETrainer"][mem_key] / memory["nnUNetTrainer"][mem_key],
+        "pretrain_memory_ratio": memory["DANTEPretrainTrainer"][mem_key] / memory["nnUNetTrainer"][mem_key],
+        "step_memory_ratio": memory["DANTETrainer"]["step_rss_mb"] / memory["nnUNetTrainer"]["step_rss_mb"],
+        "checkpointing_step_ratio": times["DANTETrainer_checkpointing"] / times["DANTETrainer"],
+        "checkpointing_memory_ratio": memory["DANTETrainer_checkpointing"][mem_key] / memory["DANTETrainer"][mem_key],
+        "inference_volume": volume,
+        "times": times, "inference_times": inference, "flops": flops, "memory_mb": memory,
     }
     with open(args.json, "w") as fh:
         json.dump(result, fh, indent=2)
-    for k in ("train_step_ratio", "flop_ratio", "pretrain_step_ratio", "pretrain_flop_ratio", "frozen_step_ratio"):
+    for k in ("train_step_ratio", "flop_ratio", "pretrain_step_ratio", "pretrain_flop_ratio", "frozen_step_ratio",
+              "inference_ratio", "memory_ratio", "step_memory_ratio", "pretrain_memory_ratio",
+              "checkpointing_step_ratio",              "checkpointing_memory_ratio"):
         print(f"{k:>22}: {result[k]:.3f}")
     for k, v in times.items():
-        print(f"{'time ' + k:>40}: {v * 1000:.1f} ms")
+        print(f"{'train step ' + k:>45}: {v * 1000:.1f} ms")
+    for k, v in inference.items():
+        print(f"{'sliding-window prediction ' + k:>45}: {v * 1000:.1f} ms")
+    for k, v in memory.items():
+        print(f"{'memory ' + k:>45}: " + ", ".join(f"{m} {x:.0f}" for m, x in v.items()))
     return 0
 
 

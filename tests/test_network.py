@@ -111,3 +111,21 @@ def test_dante_loss_eq6_weighting_and_off_terms():
     off = DANTELoss(task, align, 0.0, 0.0)
     assert off(out, None).item() == pytest.approx(2.0)
     assert torch.isnan(off.last_terms["pib"]) and torch.isnan(off.last_terms["align"])
+
+
+def test_activation_checkpointing_changes_neither_outputs_nor_gradients():
+    x = torch.randn(2, 4, 16, 16, 16)
+    target = torch.randn(2, 3, 16, 16, 16)
+    results = []
+    for ckpt in (False, True):
+        net = _net("PlainConvUNet", 3, ds=False)   # same seed, same weights
+        net.activation_checkpointing = ckpt
+        out = net(x)
+        loss = ((out.seg_limited - target) ** 2).mean() + ((out.seg_full - target) ** 2).mean() \
+            + pib_loss(out.corrections) + RegressionAlignment(1)(out.z_alignable, out.z_limited)
+        loss.backward()
+        results.append((loss.detach(), {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}))
+    (l0, g0), (l1, g1) = results
+    assert torch.allclose(l0, l1)
+    assert g0.keys() == g1.keys() and len(g0) > 100
+    assert all(torch.allclose(g0[k], g1[k], atol=1e-6) for k in g0)

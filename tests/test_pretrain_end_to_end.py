@@ -70,7 +70,8 @@ def test_stage2_from_stage1_then_predict_on_limited_only_scans(stage1):
              "-pretrained_weights", stage1["stage1_ck"]], env)
     assert "DANTE: loaded" in p.stdout and "decoders and fusion start fresh" in p.stdout
     model = join(env["nnUNet_results"], stage1["name"], f"{TRAINER}__nnUNetPlans__{E2E_CONFIG}")
-    log = open([join(model, "fold_0", f) for f in os.listdir(join(model, "fold_0")) if f.startswith("training_log")][0]).read()
+    logs = [f for f in os.listdir(join(model, "fold_0")) if f.startswith("training_log")]
+    log = open(join(model, "fold_0", logs[0])).read()
     assert "E_L, E_A, E_P frozen from epoch 0" in log and "E_L, E_A, E_P trainable from epoch 1" in log
     ck = torch.load(join(model, "fold_0", "checkpoint_final.pth"), map_location="cpu", weights_only=False)
     assert ck["dante_transferred_from"] == stage1["stage1_ck"]

@@ -73,8 +73,9 @@ def test_pretrain_variants_and_settings():
                                        DANTEPretrainTrainer_5epochs, DANTEPretrainTrainer_10epochs,
                                        DANTEPretrainTrainer_50epochs, DANTEPretrainTrainer_selfMAE,
                                        DANTETrainer_noFreeze)
-    for cls, n in [(DANTEPretrainTrainer, 500), (DANTEPretrainTrainer_50epochs, 50), (DANTEPretrainTrainer_10epochs, 10),
-                   (DANTEPretrainTrainer_5epochs, 5), (DANTEPretrainTrainer_1epoch, 1)]:
+    for cls, n in [(DANTEPretrainTrainer, 500), (DANTEPretrainTrainer_50epochs, 50),
+                   (DANTEPretrainTrainer_10epochs, 10), (DANTEPretrainTrainer_5epochs, 5),
+                   (DANTEPretrainTrainer_1epoch, 1)]:
         t = _trainer(cls)
         assert t.num_epochs == n and not t.enable_deep_supervision and t.cross_modal
         assert (t.masker.ratio, t.masker.block_sizes) == (0.75, (8, 16, 32))

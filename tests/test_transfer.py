@@ -67,8 +67,9 @@ def test_unfit_checkpoints_stop_with_the_first_mismatched_tensor(tmp_path):
     # another channel split: 2 limited channels -> E_L's first convolution differs
     _stage1_checkpoint(tmp_path / "split.pth", split=ChannelSplit.from_names(["T1", "T1ce", "T2", "FLAIR"],
                                                                               ["T1ce", "FLAIR"]))
-    with pytest.raises(PretrainedWeightsError, match=r"tensor 'encoder_l\.stages\.0\.0\.convs\.0\.conv\.weight' has "
-                                                     r"shape \(4, 2, 3, 3, 3\) in the checkpoint but \(4, 3, 3, 3, 3\)"):
+    with pytest.raises(PretrainedWeightsError, match=r"tensor 'encoder_l\.stages\.0\.0\.convs\.0\.conv\.weight' "
+                                                     r"has shape \(4, 2, 3, 3, 3\) in the checkpoint but "
+                                                     r"\(4, 3, 3, 3, 3\)"):
         load_stage1_encoders(dual, str(tmp_path / "split.pth"))
     # another depth: the checkpoint has a stage this network lacks
     _stage1_checkpoint(tmp_path / "deep.pth", pf.configuration_manager(features=(4, 8, 16, 32)))

@@ -5,6 +5,7 @@ from typing import List, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from dante_nnunet.networks.fusion import ResidualFusion
 
@@ -28,6 +29,11 @@ class DualPathwayNet(nn.Module):
 
     The decoders are built from encoder *specifications*, not encoder modules, so every parameter
     appears exactly once in ``state_dict()`` (a stock UNetDecoder registers its encoder again).
+
+    ``activation_checkpointing``: when True, a training forward keeps only the inputs and outputs of
+    each encoder, decoder and the fusion, and recomputes their insides during backward
+    (``torch.utils.checkpoint``, non-reentrant): less activation memory for about one more forward
+    pass of time. Results and gradients are unchanged.
     """
 
     def __init__(self, encoder_l: nn.Module, decoder_l: nn.Module, encoder_a: nn.Module, encoder_p: nn.Module,
@@ -43,6 +49,12 @@ class DualPathwayNet(nn.Module):
                              persistent=False)
         # the Stage-1 checkpoint E_L/E_A/E_P were loaded from (set by training.transfer), else None
         self.transferred_from: Optional[str] = None
+        self.activation_checkpointing = False
+
+    def _run(self, part: nn.Module, *args):
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(part, *args, use_reentrant=False)
+        return part(*args)
 
     def select_limited(self, x_full: torch.Tensor) -> torch.Tensor:
         return x_full.index_select(1, self.limited_index)
@@ -57,11 +69,12 @@ class DualPathwayNet(nn.Module):
         return self.decoder_f(fused)
 
     def forward(self, x_full: torch.Tensor) -> DualPathwayOutput:
-        z_l = self.encoder_l(self.select_limited(x_full))
-        z_a = self.encoder_a(x_full)
-        z_p = self.encoder_p(x_full)
-        z_f, corrections = self.fusion(z_a, z_p)
-        return DualPathwayOutput(self.decoder_l(z_l), self.decoder_f(z_f), z_l, z_a, z_p, corrections)
+        z_l = self._run(self.encoder_l, self.select_limited(x_full))
+        z_a = self._run(self.encoder_a, x_full)
+        z_p = self._run(self.encoder_p, x_full)
+        z_f, corrections = self._run(self.fusion, z_a, z_p)
+        return DualPathwayOutput(self._run(self.decoder_l, z_l), self._run(self.decoder_f, z_f), z_l, z_a, z_p,
+                                 corrections)
 
     def set_deep_supervision(self, enabled: bool) -> None:
         self.decoder_l.deep_supervision = enabled

@@ -14,6 +14,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nnunetv2.paths import nnUNet_preprocessed
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.helpers import dummy_context
 
 from dante_nnunet.config import ChannelSplit
 
@@ -68,6 +69,24 @@ class DANTEBaseTrainer(nnUNetTrainer):
         while isinstance(mod, (DDP, OptimizedModule)):
             mod = mod.module if isinstance(mod, DDP) else mod._orig_mod
         return mod
+
+    # ------------------------------------------------------------------ training step
+    def _backward_and_step(self, loss: torch.Tensor) -> None:
+        """nnU-Net's update: (scaled) backward, gradient norm clipped at 12, SGD step."""
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.optimizer.step()
+
+    def _autocast(self):
+        """nnU-Net's mixed precision: autocast on CUDA only."""
+        return torch.autocast(self.device.type, enabled=True) if self.device.type == 'cuda' else dummy_context()
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_dict(self, network_weights: dict, **extra) -> dict:

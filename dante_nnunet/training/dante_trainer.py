@@ -13,7 +13,8 @@ What changes against nnUNetTrainer, hook by hook:
 - ``_build_loss``: Eq. 6 around nnU-Net's own task loss.
 - ``on_train_epoch_start``: switches the regularisers on at ``regularizer_start_fraction`` of training
   and freezes or releases transferred encoders.
-- ``train_step``/``on_train_epoch_end``: super's step, plus the per-term logging.
+- ``train_step``/``on_train_epoch_end``: nnU-Net's step on the dual network, without a host sync per
+  step; per-term logging.
 - ``validation_step``/``on_validation_epoch_end``: pseudo Dice of both pathways; nnU-Net's
   ``mean_fg_dice`` (EMA, checkpoint_best) follows the deployed limited pathway.
 - ``on_train_start``: the results folder's dataset.json/plans.json describe the limited channels.
@@ -33,7 +34,6 @@ from batchgenerators.utilities.file_and_folder_operations import isfile, join, l
 from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
-from nnunetv2.utilities.helpers import dummy_context
 
 from dante_nnunet.deploy import check_inputs_of_predict_command, save_deployment_files
 from dante_nnunet.losses import DANTELoss, build_alignment
@@ -56,6 +56,7 @@ class DANTETrainer(DANTEBaseTrainer):
     infonce_temperature = 0.1
     infonce_anchors = 1024            # anchors per level and batch (memory ~ anchors^2)
     validate_full_pathway = True      # final validation also scores the teacher (fold_X/full_pathway/)
+    activation_checkpointing = False  # recompute activations in backward: less memory, ~1 more forward of time
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -91,8 +92,10 @@ class DANTETrainer(DANTEBaseTrainer):
 
     def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
                                 num_output_channels: int, enable_deep_supervision: bool = True) -> DualPathwayNet:
-        return build_dual_pathway_network(configuration_manager, self.channel_split, num_output_channels,
+        dual = build_dual_pathway_network(configuration_manager, self.channel_split, num_output_channels,
                                           enable_deep_supervision)
+        dual.activation_checkpointing = self.activation_checkpointing
+        return dual
 
     def dual_network(self) -> DualPathwayNet:
         mod = self.unwrapped_network()
@@ -136,18 +139,30 @@ class DANTETrainer(DANTEBaseTrainer):
             self.print_to_log_file(f"DANTE: transferred encoders E_L, E_A, E_P {'frozen' if frozen else 'trainable'} "
                                    f"from epoch {self.current_epoch}")
 
+    def _to_device(self, batch: dict):
+        data = batch['data'].to(self.device, non_blocking=True)
+        target = batch['target']
+        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
+            else target.to(self.device, non_blocking=True)
+        return data, target
+
     def train_step(self, batch: dict) -> dict:
-        out = super().train_step(batch)
-        # detached device tensors; reduced once per epoch in on_train_epoch_end
-        out.update({f"train_{k}": v for k, v in self.loss.last_terms.items()})
-        return out
+        """nnUNetTrainer.train_step without its per-step ``.cpu()``: the loss and every Eq. 6 term stay
+        detached device tensors until on_train_epoch_end (no host synchronisation inside the step)."""
+        data, target = self._to_device(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = self.loss(self.network(data), target)
+        self._backward_and_step(loss)
+        return {'loss': loss.detach(), **{f"train_{k}": v for k, v in self.loss.last_terms.items()}}
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
-        # nnU-Net's collate_outputs takes numpy only: take the DANTE terms out first
-        terms = {t: torch.stack([o.pop(f"train_{t}") for o in train_outputs]) for t in LOSS_TERMS}
-        super().on_train_epoch_end(train_outputs)
-        for t, values in terms.items():
-            self.logger.log(f"train_{t}", float(values.float().mean().cpu()), self.current_epoch)
+        # one transfer per epoch; nnU-Net's own reduction then sees the numpy losses it expects
+        keys = ['loss'] + [f"train_{t}" for t in LOSS_TERMS]
+        means = torch.stack([torch.stack([o[k].float() for o in train_outputs]) for k in keys]).cpu().numpy()
+        super().on_train_epoch_end([{'loss': v} for v in means[0]])
+        for t, values in zip(LOSS_TERMS, means[1:]):
+            self.logger.log(f"train_{t}", float(values.mean()), self.current_epoch)
 
     # ------------------------------------------------------------------ online validation
     def _hard_counts(self, seg, target):
@@ -176,12 +191,8 @@ class DANTETrainer(DANTEBaseTrainer):
         return tp, fp, fn
 
     def validation_step(self, batch: dict) -> dict:
-        data = batch['data'].to(self.device, non_blocking=True)
-        target = batch['target']
-        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
-            else target.to(self.device, non_blocking=True)
-        ctx = torch.autocast(self.device.type, enabled=True) if self.device.type == 'cuda' else dummy_context()
-        with ctx:
+        data, target = self._to_device(batch)
+        with self._autocast():
             output = self.network(data)
             loss = self.loss(output, target)
         tp, fp, fn = self._hard_counts(output.seg_limited, target)
@@ -233,9 +244,10 @@ class DANTETrainer(DANTEBaseTrainer):
         s = self.channel_split
         if info and (info['limited_channels'] != list(s.limited_names)
                      or info['privileged_channels'] != list(s.privileged_names)):
-            self.print_to_log_file(f"WARNING: Stage 1 was trained with limited {info['limited_channels']} and privileged "
-                                   f"{info['privileged_channels']}, this dataset has limited {list(s.limited_names)} "
-                                   f"and privileged {list(s.privileged_names)}. Check that the channels correspond.",
+            self.print_to_log_file(f"WARNING: Stage 1 was trained with limited {info['limited_channels']} and "
+                                   f"privileged {info['privileged_channels']}, this dataset has limited "
+                                   f"{list(s.limited_names)} and privileged {list(s.privileged_names)}. Check that "
+                                   f"the channels correspond.",
                                    also_print_to_console=True)
 
     def save_checkpoint(self, filename: str) -> None:

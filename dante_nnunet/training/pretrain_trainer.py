@@ -28,8 +28,6 @@ import torch.distributed as dist
 from batchgenerators.utilities.file_and_folder_operations import join
 from time import time
 
-from nnunetv2.utilities.helpers import dummy_context
-
 from dante_nnunet.losses.reconstruction import RECONSTRUCTION_TERMS, ReconstructionLoss
 from dante_nnunet.masking import DEFAULT_BLOCK_SIZES, MultiScaleBlockMasker, apply_mask
 from dante_nnunet.networks.builder import build_cross_modal_mae
@@ -84,7 +82,7 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
     def _masked_loss(self, batch: dict, masker: MultiScaleBlockMasker) -> torch.Tensor:
         x = batch['data'].to(self.device, non_blocking=True)
         mask = masker(x.shape[0], x.shape[2:], self.device)
-        with torch.autocast(self.device.type, enabled=True) if self.device.type == 'cuda' else dummy_context():
+        with self._autocast():
             output = self.network(apply_mask(x, mask))
             return self.loss(output, x, mask)
 
@@ -95,16 +93,7 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
     def train_step(self, batch: dict) -> dict:
         self.optimizer.zero_grad(set_to_none=True)
         loss = self._masked_loss(batch, self.masker)
-        if self.grad_scaler is not None:
-            self.grad_scaler.scale(loss).backward()
-            self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-            self.optimizer.step()
+        self._backward_and_step(loss)
         return self._step_outputs(loss, "train")
 
     def on_validation_epoch_start(self):
@@ -139,7 +128,8 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
         for split in ("train", "val"):
             terms = {t: round(float(log(f"{split}_{t}", step=e)), 4) for t in RECONSTRUCTION_TERMS}
             self.print_to_log_file(f"{split}_loss {np.round(log(f'{split}_losses', step=e), 4)} {terms}")
-        self.print_to_log_file(f"Epoch time: {np.round(log('epoch_end_timestamps', step=e) - log('epoch_start_timestamps', step=e), 2)} s")
+        seconds = log('epoch_end_timestamps', step=e) - log('epoch_start_timestamps', step=e)
+        self.print_to_log_file(f"Epoch time: {np.round(seconds, 2)} s")
         if (e + 1) % self.save_every == 0 and e != self.num_epochs - 1:
             self.save_checkpoint(join(self.output_folder, 'checkpoint_latest.pth'))
         # nnU-Net keeps its best-checkpoint criterion in _best_ema; here it is the lowest validation loss

@@ -49,6 +49,12 @@ class DANTETrainer_noFreeze(DANTETrainer):
     encoder_freeze_fraction = 0.0
 
 
+class DANTETrainer_checkpointing(DANTETrainer):
+    """Activation checkpointing of every encoder, decoder and the fusion: trades time for memory
+    (numbers in docs/performance.md)."""
+    activation_checkpointing = True
+
+
 class DANTETrainer_demo(DANTETrainer):
     """The CPU demo's short schedule (`dante_nnunet demo`): 10 epochs of 50 iterations, regularisers
     from epoch 2. Far too short for real data."""
