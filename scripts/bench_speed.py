@@ -83,7 +83,11 @@ DATASET_JSON = {"channel_names": {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR
 
 
 def _scratch_environment() -> str:
+    """nnUNet_* folders in a temporary directory (removed at exit): the user's are never touched."""
+    import atexit
+    import shutil
     root = tempfile.mkdtemp(prefix="dante_bench_")
+    atexit.register(shutil.rmtree, root, True)
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         os.environ[k] = os.path.join(root, k)
         os.makedirs(os.environ[k])
