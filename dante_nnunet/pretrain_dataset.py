@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence
 
@@ -33,6 +32,7 @@ import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import join, load_json, save_json
 
 from dante_nnunet.config import ChannelSplit
+from dante_nnunet.rawdata import check_new_dataset, check_same_geometry, new_dataset_folder, resolve_raw_root
 
 PLACEHOLDER_LABEL = "non-background (placeholder)"
 
@@ -64,21 +64,6 @@ def _find_cases(source_dirs: Sequence[str], file_ending: str, num_channels: int)
                              f"exactly {list(range(num_channels))} (one per channel)")
         cases[case] = [files[c] for c in range(num_channels)]
     return cases
-
-
-def _check_geometry(case: str, files: Sequence[str]) -> None:
-    ref = None
-    for f in files:
-        r = sitk.ImageFileReader()
-        r.SetFileName(f)
-        r.ReadImageInformation()
-        geo = (r.GetSize(), np.round(r.GetSpacing(), 5).tolist(), np.round(r.GetOrigin(), 3).tolist(),
-               np.round(r.GetDirection(), 5).tolist())
-        if ref is None:
-            ref = (f, geo)
-        elif geo != ref[1]:
-            raise ValueError(f"case {case!r}: {os.path.basename(f)} has geometry (size, spacing, origin, direction) "
-                             f"{geo}, but {os.path.basename(ref[0])} has {ref[1]}")
 
 
 def placeholder_label(images: Sequence[sitk.Image]) -> sitk.Image:
@@ -114,30 +99,13 @@ def write_pretrain_dataset(source_dirs: Sequence[str], dataset_id: int, name: st
                              "or give a dataset.json to copy them from")
         split = ChannelSplit.from_names(channel_names, privileged_channels, "the channel arguments")
     file_ending = file_ending or ".nii.gz"
-    if raw_root is None:
-        from nnunetv2.paths import nnUNet_raw
-        if not nnUNet_raw.is_set():
-            raise ValueError("nnUNet_raw is not set")
-        raw_root = str(nnUNet_raw)
-    if not (0 < int(dataset_id) < 1000):
-        raise ValueError(f"dataset id must be 1..999, got {dataset_id}")
-    if not re.fullmatch(r"[A-Za-z0-9]+", name):
-        raise ValueError(f"dataset name must be letters and digits, got {name!r}")
-    os.makedirs(raw_root, exist_ok=True)
-    prefix = f"Dataset{int(dataset_id):03d}_"
-    taken = [d for d in os.listdir(raw_root) if d.startswith(prefix)]
-    if taken:
-        raise FileExistsError(f"{join(raw_root, taken[0])} already exists; choose another dataset id")
-
+    raw_root = resolve_raw_root(raw_root)
+    folder_name = check_new_dataset(raw_root, dataset_id, name)
     cases = _find_cases(source_dirs, file_ending, split.num_channels)
     for case, files in cases.items():
-        _check_geometry(case, files)
+        check_same_geometry(case, files)
 
-    final = join(raw_root, prefix + name)
-    tmp = tempfile.mkdtemp(prefix=f".{prefix}{name}.", dir=raw_root)
-    try:
-        os.makedirs(join(tmp, "imagesTr"))
-        os.makedirs(join(tmp, "labelsTr"))
+    with new_dataset_folder(raw_root, folder_name) as tmp:
         for case, files in cases.items():
             for c, f in enumerate(files):
                 shutil.copyfile(f, join(tmp, "imagesTr", f"{case}_{c:04d}{file_ending}"))
@@ -153,8 +121,4 @@ def write_pretrain_dataset(source_dirs: Sequence[str], dataset_id: int, name: st
                            "not annotations",
             "dante": {"privileged_channels": list(split.privileged_names)},
         }, join(tmp, "dataset.json"), sort_keys=False)
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    return join(raw_root, folder_name)

@@ -1,0 +1,74 @@
+"""Writing nnU-Net raw datasets safely: shared by the converters and ``pretrain-dataset``.
+
+A new dataset is written into a hidden temporary folder inside ``nnUNet_raw`` and renamed into place
+when complete, so a failure never leaves a half-written dataset, and an existing dataset id is never
+overwritten.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+
+def resolve_raw_root(raw_root: Optional[str]) -> str:
+    if raw_root is not None:
+        return raw_root
+    from nnunetv2.paths import nnUNet_raw
+    if not nnUNet_raw.is_set():
+        raise ValueError("nnUNet_raw is not set")
+    return str(nnUNet_raw)
+
+
+def check_new_dataset(raw_root: str, dataset_id: int, name: str) -> str:
+    """The folder name ``DatasetXXX_NAME``; refuses a bad id or name and an id already in use."""
+    if not (0 < int(dataset_id) < 1000):
+        raise ValueError(f"dataset id must be 1..999, got {dataset_id}")
+    if not re.fullmatch(r"[A-Za-z0-9]+", name):
+        raise ValueError(f"dataset name must be letters and digits, got {name!r}")
+    prefix = f"Dataset{int(dataset_id):03d}_"
+    if os.path.isdir(raw_root):
+        taken = [d for d in os.listdir(raw_root) if d.startswith(prefix)]
+        if taken:
+            raise FileExistsError(f"{os.path.join(raw_root, taken[0])} already exists; choose another dataset id")
+    return prefix + name
+
+
+@contextmanager
+def new_dataset_folder(raw_root: str, folder_name: str) -> Iterator[str]:
+    """Yield a temporary folder with imagesTr/ and labelsTr/; renamed to raw_root/folder_name on success,
+    removed on failure."""
+    os.makedirs(raw_root, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{folder_name}.", dir=raw_root)
+    try:
+        os.makedirs(os.path.join(tmp, "imagesTr"))
+        os.makedirs(os.path.join(tmp, "labelsTr"))
+        yield tmp
+        os.rename(tmp, os.path.join(raw_root, folder_name))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def geometry(path: str):
+    """(size, spacing, origin, direction) from the header only, rounded for comparison."""
+    r = sitk.ImageFileReader()
+    r.SetFileName(path)
+    r.ReadImageInformation()
+    return (r.GetSize(), np.round(r.GetSpacing(), 5).tolist(), np.round(r.GetOrigin(), 3).tolist(),
+            np.round(r.GetDirection(), 5).tolist())
+
+
+def check_same_geometry(case: str, files: Sequence[str]) -> None:
+    ref = geometry(files[0])
+    for f in files[1:]:
+        g = geometry(f)
+        if g != ref:
+            raise ValueError(f"case {case!r}: {os.path.basename(f)} has geometry (size, spacing, origin, direction) "
+                             f"{g}, but {os.path.basename(files[0])} has {ref}")
