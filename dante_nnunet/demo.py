@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json, save_json
 
+from dante_nnunet.evaluation import evaluate_folders
 from dante_nnunet.synthetic import write_synthetic_dataset
 
 TRAINER_FOLDER = join(os.path.dirname(os.path.abspath(__file__)), "nnunet_trainers")
@@ -50,19 +51,6 @@ def add_configuration(plans_file: str, name: str, base: str = "3d_fullres",
         return
     cfgs[name] = new
     save_json(plans, plans_file, sort_keys=False)
-
-
-def dice_per_region(ref_dir: str, pred_dir: str, regions: Dict[str, Sequence[int]]) -> Dict[str, float]:
-    """Mean Dice per region over the cases of ``ref_dir`` (both empty counts as 1)."""
-    scores: Dict[str, List[float]] = {r: [] for r in regions}
-    for f in sorted(os.listdir(ref_dir)):
-        ref = sitk.GetArrayFromImage(sitk.ReadImage(join(ref_dir, f)))
-        pred = sitk.GetArrayFromImage(sitk.ReadImage(join(pred_dir, f)))
-        for r, labels in regions.items():
-            a, b = np.isin(ref, labels), np.isin(pred, labels)
-            denom = a.sum() + b.sum()
-            scores[r].append(1.0 if denom == 0 else 2 * np.logical_and(a, b).sum() / denom)
-    return {r: float(np.mean(v)) for r, v in scores.items()}
 
 
 def _run(cmd: List[str], env: Dict[str, str], log: str) -> float:
@@ -122,14 +110,16 @@ def run_demo(workdir: str, dataset_id: int = 990, trainer: str = "DANTETrainer_d
         np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(join(pred_dante, f))),
                        sitk.GetArrayFromImage(sitk.ReadImage(join(pred_plain, f))))
         for f in sorted(os.listdir(join(raw, "labelsTs"))))
-    regions = {"whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
-    dice = dice_per_region(join(raw, "labelsTs"), pred_dante, regions)
+    metrics = evaluate_folders(join(raw, "labelsTs"), pred_dante, load_json(join(raw, "dataset.json")))
+    dice = {r: round(m["dice"], 4) for r, m in metrics["mean"].items()}
+    hd95 = {r: round(m["hd95"], 2) for r, m in metrics["mean"].items()}
     val_summary = join(paths["nnUNet_results"], dataset_name, f"{trainer}__nnUNetPlans__{configuration}", "fold_0")
     val = {k: load_json(join(val_summary, *p, "validation", "summary.json"))["foreground_mean"]["Dice"]
            for k, p in (("limited", ()), ("full_teacher", ("full_pathway",)))
            if isfile(join(val_summary, *p, "validation", "summary.json"))}
     summary = {"workdir": workdir, "trainer": trainer, "configuration": configuration, "seconds": times,
-               "test_dice_limited_only_inputs": dice, "validation_mean_dice": val,
+               "test_dice_limited_only_inputs": dice, "test_hd95_mm_limited_only_inputs": hd95,
+               "validation_mean_dice": val,
                "plain_nnunet_prediction_identical": identical}
     save_json(summary, join(workdir, "summary.json"))
     print(json.dumps(summary, indent=2))
