@@ -51,6 +51,33 @@ def _pretrain_dataset(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    import json
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from dante_nnunet.evaluation import evaluate_folders
+    if os.path.exists(args.o):
+        raise FileExistsError(f"{args.o} already exists; not overwriting it")
+    result = evaluate_folders(args.ref, args.pred, load_json(args.dataset_json), args.et_threshold)
+    tmp = args.o + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(result, fh, indent=2)
+    os.replace(tmp, args.o)
+    for key in ("mean", "mean_et_postprocessed"):
+        if key in result:
+            print(key)
+            for r, m in result[key].items():
+                print(f"  {r:>20}: Dice {m['dice']:.4f} +- {m['dice_std']:.4f}   HD95 {m['hd95']:.2f} +- "
+                      f"{m['hd95_std']:.2f} mm")
+    print(f"wrote {args.o}")
+    return 0
+
+
+def _convert_brats(args) -> int:
+    from dante_nnunet.converters import convert_brats
+    print(f"wrote {convert_brats(args.src, args.d, args.name)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dante_nnunet", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -88,6 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--privileged", nargs="+", help="privileged channel name(s)")
     s.add_argument("--file-ending", help="image file ending (default: from --like, else .nii.gz)")
     s.set_defaults(func=_pretrain_dataset)
+
+    s = sub.add_parser("evaluate", help="Dice and HD95 (mm) per case and region, BraTS conventions for empty masks")
+    s.add_argument("ref", help="folder of reference segmentations")
+    s.add_argument("pred", help="folder of predictions (same file names)")
+    s.add_argument("--dataset-json", required=True, help="dataset.json giving labels/regions and file_ending")
+    s.add_argument("-o", required=True, help="metrics.json to write (must not exist)")
+    s.add_argument("--et-threshold", type=int, default=None,
+                   help="also report BraTS ET post-processing: fewer enhancing voxels (label 3) than this in a "
+                        "case -> relabelled 2")
+    s.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("convert-brats", help="BraTS 2018/2020/2021 case folders -> nnU-Net raw dataset (Dataset137 "
+                                             "labels, regions, T1ce privileged)")
+    s.add_argument("src", help="folder of BraTS case folders (subfolders such as HGG/LGG are searched)")
+    s.add_argument("-d", type=int, required=True, help="new dataset id")
+    s.add_argument("--name", default="BraTS", help="dataset name (letters and digits; default BraTS)")
+    s.set_defaults(func=_convert_brats)
 
     s = sub.add_parser("sweep", help="print the nnUNetv2_train commands of a lambda1 x lambda2 grid")
     s.add_argument("-d", required=True)

@@ -1,0 +1,105 @@
+"""BraTS to an nnU-Net raw dataset for DANTE (``dante_nnunet convert-brats``).
+
+Input layout (BraTS 2018, 2020 and 2021 training data as distributed): one folder per case, possibly
+grouped (BraTS 2018's ``HGG/`` and ``LGG/``), each holding ``<case>_t1``, ``<case>_t1ce``,
+``<case>_t2``, ``<case>_flair`` and ``<case>_seg`` as ``.nii.gz`` or ``.nii``. A case folder is any
+folder with a ``*_flair.nii(.gz)`` file; the case id is the folder name.
+
+Output: ``nnUNet_raw/DatasetXXX_NAME`` the way nnU-Net's Dataset137 conversion lays BraTS out:
+channels T1 ``_0000``, T1ce ``_0001``, T2 ``_0002``, FLAIR ``_0003``; labels 2 -> 1 (edema),
+1 -> 2 (necrosis / non-enhancing core), 4 -> 3 (enhancing); a region dataset.json (whole tumor [1,2,3],
+tumor core [2,3], enhancing tumor [3], ``regions_class_order`` [1,2,3]) with the dante block naming
+T1ce as the privileged channel.
+
+Everything is checked before anything is written: exactly the five files per case, one geometry
+across them, label values within {0, 1, 2, 4}. An error names the case.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, Optional
+
+import numpy as np
+import SimpleITK as sitk
+from batchgenerators.utilities.file_and_folder_operations import join, save_json
+
+from dante_nnunet.rawdata import check_new_dataset, check_same_geometry, new_dataset_folder, resolve_raw_root
+
+BRATS_MODALITIES = ("t1", "t1ce", "t2", "flair")     # -> _0000.._0003
+BRATS_CHANNEL_NAMES = ("T1", "T1ce", "T2", "FLAIR")
+BRATS_LABEL_MAP = {0: 0, 2: 1, 1: 2, 4: 3}           # BraTS value -> nnU-Net (Dataset137) value
+BRATS_LABELS = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
+_FILE = re.compile(r"^(?P<case>.+)_(?P<kind>t1|t1ce|t2|flair|seg)\.nii(?:\.gz)?$")
+
+
+def _brats_cases(src: str) -> Dict[str, Dict[str, str]]:
+    if not os.path.isdir(src):
+        raise FileNotFoundError(f"{src} is not a folder")
+    cases: Dict[str, Dict[str, str]] = {}
+    for folder, _, files in sorted(os.walk(src)):
+        if not any(re.search(r"_flair\.nii(\.gz)?$", f) for f in files):
+            continue
+        case = os.path.basename(folder)
+        if case in cases:
+            raise ValueError(f"case {case!r} appears twice under {src}")
+        found: Dict[str, str] = {}
+        for f in sorted(files):
+            if f.startswith("."):
+                continue
+            m = _FILE.match(f)
+            if m is None or m["case"] != case:
+                raise ValueError(f"case {case!r}: unexpected file {f} (expected {case}_t1, _t1ce, _t2, _flair, "
+                                 f"_seg .nii.gz)")
+            if m["kind"] in found:
+                raise ValueError(f"case {case!r}: two {m['kind']} files ({os.path.basename(found[m['kind']])}, {f})")
+            found[m["kind"]] = join(folder, f)
+        missing = [k for k in BRATS_MODALITIES + ("seg",) if k not in found]
+        if missing:
+            raise ValueError(f"case {case!r} ({folder}) lacks {', '.join(f'{case}_{k}' for k in missing)}")
+        cases[case] = found
+    if not cases:
+        raise ValueError(f"no BraTS case folders (with a *_flair.nii.gz file) under {src}")
+    return cases
+
+
+def _mapped_labels(case: str, seg_file: str) -> sitk.Image:
+    img = sitk.ReadImage(seg_file)
+    arr = sitk.GetArrayFromImage(img)
+    values = set(np.unique(arr).tolist())
+    unknown = sorted(values - set(BRATS_LABEL_MAP))
+    if unknown:
+        raise ValueError(f"case {case!r}: {os.path.basename(seg_file)} has label values {unknown}; BraTS uses "
+                         f"0, 1, 2, 4")
+    out = np.zeros(arr.shape, dtype=np.uint8)
+    for src, dst in BRATS_LABEL_MAP.items():
+        out[arr == src] = dst
+    label = sitk.GetImageFromArray(out)
+    label.CopyInformation(img)
+    return label
+
+
+def convert_brats(src: str, dataset_id: int, name: str = "BraTS", raw_root: Optional[str] = None) -> str:
+    raw_root = resolve_raw_root(raw_root)
+    folder_name = check_new_dataset(raw_root, dataset_id, name)
+    cases = _brats_cases(src)
+    for case, files in cases.items():   # all checks first (labels are read twice rather than held in memory)
+        check_same_geometry(case, [files[k] for k in BRATS_MODALITIES + ("seg",)])
+        _mapped_labels(case, files["seg"])
+    with new_dataset_folder(raw_root, folder_name) as tmp:
+        for case, files in cases.items():
+            for c, kind in enumerate(BRATS_MODALITIES):
+                sitk.WriteImage(sitk.ReadImage(files[kind]), join(tmp, "imagesTr", f"{case}_{c:04d}.nii.gz"), True)
+            sitk.WriteImage(_mapped_labels(case, files["seg"]), join(tmp, "labelsTr", f"{case}.nii.gz"), True)
+        save_json({
+            "channel_names": {str(i): n for i, n in enumerate(BRATS_CHANNEL_NAMES)},
+            "labels": BRATS_LABELS,
+            "regions_class_order": [1, 2, 3],
+            "numTraining": len(cases),
+            "file_ending": ".nii.gz",
+            "name": name,
+            "description": f"BraTS converted by dante_nnunet convert-brats from {os.path.abspath(src)}; labels "
+                           f"2->1 edema, 1->2 necrosis/non-enhancing, 4->3 enhancing (as Dataset137)",
+            "dante": {"privileged_channels": ["T1ce"]},
+        }, join(tmp, "dataset.json"), sort_keys=False)
+    return join(raw_root, folder_name)

@@ -1,0 +1,92 @@
+"""`dante_nnunet convert-brats` on tiny fake BraTS folders: label mapping checked exactly, bad layouts
+refused naming the case, nothing half-written."""
+import json
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from dante_nnunet.cli import main
+from dante_nnunet.converters import convert_brats
+
+
+def _img(path, arr, spacing=(1.0, 1.0, 1.0)):
+    im = sitk.GetImageFromArray(arr)
+    im.SetSpacing(spacing)
+    sitk.WriteImage(im, str(path))
+
+
+def _case(root, case, seg_values=(0, 1, 2, 4), ending=".nii.gz", skip=()):
+    d = root / case
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(len(case))
+    for i, m in enumerate(("t1", "t1ce", "t2", "flair")):
+        if m not in skip:
+            _img(d / f"{case}_{m}{ending}", (rng.random((5, 6, 7)) + i).astype(np.float32))
+    seg = np.zeros((5, 6, 7), np.uint8)
+    for k, v in enumerate(seg_values):
+        seg[k] = v
+    if "seg" not in skip:
+        _img(d / f"{case}_seg{ending}", seg)
+    return seg
+
+
+def test_brats2018_layout_with_grades_and_label_mapping(tmp_path):
+    src = tmp_path / "MICCAI_BraTS_2018_Data_Training"
+    seg = _case(src / "HGG", "Brats18_2013_2_1")
+    _case(src / "LGG", "Brats18_2013_0_1", ending=".nii")
+    out = convert_brats(str(src), 501, "BraTS2018", raw_root=str(tmp_path / "raw"))
+    assert os.path.basename(out) == "Dataset501_BraTS2018"
+    d = json.load(open(os.path.join(out, "dataset.json")))
+    assert d["channel_names"] == {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"}
+    assert d["labels"] == {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
+    assert d["regions_class_order"] == [1, 2, 3] and d["numTraining"] == 2
+    assert d["dante"] == {"privileged_channels": ["T1ce"]}
+    lab = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, "labelsTr", "Brats18_2013_2_1.nii.gz")))
+    expected = {0: 0, 1: 2, 2: 1, 4: 3}
+    for v in (0, 1, 2, 4):
+        assert (lab[seg == v] == expected[v]).all()
+    images = sorted(os.listdir(os.path.join(out, "imagesTr")))
+    assert images[:4] == [f"Brats18_2013_0_1_{c:04d}.nii.gz" for c in range(4)]
+    src_t1ce = sitk.GetArrayFromImage(sitk.ReadImage(str(src / "HGG" / "Brats18_2013_2_1" /
+                                                         "Brats18_2013_2_1_t1ce.nii.gz")))
+    out_1 = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, "imagesTr", "Brats18_2013_2_1_0001.nii.gz")))
+    assert np.array_equal(src_t1ce, out_1)   # channel 1 is T1ce
+
+
+def _refused(tmp_path, src, match):
+    raw = tmp_path / "raw"
+    with pytest.raises((ValueError, FileNotFoundError), match=match):
+        convert_brats(str(src), 502, raw_root=str(raw))
+    assert not raw.exists() or os.listdir(raw) == []
+
+
+def test_missing_file_names_the_case(tmp_path):
+    _case(tmp_path / "src", "BraTS20_Training_001")
+    _case(tmp_path / "src", "BraTS20_Training_355", skip=("seg",))
+    _refused(tmp_path, tmp_path / "src", r"case 'BraTS20_Training_355' .* lacks BraTS20_Training_355_seg")
+
+
+def test_extra_file_and_unknown_labels_name_the_case(tmp_path):
+    _case(tmp_path / "a", "BraTS2021_00000")
+    (tmp_path / "a" / "BraTS2021_00000" / "BraTS2021_00000_t1gd.nii.gz").write_bytes(b"")
+    _refused(tmp_path, tmp_path / "a", r"case 'BraTS2021_00000': unexpected file BraTS2021_00000_t1gd")
+    _case(tmp_path / "b", "BraTS2021_00001", seg_values=(0, 1, 3))
+    _refused(tmp_path, tmp_path / "b", r"case 'BraTS2021_00001': BraTS2021_00001_seg.nii.gz has label values \[3\]")
+
+
+def test_mismatched_geometry_names_the_case(tmp_path):
+    _case(tmp_path / "src", "BraTS2021_00002")
+    _img(tmp_path / "src" / "BraTS2021_00002" / "BraTS2021_00002_t2.nii.gz",
+         np.zeros((5, 6, 7), np.float32), spacing=(1.0, 1.0, 3.0))
+    _refused(tmp_path, tmp_path / "src", r"case 'BraTS2021_00002': BraTS2021_00002_t2.nii.gz has geometry")
+
+
+def test_cli_never_overwrites(tmp_path, monkeypatch, capsys):
+    _case(tmp_path / "src", "BraTS2021_00003")
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    assert main(["convert-brats", str(tmp_path / "src"), "-d", "503"]) == 0
+    assert main(["convert-brats", str(tmp_path / "src"), "-d", "503", "--name", "Other"]) == 2
+    assert "Dataset503_BraTS already exists" in capsys.readouterr().err
+    assert main(["convert-brats", str(tmp_path / "nothing"), "-d", "504"]) == 2
