@@ -23,7 +23,8 @@ voxels and the three losses (Eqs. 7-9) score the same region.
 
 Masked voxels are set to 0, the mean of every channel after nnU-Net's z-score normalisation.
 The random draws come from a CPU ``torch.Generator`` (deterministic under ``seed``); only the small
-block grid is drawn there, the voxel mask is expanded on the target device.
+block grid is drawn there (and copied from pinned memory, so the copy does not wait for the GPU), the
+voxel mask is expanded on the target device.
 """
 from __future__ import annotations
 
@@ -81,6 +82,8 @@ class MultiScaleBlockMasker:
         masks = []
         for _ in range(batch_size):
             grid, edges = self._case_grid(spatial_shape)
+            if torch.device(device).type == "cuda":
+                grid = grid.pin_memory()   # a pageable host->device copy would wait for the queued GPU work
             m = grid.to(device, non_blocking=True)
             for axis, e in enumerate(edges):
                 m = m.repeat_interleave(e, dim=axis)
