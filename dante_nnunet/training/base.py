@@ -71,6 +71,13 @@ class DANTEBaseTrainer(nnUNetTrainer):
         return mod
 
     # ------------------------------------------------------------------ training step
+    def _to_device(self, batch: dict):
+        data = batch['data'].to(self.device, non_blocking=True)
+        target = batch['target']
+        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
+            else target.to(self.device, non_blocking=True)
+        return data, target
+
     def _backward_and_step(self, loss: torch.Tensor) -> None:
         """nnU-Net's update: (scaled) backward, gradient norm clipped at 12, SGD step."""
         if self.grad_scaler is not None:

@@ -56,6 +56,7 @@ class DANTETrainer(DANTEBaseTrainer):
     infonce_temperature = 0.1
     infonce_anchors = 1024            # anchors per level and batch (memory ~ anchors^2)
     validate_full_pathway = True      # final validation also scores the teacher (fold_X/full_pathway/)
+    requires_pretrained_weights = False  # True: refuse to train without -pretrained_weights (Stage-1 runs)
     activation_checkpointing = False  # recompute activations in backward: less memory, ~1 more forward of time
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -139,13 +140,6 @@ class DANTETrainer(DANTEBaseTrainer):
             self.print_to_log_file(f"DANTE: transferred encoders E_L, E_A, E_P {'frozen' if frozen else 'trainable'} "
                                    f"from epoch {self.current_epoch}")
 
-    def _to_device(self, batch: dict):
-        data = batch['data'].to(self.device, non_blocking=True)
-        target = batch['target']
-        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
-            else target.to(self.device, non_blocking=True)
-        return data, target
-
     def train_step(self, batch: dict) -> dict:
         """nnUNetTrainer.train_step without its per-step ``.cpu()``: the loss and every Eq. 6 term stay
         detached device tensors until on_train_epoch_end (no host synchronisation inside the step)."""
@@ -221,8 +215,11 @@ class DANTETrainer(DANTEBaseTrainer):
 
     # ------------------------------------------------------------------ deployment
     def on_train_start(self):
-        super().on_train_start()
         dual = self.dual_network()
+        if self.requires_pretrained_weights and dual.transferred_from is None:
+            raise RuntimeError(f"{type(self).__name__} fine-tunes a Stage-1 model: start it with "
+                               f"-pretrained_weights PATH/checkpoint_final.pth of a DANTEPretrainTrainer run")
+        super().on_train_start()
         if dual.transferred_from is not None:
             if self.is_ddp and self.current_epoch < self.encoder_freeze_end_epoch:
                 raise RuntimeError(f"{type(self).__name__}: freezing transferred encoders is not supported under "

@@ -6,6 +6,8 @@ Schedule variants scale the whole schedule: the regularisers still join at 20% o
 """
 from dante_nnunet.training.dante_trainer import DANTETrainer
 from dante_nnunet.training.pretrain_trainer import DANTEPretrainTrainer
+from dante_nnunet.training.baselines import (DistillationTrainer, LowerBoundTrainer, ModalityDropoutTrainer,
+                                             UpperBoundTrainer)
 
 
 class DANTETrainer_1epoch(DANTETrainer):
@@ -55,12 +57,16 @@ class DANTETrainer_checkpointing(DANTETrainer):
     activation_checkpointing = True
 
 
-class DANTETrainer_demo(DANTETrainer):
-    """The CPU demo's short schedule (`dante_nnunet demo`): 10 epochs of 50 iterations, regularisers
-    from epoch 2. Far too short for real data."""
+class DemoSchedule:
+    """The CPU demo's short schedule (mixed into the `_demo` variants): 10 epochs of 50 iterations,
+    10 validation iterations; DANTE's regularisers from epoch 2. Far too short for real data."""
     epochs = 10
     iterations_per_epoch = 50
     val_iterations_per_epoch = 10
+
+
+class DANTETrainer_demo(DemoSchedule, DANTETrainer):
+    """`dante_nnunet demo`'s trainer."""
 
 
 class DANTEPretrainTrainer_1epoch(DANTEPretrainTrainer):
@@ -83,3 +89,52 @@ class DANTEPretrainTrainer_selfMAE(DANTEPretrainTrainer):
     """Ablation "w/o cross-modal pretrain" (paper Table 2): each pathway reconstructs only its own
     input (Eqs. 7 and 8), no L+P->F reconstruction (Eq. 9) and no Psi_2."""
     cross_modal = False
+
+
+class DANTETrainer_S1(DANTETrainer):
+    """DANTE fine-tuned from Stage 1 (paper: DANTE with cross-modal pre-training): refuses to start
+    without -pretrained_weights, and keeps its results apart from DANTETrainer's."""
+    requires_pretrained_weights = True
+
+
+class DANTETrainer_demo_S1(DANTETrainer_demo):
+    requires_pretrained_weights = True
+
+
+class DANTEPretrainTrainer_demo(DemoSchedule, DANTEPretrainTrainer):
+    pass
+
+
+# ---------------------------------------------------------------- baselines (training/baselines.py)
+
+class UpperBoundTrainer_50epochs(UpperBoundTrainer):
+    epochs = 50
+
+
+class UpperBoundTrainer_demo(DemoSchedule, UpperBoundTrainer):
+    pass
+
+
+class LowerBoundTrainer_50epochs(LowerBoundTrainer):
+    epochs = 50
+
+
+class LowerBoundTrainer_demo(DemoSchedule, LowerBoundTrainer):
+    pass
+
+
+class ModalityDropoutTrainer_50epochs(ModalityDropoutTrainer):
+    epochs = 50
+
+
+class ModalityDropoutTrainer_demo(DemoSchedule, ModalityDropoutTrainer):
+    pass
+
+
+class DistillationTrainer_50epochs(DistillationTrainer):
+    epochs = 50
+    teacher_trainer = "UpperBoundTrainer_50epochs"
+
+
+class DistillationTrainer_demo(DemoSchedule, DistillationTrainer):
+    teacher_trainer = "UpperBoundTrainer_demo"

@@ -1,0 +1,181 @@
+"""The comparison methods of the paper's Table 1, as nnUNetTrainer subclasses on the same plans,
+preprocessed data, augmentation and schedule as DANTETrainer (its class attributes ``epochs``,
+``iterations_per_epoch``, ``val_iterations_per_epoch``; variants change those only).
+
+- ``UpperBoundTrainer``: the stock network on all channels; predicts from all-channel folders.
+- ``LowerBoundTrainer``: the stock network on the limited channels only.
+- ``ModalityDropoutTrainer``: missing-modality style; the stock network on all channels with the
+  privileged channels dropped (zeroed) per case with probability ``drop_probability`` in training and
+  always absent (zero) at validation and test.
+- ``DistillationTrainer``: a student on the limited channels with nnU-Net's task loss plus feature
+  and logit distillation (``losses/distillation.py``) from a frozen all-channel teacher, by default
+  the ``UpperBoundTrainer`` of the same dataset, plans, configuration and fold (variant names carry
+  over: ``DistillationTrainer_demo`` learns from ``UpperBoundTrainer_demo``); the environment
+  variable ``DANTE_TEACHER_CHECKPOINT`` names another checkpoint.
+
+All but the upper bound deploy like DANTETrainer: their results folder describes the limited
+channels, ``checkpoint_*.pth`` holds the stock network on the limited channels (``nnUNetv2_predict``
+on limited-only folders, ``dante_nnunet export``), and validation scores the limited channels.
+"""
+from __future__ import annotations
+
+import os
+from typing import List, Union
+
+import numpy as np
+import torch
+from batchgenerators.utilities.file_and_folder_operations import isfile, join
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.file_path_utilities import get_output_folder
+
+from dante_nnunet.deploy import check_inputs_of_predict_command, save_deployment_files
+from dante_nnunet.losses.distillation import DistillationLoss
+from dante_nnunet.networks.builder import build_stock_network
+from dante_nnunet.networks.input_channels import (ModalityDropout, drop_input_channels, first_convolution_keys,
+                                                  select_channels)
+from dante_nnunet.training.base import DANTEBaseTrainer
+
+TEACHER_ENV = "DANTE_TEACHER_CHECKPOINT"
+
+
+class UpperBoundTrainer(DANTEBaseTrainer):
+    """Stock nnU-Net on every channel (privileged ones included) with DANTE's schedule attributes."""
+
+    def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
+                                num_output_channels: int, enable_deep_supervision: bool = True):
+        return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                        num_output_channels, enable_deep_supervision)
+
+
+class _LimitedDeployedTrainer(DANTEBaseTrainer):
+    """Base of the baselines that deploy the stock network on the limited channels."""
+
+    @staticmethod
+    def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True):
+        """The deployed network, as DANTETrainer's: nnUNetv2_predict checks its input folder first."""
+        check_inputs_of_predict_command(num_input_channels)
+        return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                        num_output_channels, enable_deep_supervision)
+
+    def on_train_start(self):
+        super().on_train_start()
+        if self.local_rank == 0:
+            save_deployment_files(self.output_folder_base, self.plans_manager.plans, self.dataset_json,
+                                  self.channel_split)
+
+
+class LowerBoundTrainer(_LimitedDeployedTrainer):
+    """Stock nnU-Net trained on the limited channels only (the data loader's privileged channels are
+    dropped at the encoder's input, so the preprocessed data is shared with DANTE)."""
+
+    def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
+                                num_output_channels: int, enable_deep_supervision: bool = True):
+        net = build_stock_network(configuration_manager, len(self.channel_split.limited_indices),
+                                  num_output_channels, enable_deep_supervision)
+        select_channels(net.encoder, self.channel_split.limited_indices)
+        return net
+
+
+class ModalityDropoutTrainer(_LimitedDeployedTrainer):
+    """Missing-modality baseline (ModDrop / HeMIS style random dropping of the privileged channels)."""
+    drop_probability = 0.5
+
+    def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
+                                num_output_channels: int, enable_deep_supervision: bool = True):
+        net = build_stock_network(configuration_manager, num_input_channels, num_output_channels,
+                                  enable_deep_supervision)
+        net.encoder.register_forward_pre_hook(ModalityDropout(self.channel_split.privileged_indices,
+                                                              self.drop_probability))
+        return net
+
+    def _deployed_weights(self) -> dict:
+        """The all-channel network with its (always zero at test) privileged inputs removed from the
+        first convolution: the same function on the limited channels, under stock keys."""
+        net = self.unwrapped_network()
+        return drop_input_channels(net.state_dict(), first_convolution_keys(net), self.channel_split.limited_indices)
+
+    def save_checkpoint(self, filename: str) -> None:
+        self._write_checkpoint(filename, self._deployed_weights(),
+                               dante_network_weights=self.unwrapped_network().state_dict())
+
+    def load_checkpoint(self, filename_or_checkpoint: Union[dict, str]) -> None:
+        ck, name = self._read_checkpoint(filename_or_checkpoint)
+        if 'dante_network_weights' not in ck:
+            raise ValueError(f"{name} has no 'dante_network_weights': it was not written by "
+                             f"{type(self).__name__} (trainer_name {ck.get('trainer_name')!r})")
+        self._load_weights(self.unwrapped_network(), ck['dante_network_weights'])
+        self._restore_training_state(ck)
+
+
+class DistillationTrainer(LowerBoundTrainer):
+    """Student = LowerBoundTrainer's network; teacher = a frozen all-channel stock network."""
+    teacher_trainer = "UpperBoundTrainer"
+    feature_weight = 1.0
+    logit_weight = 1.0
+    temperature = 2.0
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        # checked before nnUNetTrainer.__init__ creates the output folder
+        self.teacher_checkpoint = self._find_teacher(plans, configuration, fold)
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.print_to_log_file(f"Distillation teacher: {self.teacher_checkpoint}", also_print_to_console=True)
+
+    def _find_teacher(self, plans: dict, configuration: str, fold: int) -> str:
+        path = os.environ.get(TEACHER_ENV)
+        if not path:
+            path = join(get_output_folder(plans["dataset_name"], self.teacher_trainer, plans["plans_name"],
+                                          configuration, fold), "checkpoint_final.pth")
+        if not isfile(path):
+            raise FileNotFoundError(f"{type(self).__name__} needs a trained all-channel teacher: {path} does not exist. "
+                                    f"Train {self.teacher_trainer} on the same dataset, configuration and fold first, "
+                                    f"or set {TEACHER_ENV} to a checkpoint.")
+        return path
+
+    def initialize(self):
+        super().initialize()
+        teacher = build_stock_network(self.configuration_manager, self.channel_split.num_channels,
+                                      self.label_manager.num_segmentation_heads, self.enable_deep_supervision)
+        ck = torch.load(self.teacher_checkpoint, map_location='cpu', weights_only=False)
+        try:
+            self._load_weights(teacher, ck['network_weights'])
+        except (KeyError, RuntimeError) as e:
+            raise ValueError(f"{self.teacher_checkpoint} is not an all-channel {self.configuration_name} model of "
+                             f"these plans ({self.channel_split.num_channels} input channels): {e}") from None
+        self.teacher = teacher.to(self.device).eval().requires_grad_(False)
+        self._student_features: List[torch.Tensor] = []
+        self.unwrapped_network().encoder.register_forward_hook(
+            lambda module, args, output: self._student_features.__setitem__(slice(None), output))
+
+    def _build_loss(self):
+        return DistillationLoss(super()._build_loss(), self.feature_weight, self.logit_weight, self.temperature,
+                                self.label_manager.has_regions)
+
+    def train_step(self, batch: dict) -> dict:
+        data, target = self._to_device(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            with torch.no_grad():
+                teacher_features = self.teacher.encoder(data)
+                teacher_out = self.teacher.decoder(teacher_features)
+            output = self.network(data)
+            loss = self.loss(output, teacher_out, self._student_features, teacher_features, target)
+        self._backward_and_step(loss)
+        return {'loss': loss.detach(), **{f"kd_{k}": v for k, v in self.loss.last_terms.items()}}
+
+    def on_train_epoch_end(self, train_outputs: List[dict]):
+        keys = list(train_outputs[0])
+        means = torch.stack([torch.stack([o[k].float() for o in train_outputs]) for k in keys]).cpu().numpy()
+        super().on_train_epoch_end([{'loss': v} for v in means[0]])
+        self.print_to_log_file("distillation terms (unweighted): " +
+                               ", ".join(f"{k[3:]} {np.mean(v):.4f}" for k, v in zip(keys[1:], means[1:])))
+
+    def validation_step(self, batch: dict) -> dict:
+        # online validation: nnU-Net's task loss and pseudo Dice of the student alone
+        loss, self.loss = self.loss, self.loss.task_loss
+        try:
+            return super().validation_step(batch)
+        finally:
+            self.loss = loss
