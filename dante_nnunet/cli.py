@@ -78,6 +78,20 @@ def _convert_brats(args) -> int:
     return 0
 
 
+def _convert_ct_pairs(args) -> int:
+    from dante_nnunet.converters import convert_ct_pairs
+    print(f"wrote {convert_ct_pairs(args.src, args.d, args.name)}")
+    return 0
+
+
+def _phantom(args) -> int:
+    from dante_nnunet.phantom import write_phantom
+    folder = write_phantom(args.kind, args.d, args.name, num_train=args.num_train, num_test=args.num_test,
+                           seed=args.seed)
+    print(f"wrote {folder} (imagesTs: limited channels only; imagesTs_allchannels; labelsTs)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dante_nnunet", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -132,6 +146,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-d", type=int, required=True, help="new dataset id")
     s.add_argument("--name", default="BraTS", help="dataset name (letters and digits; default BraTS)")
     s.set_defaults(func=_convert_brats)
+
+    s = sub.add_parser("convert-ct-pairs", help="paired non-contrast CT + CTPA case folders -> nnU-Net raw dataset "
+                                                "(CT normalisation, CTPA privileged)")
+    s.add_argument("src", help="folder of case folders, each with <case>_ncct, <case>_ctpa, <case>_seg .nii.gz")
+    s.add_argument("-d", type=int, required=True, help="new dataset id")
+    s.add_argument("--name", default="DP2E", help="dataset name (letters and digits; default DP2E)")
+    s.set_defaults(func=_convert_ct_pairs)
+
+    s = sub.add_parser("phantom", help="a phantom raw dataset with a held-out test split: BraTS-like (T1ce "
+                                       "privileged) or DP2E-like CT (CTPA privileged)")
+    s.add_argument("--kind", choices=["brats", "ct"], default="brats")
+    s.add_argument("-d", type=int, required=True, help="new dataset id")
+    s.add_argument("--name", default=None, help="dataset name (default BraTSPhantom / DP2EPhantom)")
+    s.add_argument("--num-train", type=int, default=24)
+    s.add_argument("--num-test", type=int, default=8)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_phantom)
 
     s = sub.add_parser("sweep", help="print the nnUNetv2_train commands of a lambda1 x lambda2 grid")
     s.add_argument("-d", required=True)

@@ -5,9 +5,11 @@ A DANTE dataset is an ordinary nnU-Net raw dataset whose dataset.json carries on
     "channel_names": {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"},
     "dante": {"privileged_channels": ["T1ce"]}
 
-The privileged channels (X^P in the paper) are named, not numbered, so that the block survives a
-re-ordering of channels. Every other channel, in dataset order, is a limited channel (X^L): the
-channels the deployed model receives, renumbered ``_0000, _0001, ...`` in that order.
+The privileged channels (X^P in the paper) are named, so that the block survives a re-ordering of
+channels. Where two channels share a name (nnU-Net picks CT normalisation by the name "CT", so a
+non-contrast CT and a CT angiography are both called "CT"), they are given as channel numbers
+instead: ``"privileged_channels": [1]``. Every other channel, in dataset order, is a limited channel
+(X^L): the channels the deployed model receives, renumbered ``_0000, _0001, ...`` in that order.
 """
 from __future__ import annotations
 
@@ -51,19 +53,30 @@ class ChannelSplit:
         if isinstance(privileged, str) or not isinstance(privileged, Sequence) or len(privileged) == 0:
             raise DanteConfigError(
                 f'{source}: "dante" -> "privileged_channels" must be a non-empty list of channel names '
-                f'from channel_names {list(names)}, got {privileged!r}')
+                f'from channel_names {list(names)} (or of channel numbers), got {privileged!r}')
+        if all(isinstance(p, int) and not isinstance(p, bool) for p in privileged):
+            return cls._from_indices(names, privileged, source)
         unknown = [p for p in privileged if p not in names]
         if unknown:
             raise DanteConfigError(
                 f'{source}: "dante" -> "privileged_channels" names {unknown}, which are not in channel_names '
                 f'{list(names)}')
+        if len(set(names)) != len(names):
+            raise DanteConfigError(f'{source}: channel_names {list(names)} repeat a name, so the privileged '
+                                   f'channels must be given by number, e.g. "privileged_channels": '
+                                   f'[{len(names) - 1}]')
+        return cls._from_indices(names, [names.index(p) for p in privileged], source)
+
+    @classmethod
+    def _from_indices(cls, names: Tuple[str, ...], privileged: Sequence[int], source: str) -> "ChannelSplit":
+        bad = [p for p in privileged if not 0 <= p < len(names)]
+        if bad:
+            raise DanteConfigError(f'{source}: "dante" -> "privileged_channels" numbers {bad}, but channels are '
+                                   f'0..{len(names) - 1} ({list(names)})')
         if len(set(privileged)) != len(privileged):
             raise DanteConfigError(f'{source}: "dante" -> "privileged_channels" lists a channel twice: '
                                    f'{list(privileged)}')
-        if len(set(names)) != len(names):
-            raise DanteConfigError(f'{source}: channel_names must be unique to split channels by name, got '
-                                   f'{list(names)}')
-        idx = tuple(sorted(names.index(p) for p in privileged))
+        idx = tuple(sorted(privileged))
         if len(idx) == len(names):
             raise DanteConfigError(
                 f'{source}: "dante" -> "privileged_channels" names every channel ({list(names)}); at least one '

@@ -1,5 +1,7 @@
-"""BraTS to an nnU-Net raw dataset for DANTE (``dante_nnunet convert-brats``).
+"""BraTS and paired CT collections to nnU-Net raw datasets for DANTE (``dante_nnunet convert-brats``,
+``dante_nnunet convert-ct-pairs``).
 
+**BraTS.** 
 Input layout (BraTS 2018, 2020 and 2021 training data as distributed): one folder per case, possibly
 grouped (BraTS 2018's ``HGG/`` and ``LGG/``), each holding ``<case>_t1``, ``<case>_t1ce``,
 ``<case>_t2``, ``<case>_flair`` and ``<case>_seg`` as ``.nii.gz`` or ``.nii``. A case folder is any
@@ -11,14 +13,24 @@ channels T1 ``_0000``, T1ce ``_0001``, T2 ``_0002``, FLAIR ``_0003``; labels 2 -
 tumor core [2,3], enhancing tumor [3], ``regions_class_order`` [1,2,3]) with the dante block naming
 T1ce as the privileged channel.
 
-Everything is checked before anything is written: exactly the five files per case, one geometry
-across them, label values within {0, 1, 2, 4}. An error names the case.
+**Paired CT** (non-contrast CT + CT pulmonary angiography, DP2E-like): one folder per case holding
+``<case>_ncct``, ``<case>_ctpa`` (co-registered to the NCCT: same size, spacing, origin, direction) and
+``<case>_seg`` (0 background, 1 embolus), ``.nii.gz`` or ``.nii``; a case folder is any folder with a
+``*_ncct.nii(.gz)`` file. Output: channels NCCT ``_0000`` and CTPA ``_0001``, both named "CT" so that
+nnU-Net applies its CT normalisation to each; the dante block gives the CTPA by number (``[1]``).
+dataset.json also records the paper's plan for DP2E under ``dante_plans``: target spacing 2.0 x 0.7
+x 0.7 mm and patch 64 x 160 x 192, which ``configs/dp2e.json`` applies (``nnUNetv2_plan_and_preprocess
+-overwrite_target_spacing`` and an added configuration). Unlabelled pairs for Stage 1 go through
+``dante_nnunet pretrain-dataset`` instead.
+
+Everything is checked before anything is written: exactly the expected files per case, one geometry
+across them, label values within the known set. An error names the case.
 """
 from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -30,15 +42,17 @@ BRATS_MODALITIES = ("t1", "t1ce", "t2", "flair")     # -> _0000.._0003
 BRATS_CHANNEL_NAMES = ("T1", "T1ce", "T2", "FLAIR")
 BRATS_LABEL_MAP = {0: 0, 2: 1, 1: 2, 4: 3}           # BraTS value -> nnU-Net (Dataset137) value
 BRATS_LABELS = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
-_FILE = re.compile(r"^(?P<case>.+)_(?P<kind>t1|t1ce|t2|flair|seg)\.nii(?:\.gz)?$")
 
 
-def _brats_cases(src: str) -> Dict[str, Dict[str, str]]:
+def _case_folders(src: str, kinds: Sequence[str], marker: str, layout: str) -> Dict[str, Dict[str, str]]:
+    """{case: {kind: file}} for every folder under ``src`` holding a ``<folder>_<marker>.nii(.gz)`` file;
+    each such folder must hold exactly one ``<folder>_<kind>.nii(.gz)`` per kind and nothing else."""
     if not os.path.isdir(src):
         raise FileNotFoundError(f"{src} is not a folder")
+    pattern = re.compile(r"^(?P<case>.+)_(?P<kind>" + "|".join(map(re.escape, kinds)) + r")\.nii(?:\.gz)?$")
     cases: Dict[str, Dict[str, str]] = {}
     for folder, _, files in sorted(os.walk(src)):
-        if not any(re.search(r"_flair\.nii(\.gz)?$", f) for f in files):
+        if not any(re.search(rf"_{marker}\.nii(\.gz)?$", f) for f in files):
             continue
         case = os.path.basename(folder)
         if case in cases:
@@ -47,20 +61,24 @@ def _brats_cases(src: str) -> Dict[str, Dict[str, str]]:
         for f in sorted(files):
             if f.startswith("."):
                 continue
-            m = _FILE.match(f)
+            m = pattern.match(f)
             if m is None or m["case"] != case:
-                raise ValueError(f"case {case!r}: unexpected file {f} (expected {case}_t1, _t1ce, _t2, _flair, "
-                                 f"_seg .nii.gz)")
+                raise ValueError(f"case {case!r}: unexpected file {f} (expected {layout})")
             if m["kind"] in found:
                 raise ValueError(f"case {case!r}: two {m['kind']} files ({os.path.basename(found[m['kind']])}, {f})")
             found[m["kind"]] = join(folder, f)
-        missing = [k for k in BRATS_MODALITIES + ("seg",) if k not in found]
+        missing = [k for k in kinds if k not in found]
         if missing:
             raise ValueError(f"case {case!r} ({folder}) lacks {', '.join(f'{case}_{k}' for k in missing)}")
         cases[case] = found
     if not cases:
-        raise ValueError(f"no BraTS case folders (with a *_flair.nii.gz file) under {src}")
+        raise ValueError(f"no case folders (with a *_{marker}.nii.gz file) under {src}")
     return cases
+
+
+def _brats_cases(src: str) -> Dict[str, Dict[str, str]]:
+    return _case_folders(src, BRATS_MODALITIES + ("seg",), "flair",
+                         "<case>_t1, _t1ce, _t2, _flair, _seg .nii.gz")
 
 
 def _mapped_labels(case: str, seg_file: str) -> sitk.Image:
@@ -101,5 +119,46 @@ def convert_brats(src: str, dataset_id: int, name: str = "BraTS", raw_root: Opti
             "description": f"BraTS converted by dante_nnunet convert-brats from {os.path.abspath(src)}; labels "
                            f"2->1 edema, 1->2 necrosis/non-enhancing, 4->3 enhancing (as Dataset137)",
             "dante": {"privileged_channels": ["T1ce"]},
+        }, join(tmp, "dataset.json"), sort_keys=False)
+    return join(raw_root, folder_name)
+
+
+CT_KINDS = ("ncct", "ctpa")           # -> _0000 (limited), _0001 (privileged)
+CT_LABELS = {"background": 0, "embolus": 1}
+DP2E_TARGET_SPACING = [2.0, 0.7, 0.7]
+DP2E_PATCH_SIZE = [64, 160, 192]
+
+
+def _checked_labels(case: str, seg_file: str, allowed) -> None:
+    values = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(seg_file))).tolist())
+    unknown = sorted(values - set(allowed))
+    if unknown:
+        raise ValueError(f"case {case!r}: {os.path.basename(seg_file)} has label values {unknown}; expected "
+                         f"{sorted(allowed)}")
+
+
+def convert_ct_pairs(src: str, dataset_id: int, name: str = "DP2E", raw_root: Optional[str] = None) -> str:
+    raw_root = resolve_raw_root(raw_root)
+    folder_name = check_new_dataset(raw_root, dataset_id, name)
+    cases = _case_folders(src, CT_KINDS + ("seg",), "ncct", "<case>_ncct, _ctpa, _seg .nii.gz")
+    for case, files in cases.items():
+        check_same_geometry(case, [files[k] for k in CT_KINDS + ("seg",)])
+        _checked_labels(case, files["seg"], CT_LABELS.values())
+    with new_dataset_folder(raw_root, folder_name) as tmp:
+        for case, files in cases.items():
+            for c, kind in enumerate(CT_KINDS):
+                sitk.WriteImage(sitk.ReadImage(files[kind]), join(tmp, "imagesTr", f"{case}_{c:04d}.nii.gz"), True)
+            sitk.WriteImage(sitk.ReadImage(files["seg"], sitk.sitkUInt8), join(tmp, "labelsTr", f"{case}.nii.gz"),
+                            True)
+        save_json({
+            "channel_names": {"0": "CT", "1": "CT"},
+            "labels": CT_LABELS,
+            "numTraining": len(cases),
+            "file_ending": ".nii.gz",
+            "name": name,
+            "description": f"paired CT converted by dante_nnunet convert-ct-pairs from {os.path.abspath(src)}; "
+                           f"_0000 non-contrast CT (limited), _0001 CTPA (privileged)",
+            "dante": {"privileged_channels": [1]},
+            "dante_plans": {"target_spacing": DP2E_TARGET_SPACING, "patch_size": DP2E_PATCH_SIZE},
         }, join(tmp, "dataset.json"), sort_keys=False)
     return join(raw_root, folder_name)

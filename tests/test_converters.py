@@ -1,5 +1,5 @@
-"""`dante_nnunet convert-brats` on tiny fake BraTS folders: label mapping checked exactly, bad layouts
-refused naming the case, nothing half-written."""
+"""`dante_nnunet convert-brats` and `convert-ct-pairs` on tiny fake folders: label mapping checked
+exactly, bad layouts refused naming the case, nothing half-written."""
 import json
 import os
 
@@ -90,3 +90,52 @@ def test_cli_never_overwrites(tmp_path, monkeypatch, capsys):
     assert main(["convert-brats", str(tmp_path / "src"), "-d", "503", "--name", "Other"]) == 2
     assert "Dataset503_BraTS already exists" in capsys.readouterr().err
     assert main(["convert-brats", str(tmp_path / "nothing"), "-d", "504"]) == 2
+
+
+# ------------------------------------------------------------------ paired CT (DP2E-like)
+def _ct_case(root, case, labels=(0, 1), shift_ctpa=False):
+    d = root / case
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(len(case))
+    ncct = (rng.normal(40, 20, (4, 6, 6))).astype(np.float32)
+    ctpa = ncct + 300
+    _img(d / f"{case}_ncct.nii.gz", ncct, spacing=(0.7, 0.7, 2.0))
+    _img(d / f"{case}_ctpa.nii.gz", ctpa, spacing=(0.7, 0.7, 3.0) if shift_ctpa else (0.7, 0.7, 2.0))
+    seg = np.zeros((4, 6, 6), np.uint8)
+    for k, v in enumerate(labels):
+        seg[k] = v
+    _img(d / f"{case}_seg.nii.gz", seg, spacing=(0.7, 0.7, 2.0))
+    return ncct, ctpa, seg
+
+
+def test_ct_pairs_layout_channels_and_plan_hint(tmp_path):
+    from dante_nnunet.config import ChannelSplit
+    from dante_nnunet.converters import convert_ct_pairs
+    ncct, ctpa, seg = _ct_case(tmp_path / "src", "PE001")
+    _ct_case(tmp_path / "src", "PE002", labels=(0,))
+    out = convert_ct_pairs(str(tmp_path / "src"), 511, raw_root=str(tmp_path / "raw"))
+    d = json.load(open(os.path.join(out, "dataset.json")))
+    assert d["channel_names"] == {"0": "CT", "1": "CT"} and d["labels"] == {"background": 0, "embolus": 1}
+    assert d["dante_plans"] == {"target_spacing": [2.0, 0.7, 0.7], "patch_size": [64, 160, 192]}
+    split = ChannelSplit.from_dataset_json(d)      # duplicate names, CTPA given by number
+    assert split.limited_indices == (0,) and split.privileged_indices == (1,)
+    read = lambda f: sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, f)))  # noqa: E731
+    assert np.array_equal(read("imagesTr/PE001_0000.nii.gz"), ncct)
+    assert np.array_equal(read("imagesTr/PE001_0001.nii.gz"), ctpa)
+    assert np.array_equal(read("labelsTr/PE001.nii.gz"), seg)
+
+
+def test_ct_pairs_bad_layouts_name_the_case(tmp_path):
+    from dante_nnunet.converters import convert_ct_pairs
+    raw = tmp_path / "raw"
+    _ct_case(tmp_path / "a", "PE003", labels=(0, 2))
+    with pytest.raises(ValueError, match=r"case 'PE003': PE003_seg.nii.gz has label values \[2\]"):
+        convert_ct_pairs(str(tmp_path / "a"), 512, raw_root=str(raw))
+    _ct_case(tmp_path / "b", "PE004", shift_ctpa=True)
+    with pytest.raises(ValueError, match=r"case 'PE004': PE004_ctpa.nii.gz has geometry"):
+        convert_ct_pairs(str(tmp_path / "b"), 512, raw_root=str(raw))
+    _ct_case(tmp_path / "c", "PE005")
+    os.remove(tmp_path / "c" / "PE005" / "PE005_ctpa.nii.gz")
+    with pytest.raises(ValueError, match=r"case 'PE005' .* lacks PE005_ctpa"):
+        convert_ct_pairs(str(tmp_path / "c"), 512, raw_root=str(raw))
+    assert not raw.exists() or os.listdir(raw) == []
