@@ -1,0 +1,204 @@
+"""Phantom datasets for the benchmark kit (``dante_nnunet phantom``), deterministic by seed.
+
+**BraTS-like** (``kind="brats"``): channels T1, T1ce, T2, FLAIR (T1ce privileged); labels 1 edema,
+2 necrosis / non-enhancing core, 3 enhancing; regions as nnU-Net's Dataset137. Each case is a noisy
+ellipsoidal brain with one irregular tumour: edema around a core. Which parts of the core enhance is
+drawn from a smooth random field (blobs, weakly favouring the core's outer shell), so geometry alone
+does not tell them apart. Channel cues:
+
+- T1ce (privileged): enhancing tumour bright, necrosis dark: ET plainly visible.
+- T1: the core slightly dark; T2: edema bright, the core mid; FLAIR: the whole tumour bright.
+- Indirect ET cues in the limited channels: T2 is 0.5 noise SDs brighter in enhancing voxels, and
+  enhancement favours the shell. So WT and TC are easy without T1ce and ET is partly guessable.
+
+**DP2E-like** (``kind="ct"``): channels non-contrast CT and CT pulmonary angiography, both named "CT"
+(nnU-Net's CT normalisation), the CTPA given by number in the dante block; label 1 embolus. A body
+with two lungs; pulmonary vessels as tubes through the lungs, about blood density without contrast
+and bright with it; emboli are small blobs inside vessels: a dark filling defect in the CTPA,
+about 1 noise SD brighter than blood in the non-contrast CT. Spacing 2.0 x 0.7 x 0.7 mm (z, y, x).
+
+Both write ``imagesTr``/``labelsTr`` and a held-out test split: ``imagesTs`` (limited channels only,
+renumbered ``_0000..``, ready for nnUNetv2_predict), ``imagesTs_allchannels`` (for the upper bound)
+and ``labelsTs``. The dataset is written to a temporary folder and renamed into place.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+from batchgenerators.utilities.file_and_folder_operations import join, save_json
+from scipy.ndimage import gaussian_filter
+
+from dante_nnunet.config import ChannelSplit
+from dante_nnunet.rawdata import check_new_dataset, new_dataset_folder, resolve_raw_root
+
+Case = Tuple[np.ndarray, np.ndarray]   # (channels x Z x Y x X float32, Z x Y x X uint8)
+
+
+def _smooth_field(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
+    f = gaussian_filter(rng.normal(size=shape).astype(np.float32), sigma)
+    return (f - f.mean()) / (f.std() + 1e-8)
+
+
+def _grid(shape):
+    return np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij")
+
+
+# ---------------------------------------------------------------------------------------- BraTS-like
+BRATS_CHANNELS = ("T1", "T1ce", "T2", "FLAIR")
+_BRAIN = {"T1": 0.8, "T1ce": 0.8, "T2": 0.5, "FLAIR": 0.5}
+_TISSUE = {  # intensity of edema (1), necrosis (2), enhancing (3)
+    "T1": (0.75, 0.55, 0.55),
+    "T1ce": (0.8, 0.40, 1.6),
+    "T2": (1.3, 1.0, 1.04),      # the weak, indirect ET cue: +0.04 = 0.5 noise SD
+    "FLAIR": (1.4, 1.2, 1.2),
+}
+_NOISE = 0.08
+ET_FRACTION = 0.45
+
+
+def brats_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
+    zz, yy, xx = _grid(shape)
+    s = np.array(shape, dtype=np.float32)
+    c = s / 2
+    brain = sum(((g - c[i]) / (0.46 * s[i])) ** 2 for i, g in enumerate((zz, yy, xx))) <= 1
+    centre = c + rng.uniform(-0.1, 0.1, size=3) * s
+    d = np.sqrt((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2)
+    wobble = _smooth_field(rng, shape, 3.0)
+    r_core = rng.uniform(0.14, 0.2) * min(shape)
+    r_edema = r_core + rng.uniform(0.07, 0.12) * min(shape)
+    core = (d + 1.2 * wobble <= r_core) & brain
+    tumour = (d + 1.5 * wobble <= r_edema) & brain
+    # enhancing parts: blobs of a smooth field, weakly favouring the shell; ET_FRACTION of the core
+    field = _smooth_field(rng, shape, 1.5) + 0.6 * (d / r_core)
+    thr = np.quantile(field[core], 1 - ET_FRACTION) if core.any() else np.inf
+    seg = np.zeros(shape, dtype=np.uint8)
+    seg[tumour] = 1
+    seg[core] = 2
+    seg[core & (field > thr)] = 3
+    images = []
+    for ch in BRATS_CHANNELS:
+        img = np.full(shape, _BRAIN[ch], dtype=np.float32)
+        for label, value in zip((1, 2, 3), _TISSUE[ch]):
+            img[seg == label] = value
+        img += rng.normal(0, _NOISE, size=shape).astype(np.float32)
+        img[~brain] = 0
+        images.append(img * 1000)
+    return np.stack(images), seg
+
+
+# ---------------------------------------------------------------------------------------- DP2E-like
+CT_CHANNELS = ("CT", "CT")          # non-contrast CT (limited), CTPA (privileged, by number)
+CT_SPACING = (2.0, 0.7, 0.7)
+_HU = {"air": -1000.0, "body": 40.0, "lung": -850.0}
+_BLOOD = (40.0, 350.0)              # (non-contrast, CTPA)
+_CLOT = (60.0, 50.0)
+_CT_NOISE = 20.0
+
+
+def ct_case(rng: np.random.Generator, shape=(24, 64, 64)) -> Case:
+    mm = [np.arange(n, dtype=np.float32) * sp for n, sp in zip(shape, CT_SPACING)]
+    zz, yy, xx = np.meshgrid(*mm, indexing="ij")
+    ext = np.array([n * sp for n, sp in zip(shape, CT_SPACING)], dtype=np.float32)
+    c = ext / 2
+    body = ((yy - c[1]) / (0.46 * ext[1])) ** 2 + ((xx - c[2]) / (0.48 * ext[2])) ** 2 <= 1
+    lungs = np.zeros(shape, bool)
+    for side in (-1, 1):
+        lc = c[2] + side * 0.22 * ext[2]
+        lungs |= ((yy - c[1]) / (0.32 * ext[1])) ** 2 + ((xx - lc) / (0.17 * ext[2])) ** 2 \
+            + ((zz - c[0]) / (0.6 * ext[0])) ** 2 <= 1
+    vessels = np.zeros(shape, bool)
+    clots = np.zeros(shape, bool)
+    pts = np.stack([zz, yy, xx], -1)
+    for _ in range(int(rng.integers(5, 8))):
+        # a straight vessel through a point of the lungs, radius 1.6-2.6 mm
+        inside = np.argwhere(lungs)
+        p0 = np.array([mm[i][j] for i, j in enumerate(inside[rng.integers(len(inside))])], dtype=np.float32)
+        direction = rng.normal(size=3).astype(np.float32)
+        direction[0] *= 0.3
+        direction /= np.linalg.norm(direction)
+        rel = pts - p0
+        along = rel @ direction
+        dist = np.linalg.norm(rel - along[..., None] * direction, axis=-1)
+        radius = rng.uniform(1.6, 2.6)
+        vessel = (dist <= radius) & lungs
+        vessels |= vessel
+        if rng.random() < 0.7:   # an embolus in this vessel: a blob centred on its axis
+            t = rng.uniform(-6, 6)
+            centre = p0 + t * direction
+            clot = (np.linalg.norm(pts - centre, axis=-1) <= radius * rng.uniform(1.0, 1.4)) & vessel
+            clots |= clot
+    seg = clots.astype(np.uint8)
+    images = []
+    for k in range(2):
+        img = np.full(shape, _HU["air"], dtype=np.float32)
+        img[body] = _HU["body"]
+        img[lungs] = _HU["lung"]
+        img[vessels] = _BLOOD[k]
+        img[clots] = _CLOT[k]
+        img += rng.normal(0, _CT_NOISE, size=shape).astype(np.float32)
+        images.append(img)
+    return np.stack(images), seg
+
+
+# ---------------------------------------------------------------------------------------- writing
+KINDS: Dict[str, dict] = {
+    "brats": {"case": brats_case, "channels": BRATS_CHANNELS, "privileged": ["T1ce"], "spacing": (1.0, 1.0, 1.0),
+              "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
+              "regions_class_order": [1, 2, 3], "name": "BraTSPhantom"},
+    "ct": {"case": ct_case, "channels": CT_CHANNELS, "privileged": [1], "spacing": CT_SPACING,
+           "labels": {"background": 0, "embolus": 1}, "regions_class_order": None, "name": "DP2EPhantom"},
+}
+
+
+def _image(arr: np.ndarray, spacing_zyx: Sequence[float]) -> sitk.Image:
+    im = sitk.GetImageFromArray(arr)
+    im.SetSpacing(tuple(float(s) for s in reversed(spacing_zyx)))
+    return im
+
+
+def write_phantom(kind: str, dataset_id: int, name: Optional[str] = None, num_train: int = 24, num_test: int = 8,
+                  seed: int = 0, shape: Optional[Sequence[int]] = None, raw_root: Optional[str] = None) -> str:
+    """Write ``nnUNet_raw/DatasetXXX_NAME`` (refuses an id in use) and return its folder."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown phantom kind {kind!r}; choose from {sorted(KINDS)}")
+    if num_train < 2 or num_test < 1:
+        raise ValueError(f"need at least 2 training and 1 test case, got {num_train} and {num_test}")
+    spec = KINDS[kind]
+    name = name or spec["name"]
+    raw_root = resolve_raw_root(raw_root)
+    folder_name = check_new_dataset(raw_root, dataset_id, name)
+    dataset_json = {
+        "channel_names": {str(i): c for i, c in enumerate(spec["channels"])},
+        "labels": spec["labels"],
+        "numTraining": num_train,
+        "file_ending": ".nii.gz",
+        "name": name,
+        "dante": {"privileged_channels": spec["privileged"]},
+        "description": f"dante_nnunet phantom --kind {kind} --seed {seed}; imagesTs holds the limited channels "
+                       f"only, imagesTs_allchannels every channel",
+    }
+    if spec["regions_class_order"] is not None:
+        dataset_json["regions_class_order"] = spec["regions_class_order"]
+    split = ChannelSplit.from_dataset_json(dataset_json, f"phantom {kind}")
+    make_case: Callable = spec["case"]
+    rng = np.random.default_rng(seed)
+    with new_dataset_folder(raw_root, folder_name) as tmp:
+        for sub in ("imagesTs", "imagesTs_allchannels", "labelsTs"):
+            os.makedirs(join(tmp, sub))
+        for i in range(num_train + num_test):
+            img, seg = make_case(rng) if shape is None else make_case(rng, tuple(shape))
+            test = i >= num_train
+            cid = f"{name}_{i:03d}"
+            for ch in range(img.shape[0]):
+                sitk.WriteImage(_image(img[ch], spec["spacing"]),
+                                join(tmp, "imagesTs_allchannels" if test else "imagesTr", f"{cid}_{ch:04d}.nii.gz"))
+            sitk.WriteImage(_image(seg, spec["spacing"]), join(tmp, "labelsTs" if test else "labelsTr",
+                                                                f"{cid}.nii.gz"))
+            if test:
+                for new, ch in enumerate(split.limited_indices):
+                    sitk.WriteImage(_image(img[ch], spec["spacing"]), join(tmp, "imagesTs", f"{cid}_{new:04d}.nii.gz"))
+        save_json(dataset_json, join(tmp, "dataset.json"), sort_keys=False)
+    return join(raw_root, folder_name)

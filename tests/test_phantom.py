@@ -1,0 +1,76 @@
+"""`dante_nnunet phantom`: deterministic by seed, the cues where the docstring says they are, a test
+split ready for limited-only prediction, nothing overwritten."""
+import json
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from dante_nnunet.cli import main
+from dante_nnunet.config import ChannelSplit
+from dante_nnunet.phantom import brats_case, ct_case, write_phantom
+
+
+def _read(path):
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def test_brats_phantom_cues():
+    rng = np.random.default_rng(3)
+    gaps = {c: [] for c in ("T1", "T1ce", "T2", "FLAIR")}
+    for _ in range(4):
+        img, seg = brats_case(rng)
+        assert set(np.unique(seg)) == {0, 1, 2, 3}
+        et, nec = seg == 3, seg == 2
+        assert 0.3 < et.sum() / (et.sum() + nec.sum()) < 0.6          # ET is part of the core, not all of it
+        for i, c in enumerate(gaps):
+            gaps[c].append((img[i][et].mean() - img[i][nec].mean()) / 80.0)   # in noise SDs (0.08 x 1000)
+    assert np.mean(gaps["T1ce"]) > 10                   # plainly visible with contrast
+    assert 0.2 < np.mean(gaps["T2"]) < 1.0              # a weak, indirect cue only
+    assert abs(np.mean(gaps["T1"])) < 0.2 and abs(np.mean(gaps["FLAIR"])) < 0.2
+
+
+def test_ct_phantom_cues():
+    rng = np.random.default_rng(4)
+    img, seg = ct_case(rng)
+    clot = seg == 1
+    vessel = (img[1] > 200)                             # contrast-filled lumen
+    assert clot.sum() > 0 and set(np.unique(seg)) <= {0, 1}
+    assert img[1][clot].mean() < img[1][vessel].mean() - 200      # filling defect with contrast
+    assert abs(img[0][clot].mean() - img[0][vessel].mean()) < 40  # about 1 noise SD without
+
+
+def test_write_phantom_layout_and_determinism(tmp_path):
+    a = write_phantom("brats", 601, num_train=3, num_test=2, seed=7, shape=(24, 24, 24), raw_root=str(tmp_path / "r1"))
+    b = write_phantom("brats", 601, num_train=3, num_test=2, seed=7, shape=(24, 24, 24), raw_root=str(tmp_path / "r2"))
+    d = json.load(open(os.path.join(a, "dataset.json")))
+    assert d["dante"] == {"privileged_channels": ["T1ce"]} and d["regions_class_order"] == [1, 2, 3]
+    assert len(os.listdir(os.path.join(a, "imagesTr"))) == 12 and len(os.listdir(os.path.join(a, "labelsTr"))) == 3
+    assert sorted(os.listdir(os.path.join(a, "imagesTs"))) == [f"BraTSPhantom_{i:03d}_{c:04d}.nii.gz"
+                                                               for i in (3, 4) for c in range(3)]
+    for f in os.listdir(os.path.join(a, "imagesTr")) + ["../labelsTs/BraTSPhantom_004.nii.gz"]:
+        assert np.array_equal(_read(os.path.join(a, "imagesTr", f)), _read(os.path.join(b, "imagesTr", f)))
+    # the limited-only test inputs are T1, T2, FLAIR renumbered
+    full = os.path.join(a, "imagesTs_allchannels")
+    for new, old in enumerate((0, 2, 3)):
+        assert np.array_equal(_read(os.path.join(a, "imagesTs", f"BraTSPhantom_003_{new:04d}.nii.gz")),
+                              _read(os.path.join(full, f"BraTSPhantom_003_{old:04d}.nii.gz")))
+
+
+def test_ct_phantom_dataset(tmp_path):
+    out = write_phantom("ct", 602, num_train=2, num_test=1, seed=0, shape=(8, 24, 24), raw_root=str(tmp_path))
+    d = json.load(open(os.path.join(out, "dataset.json")))
+    assert d["channel_names"] == {"0": "CT", "1": "CT"}
+    assert ChannelSplit.from_dataset_json(d).privileged_indices == (1,)
+    assert sitk.ReadImage(os.path.join(out, "imagesTr", "DP2EPhantom_000_0000.nii.gz")).GetSpacing() == \
+        pytest.approx((0.7, 0.7, 2.0))
+    assert os.listdir(os.path.join(out, "imagesTs")) == ["DP2EPhantom_002_0000.nii.gz"]
+
+
+def test_cli_refuses_existing_id(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path))
+    os.makedirs(tmp_path / "Dataset603_Mine")
+    assert main(["phantom", "-d", "603", "--num-train", "2", "--num-test", "1"]) == 2
+    assert "Dataset603_Mine already exists" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == ["Dataset603_Mine"]
