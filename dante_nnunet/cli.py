@@ -87,7 +87,7 @@ def _convert_ct_pairs(args) -> int:
 def _phantom(args) -> int:
     from dante_nnunet.phantom import write_phantom
     folder = write_phantom(args.kind, args.d, args.name, num_train=args.num_train, num_test=args.num_test,
-                           seed=args.seed)
+                           seed=args.seed, shape=args.shape)
     print(f"wrote {folder} (imagesTs: limited channels only; imagesTs_allchannels; labelsTs)")
     return 0
 
@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-train", type=int, default=24)
     s.add_argument("--num-test", type=int, default=8)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--shape", type=int, nargs=3, default=None, help="volume shape Z Y X (default 40 40 40 for brats, "
+                                                                     "24 64 64 for ct)")
     s.set_defaults(func=_phantom)
 
     s = sub.add_parser("sweep", help="print the nnUNetv2_train commands of a lambda1 x lambda2 grid")

@@ -143,7 +143,7 @@ def export_model(dataset: str, configuration: str, trainer: str, folds: Sequence
     dataset_json = load_json(join(src, "dataset.json"))
     if DEPLOYMENT_KEY not in dataset_json:
         raise ValueError(f"{join(src, 'dataset.json')} has no '{DEPLOYMENT_KEY}' record: {trainer} is not a DANTE "
-                         f"trainer whose results folder describes the limited channels")
+                         f"or baseline trainer whose results folder describes the limited channels")
     plans = load_json(join(src, "plans.json"))
     plans_manager = PlansManager(plans)
     cm = plans_manager.get_configuration(configuration)
@@ -162,8 +162,6 @@ def export_model(dataset: str, configuration: str, trainer: str, folds: Sequence
         if not isfile(ck_file):
             raise FileNotFoundError(f"{ck_file} does not exist")
         ck = torch.load(ck_file, map_location="cpu", weights_only=False)
-        if "dante_network_weights" not in ck:
-            raise ValueError(f"{ck_file} is not a DANTE checkpoint (no 'dante_network_weights')")
         try:
             net.load_state_dict(ck["network_weights"])  # strict: proves the weights fit the stock network
         except RuntimeError as e:

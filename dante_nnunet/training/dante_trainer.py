@@ -215,6 +215,8 @@ class DANTETrainer(DANTEBaseTrainer):
 
     # ------------------------------------------------------------------ deployment
     def on_train_start(self):
+        if not self.was_initialized:   # as nnUNetTrainer.on_train_start does, so the network exists for the checks
+            self.initialize()
         dual = self.dual_network()
         if self.requires_pretrained_weights and dual.transferred_from is None:
             raise RuntimeError(f"{type(self).__name__} fine-tunes a Stage-1 model: start it with "

@@ -1,0 +1,412 @@
+"""One-command benchmark runs (``scripts/run_benchmark.py --config configs/NAME.json``): a Table-1-style
+comparison of DANTE against the baselines through the stock nnU-Net commands.
+
+Steps, each skipped on a rerun when its output is complete:
+
+1. **data**: the raw dataset, made by ``phantom``, ``convert-brats`` or ``convert-ct-pairs`` (config
+   ``dataset.source``) unless ``nnUNet_raw`` already holds the dataset id.
+2. **plan**: ``nnUNetv2_plan_and_preprocess``, plus an optional extra configuration (other widths /
+   patch size, same preprocessed data).
+3. **split**: with a held-out test set in the raw folder (``imagesTs`` limited-only,
+   ``imagesTs_allchannels``, ``labelsTs``: the phantoms) nnU-Net's own 5-fold split is used;
+   otherwise the paper's 70/10/20 split (seeded): ``splits_final.json`` gets one fold (fold 0,
+   70% train / 10% validation) and the 20% test cases are copied out of ``imagesTr`` into
+   ``results/NAME/test/`` (limited-only and all-channel inputs, labels). They are preprocessed with the
+   rest, but never trained on or validated on.
+4. **stage1** (optional): ``DANTEPretrainTrainer*`` on the same dataset, or a given checkpoint.
+5. **train**: each method's trainer (``nnUNetv2_train``), the DANTE-with-Stage-1 method with
+   ``-pretrained_weights``; an interrupted training continues with ``--c``.
+6. **predict**: ``nnUNetv2_predict`` on the limited-only test inputs (all-channel inputs for methods
+   marked ``"inputs": "all"``: the upper bound); written to a temporary folder and renamed when done.
+7. **evaluate**: ``dante_nnunet evaluate`` per method -> ``results/NAME/metrics/<method>.json``.
+8. **report**: ``table.md`` (Dice / HD95 per region per method, and the gap DANTE closes,
+   (DANTE - lower) / (upper - lower), per region), ``results.json``, ``dice_bars.png`` (Fig. 1 style).
+
+``--sweep``: lambda1 / lambda2 grids (Fig. 4), one at a time around the defaults, as trainer names
+(``<trainer>_pib<l1>`` / ``<trainer>_align<l2>``); writes ``sweep.md`` and ``sweep.png``.
+``--tsne``: a t-SNE of Z_L, Z_A, Z_P (deepest level) of the trained DANTE model on validation cases
+(Fig. 5): ``tsne.png``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
+
+from dante_nnunet.demo import add_configuration, ext_trainer_value
+
+BIN = os.path.dirname(sys.executable)
+_PROGRESS = re.compile(r"(Epoch \d+|Pseudo dice|train_loss|val_loss|Validation Dice|Predicting|done with)")
+
+
+class BenchmarkConfigError(ValueError):
+    """A benchmark config that cannot run; the message names the file and key."""
+
+
+# ------------------------------------------------------------------------------------------ config
+_REQUIRED = ("name", "dataset", "configuration", "methods", "lower", "upper", "dante")
+
+
+def load_config(path: str) -> dict:
+    if not isfile(path):
+        raise FileNotFoundError(f"no config file {path}")
+    try:
+        cfg = load_json(path)
+    except json.JSONDecodeError as e:
+        raise BenchmarkConfigError(f"{path}: not valid JSON ({e})") from None
+    missing = [k for k in _REQUIRED if k not in cfg]
+    if missing:
+        raise BenchmarkConfigError(f"{path}: missing key(s) {missing}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", cfg["name"]):
+        raise BenchmarkConfigError(f"{path}: 'name' must be letters, digits, '_', '.', '-', got {cfg['name']!r}")
+    names = [m.get("name") for m in cfg["methods"]]
+    for i, m in enumerate(cfg["methods"]):
+        if not m.get("name") or not m.get("trainer"):
+            raise BenchmarkConfigError(f"{path}: methods[{i}] needs 'name' and 'trainer'")
+        if m.get("inputs", "limited") not in ("limited", "all"):
+            raise BenchmarkConfigError(f"{path}: methods[{i}] 'inputs' must be 'limited' or 'all'")
+    if len(set(names)) != len(names):
+        raise BenchmarkConfigError(f"{path}: method names repeat: {names}")
+    for k in ("lower", "upper", "dante"):
+        if cfg[k] not in names:
+            raise BenchmarkConfigError(f"{path}: '{k}' is {cfg[k]!r}, not one of the methods {names}")
+    ds = cfg["dataset"]
+    if "id" not in ds:
+        raise BenchmarkConfigError(f"{path}: dataset needs an 'id'")
+    src = ds.get("source")
+    if src is not None and (not isinstance(src, dict) or len(src) != 1
+                            or next(iter(src)) not in ("phantom", "brats", "ct_pairs")):
+        raise BenchmarkConfigError(f"{path}: dataset.source must be one of {{'phantom': {{...}}}}, "
+                                   f"{{'brats': DIR}}, {{'ct_pairs': DIR}}, got {src!r}")
+    if any(m.get("pretrained") for m in cfg["methods"]) and not cfg.get("stage1"):
+        raise BenchmarkConfigError(f"{path}: a method is 'pretrained' but there is no 'stage1' block")
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------ running
+class Runner:
+    def __init__(self, cfg: dict, out_root: str = "results", device: str = "cpu"):
+        self.cfg = cfg
+        self.out = os.path.abspath(join(out_root, cfg["name"]))
+        self.logs = join(self.out, "logs")
+        os.makedirs(self.logs, exist_ok=True)
+        self.device = device
+        env = dict(os.environ)
+        if cfg.get("workdir") or not all(env.get(k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")):
+            work = join(self.out, "nnunet")
+            for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+                env[k] = join(work, k)
+                os.makedirs(env[k], exist_ok=True)
+        env["nnUNet_extTrainer"] = ext_trainer_value(env.get("nnUNet_extTrainer"))
+        env["PYTHONUNBUFFERED"] = "1"   # progress lines as they come
+        env.setdefault("nnUNet_n_proc_DA", "1")
+        env.setdefault("nnUNet_def_n_proc", "1")
+        self.env = env
+        self.times: Dict[str, float] = {}
+        self.fold = str(cfg.get("fold", 0))
+        self.configuration = cfg["configuration"]
+
+    # -- helpers
+    def log(self, msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    def run(self, key: str, cmd: List[str], env: Optional[dict] = None) -> None:
+        """Run a command, its whole output into logs/<key>.log, progress lines to the console."""
+        t0 = time.time()
+        log = join(self.logs, f"{key}.log")
+        self.log(f"{key}: {' '.join(cmd)}")
+        with open(log, "a") as fh:
+            p = subprocess.Popen([join(BIN, cmd[0])] + cmd[1:], env=env or self.env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
+            for line in p.stdout:
+                fh.write(line)
+                if _PROGRESS.search(line):
+                    print(f"    {line.rstrip()[:150]}", flush=True)
+            rc = p.wait()
+        if rc != 0:
+            with open(log) as fh:
+                tail = fh.read()[-3000:]
+            raise RuntimeError(f"{key} failed (exit {rc}): {' '.join(cmd)}\n--- end of {log} ---\n{tail}")
+        self.times[key] = round(time.time() - t0, 1)
+
+    @property
+    def dataset_id(self) -> int:
+        return int(self.cfg["dataset"]["id"])
+
+    def raw_folder(self) -> Optional[str]:
+        root = self.env["nnUNet_raw"]
+        hits = [d for d in sorted(os.listdir(root)) if d.startswith(f"Dataset{self.dataset_id:03d}_")] \
+            if isdir(root) else []
+        return join(root, hits[0]) if hits else None
+
+    def results_folder(self, trainer: str) -> str:
+        name = os.path.basename(self.raw_folder())
+        return join(self.env["nnUNet_results"], name, f"{trainer}__nnUNetPlans__{self.configuration}")
+
+    # -- 1 data
+    def step_data(self) -> None:
+        if self.raw_folder() is not None:
+            self.log(f"data: {self.raw_folder()} exists, skipped")
+            return
+        src = self.cfg["dataset"].get("source")
+        if src is None:
+            raise FileNotFoundError(f"dataset {self.dataset_id} is not in {self.env['nnUNet_raw']} and the config "
+                                    f"gives no 'source' to make it")
+        kind, arg = next(iter(src.items()))
+        name = self.cfg["dataset"].get("name")
+        cmd = {"phantom": lambda: ["dante_nnunet", "phantom", "--kind", arg.get("kind", "brats"),
+                                   "--num-train", str(arg.get("num_train", 24)), "--num-test",
+                                   str(arg.get("num_test", 8)), "--seed", str(arg.get("seed", 0))]
+                   + (["--shape"] + [str(n) for n in arg["shape"]] if arg.get("shape") else []),
+               "brats": lambda: ["dante_nnunet", "convert-brats", os.path.expanduser(arg)],
+               "ct_pairs": lambda: ["dante_nnunet", "convert-ct-pairs", os.path.expanduser(arg)]}[kind]()
+        cmd += ["-d", str(self.dataset_id)] + (["--name", name] if name else [])
+        self.run("data", cmd)
+
+    # -- 2 plan
+    def step_plan(self) -> None:
+        name = os.path.basename(self.raw_folder())
+        pre = join(self.env["nnUNet_preprocessed"], name)
+        plans = join(pre, "nnUNetPlans.json")
+        base = self.cfg.get("base_configuration", "3d_fullres")
+        if isfile(join(pre, ".dante_preprocessed")):   # written after a successful plan_and_preprocess
+            self.log("plan: preprocessed data exists, skipped")
+        else:
+            self.run("plan", ["nnUNetv2_plan_and_preprocess", "-d", str(self.dataset_id), "-c", base, "-np", "1",
+                              "--verify_dataset_integrity"] + [str(a) for a in self.cfg.get("plan_args", [])])
+            open(join(pre, ".dante_preprocessed"), "w").close()
+        extra = self.cfg.get("add_configuration")
+        if extra:
+            widths = extra.get("features_per_stage")
+            if isinstance(widths, int):   # first-stage width, doubling per stage up to 320, as nnU-Net's widths grow
+                n = load_json(plans)["configurations"][base]["architecture"]["arch_kwargs"]["n_stages"]
+                widths = [min(widths * 2 ** i, 320) for i in range(n)]
+            add_configuration(plans, extra["name"], base=base, features_per_stage=widths,
+                              patch_size=extra.get("patch_size"))
+
+    # -- 3 split and test set
+    def step_split(self) -> dict:
+        raw = self.raw_folder()
+        if all(isdir(join(raw, d)) for d in ("imagesTs", "imagesTs_allchannels", "labelsTs")):
+            return {"limited": join(raw, "imagesTs"), "all": join(raw, "imagesTs_allchannels"),
+                    "labels": join(raw, "labelsTs")}
+        test_root = join(self.out, "test")
+        info = {"limited": join(test_root, "imagesTs"), "all": join(test_root, "imagesTs_allchannels"),
+                "labels": join(test_root, "labelsTs")}
+        name = os.path.basename(raw)
+        splits_file = join(self.env["nnUNet_preprocessed"], name, "splits_final.json")
+        if isdir(test_root) and isfile(splits_file):
+            self.log("split: test set and splits_final.json exist, skipped")
+            return info
+        dj = load_json(join(raw, "dataset.json"))
+        from dante_nnunet.config import ChannelSplit
+        split = ChannelSplit.from_dataset_json(dj, join(raw, "dataset.json"))
+        ending = dj["file_ending"]
+        cases = sorted(f[:-len(ending)] for f in os.listdir(join(raw, "labelsTr")) if f.endswith(ending))
+        rng = np.random.default_rng(int(self.cfg.get("split_seed", 12345)))
+        order = [cases[i] for i in rng.permutation(len(cases))]
+        fr = self.cfg.get("split", [0.7, 0.1, 0.2])
+        n_test = max(1, int(round(fr[2] * len(cases))))
+        n_val = max(1, int(round(fr[1] * len(cases))))
+        test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+        if len(train) < 2:
+            raise ValueError(f"{raw}: {len(cases)} cases are too few for a {fr} split")
+        tmp = test_root + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for d in ("imagesTs", "imagesTs_allchannels", "labelsTs"):
+            os.makedirs(join(tmp, d))
+        for c in test:
+            for ch in range(split.num_channels):
+                shutil.copyfile(join(raw, "imagesTr", f"{c}_{ch:04d}{ending}"),
+                                join(tmp, "imagesTs_allchannels", f"{c}_{ch:04d}{ending}"))
+            for new, ch in enumerate(split.limited_indices):
+                shutil.copyfile(join(raw, "imagesTr", f"{c}_{ch:04d}{ending}"),
+                                join(tmp, "imagesTs", f"{c}_{new:04d}{ending}"))
+            shutil.copyfile(join(raw, "labelsTr", c + ending), join(tmp, "labelsTs", c + ending))
+        if isfile(splits_file):
+            raise FileExistsError(f"{splits_file} exists but the test set {test_root} does not; remove one of them "
+                                  f"so that train, validation and test are drawn together")
+        save_json([{"train": sorted(train), "val": sorted(val)}], splits_file)
+        shutil.rmtree(test_root, ignore_errors=True)
+        os.rename(tmp, test_root)
+        save_json({"train": sorted(train), "val": sorted(val), "test": sorted(test)}, join(self.out, "split.json"))
+        self.log(f"split: {len(train)} train / {len(val)} validation / {len(test)} test cases")
+        return info
+
+    # -- 4 Stage 1
+    def stage1_checkpoint(self) -> Optional[str]:
+        s1 = self.cfg.get("stage1")
+        if not s1:
+            return None
+        if s1.get("checkpoint"):
+            path = os.path.expanduser(s1["checkpoint"])
+            if not isfile(path):
+                raise FileNotFoundError(f"stage1.checkpoint {path} does not exist")
+            return path
+        return join(self.results_folder(s1["trainer"]), f"fold_{self.fold}", "checkpoint_final.pth")
+
+    def train(self, key: str, trainer: str, extra: Optional[List[str]] = None) -> None:
+        fold_dir = join(self.results_folder(trainer), f"fold_{self.fold}")
+        if isfile(join(fold_dir, "checkpoint_final.pth")):
+            self.log(f"{key}: {trainer} is trained, skipped")
+            return
+        cont = ["--c"] if isfile(join(fold_dir, "checkpoint_latest.pth")) else []
+        self.run(key, ["nnUNetv2_train", str(self.dataset_id), self.configuration, self.fold, "-tr", trainer,
+                       "-device", self.device] + (cont or extra or []))
+
+    def step_stage1(self) -> None:
+        s1 = self.cfg.get("stage1")
+        if s1 and not s1.get("checkpoint"):
+            self.train("stage1", s1["trainer"])
+
+    # -- 5-7 methods
+    def method_key(self, method: dict) -> str:
+        return re.sub(r"[^A-Za-z0-9]+", "_", method["name"]).strip("_")
+
+    def step_method(self, method: dict, test: dict) -> dict:
+        key = self.method_key(method)
+        extra = ["-pretrained_weights", self.stage1_checkpoint()] if method.get("pretrained") else None
+        self.train(f"train_{key}", method["trainer"], extra)
+        pred = join(self.out, "predictions", key)
+        if isdir(pred):
+            self.log(f"predict_{key}: {pred} exists, skipped")
+        else:
+            tmp = pred + ".tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.run(f"predict_{key}", ["nnUNetv2_predict", "-i", test[method.get("inputs", "limited")], "-o", tmp,
+                                        "-d", str(self.dataset_id), "-c", self.configuration, "-tr", method["trainer"],
+                                        "-f", self.fold, "-device", self.device]
+                     + [str(a) for a in self.cfg.get("predict_args", [])])
+            os.rename(tmp, pred)
+        metrics_file = join(self.out, "metrics", f"{key}.json")
+        if not isfile(metrics_file):
+            from dante_nnunet.evaluation import evaluate_folders
+            os.makedirs(join(self.out, "metrics"), exist_ok=True)
+            m = evaluate_folders(test["labels"], pred, load_json(join(self.raw_folder(), "dataset.json")))
+            save_json(m, metrics_file)
+        return load_json(metrics_file)
+
+    def check_trainers(self, sweep: bool) -> None:
+        """Every trainer name of the config resolves to a class nnUNetv2_train will find (before any work)."""
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+        names = [(f"methods {m['name']!r}", m["trainer"]) for m in self.cfg["methods"]]
+        s1 = self.cfg.get("stage1") or {}
+        if s1 and not s1.get("checkpoint"):
+            names.append(("stage1", s1.get("trainer", "")))
+        if sweep:
+            from dante_nnunet.benchmark_figures import sweep_points
+            names += [("sweep", p["trainer"]) for p in sweep_points(self.cfg.get("sweep") or {"trainer": ""})]
+        old = os.environ.get("nnUNet_extTrainer")
+        os.environ["nnUNet_extTrainer"] = self.env["nnUNet_extTrainer"]
+        try:
+            for where, name in names:
+                try:
+                    recursive_find_trainer_class_by_name(name)
+                except RuntimeError:
+                    raise BenchmarkConfigError(f"config {self.cfg['name']!r}, {where}: no trainer class {name!r} "
+                                               f"(see the README's trainers table)") from None
+        finally:
+            if old is None:
+                os.environ.pop("nnUNet_extTrainer")
+            else:
+                os.environ["nnUNet_extTrainer"] = old
+
+    # -- everything
+    def run_all(self, sweep: bool = False, tsne: bool = False) -> dict:
+        t0 = time.time()
+        if sweep and not self.cfg.get("sweep"):
+            raise BenchmarkConfigError(f"config {self.cfg['name']!r} has no 'sweep' block")
+        self.check_trainers(sweep)
+        self.step_data()
+        self.step_plan()
+        test = self.step_split()
+        self.step_stage1()
+        metrics = {}
+        for m in self.cfg["methods"]:
+            metrics[m["name"]] = self.step_method(m, test)
+        results = self.report(metrics)
+        if sweep:
+            from dante_nnunet.benchmark_figures import run_sweep
+            run_sweep(self, test)
+        if tsne:
+            from dante_nnunet.benchmark_figures import tsne_figure
+            tsne_figure(self)
+        self.log(f"finished in {time.time() - t0:.0f} s; {join(self.out, 'table.md')}")
+        return results
+
+    # -- 8 report
+    def report(self, metrics: Dict[str, dict]) -> dict:
+        from dante_nnunet.evaluation import regions_from_dataset_json
+        regions = list(regions_from_dataset_json(load_json(join(self.raw_folder(), "dataset.json"))))  # BraTS order
+        lo, up, da = (metrics[self.cfg[k]]["mean"] for k in ("lower", "upper", "dante"))
+        gap = {}
+        for r in regions:
+            d = up[r]["dice"] - lo[r]["dice"]
+            gap[r] = (da[r]["dice"] - lo[r]["dice"]) / d if abs(d) > 1e-9 else None
+        results = {"name": self.cfg["name"], "dataset_id": self.dataset_id, "configuration": self.configuration,
+                   "fold": self.fold, "regions": regions,
+                   "methods": {m["name"]: {"trainer": m["trainer"], "inputs": m.get("inputs", "limited"),
+                                           "mean": metrics[m["name"]]["mean"]} for m in self.cfg["methods"]},
+                   "gap_closure": gap, "seconds": self.times}
+        save_json(results, join(self.out, "results.json"))
+        with open(join(self.out, "table.md"), "w") as fh:
+            fh.write(results_table(results))
+        bar_chart(results, join(self.out, "dice_bars.png"))
+        return results
+
+
+def results_table(results: dict) -> str:
+    regions = results["regions"]
+    head = "| Method | inputs at test | " + " | ".join(f"{r} Dice | {r} HD95 (mm)" for r in regions) + " |\n"
+    head += "| --- | --- |" + " --- | --- |" * len(regions) + "\n"
+    rows = []
+    for name, m in results["methods"].items():
+        cells = [f"{m['mean'][r]['dice'] * 100:.1f} ± {m['mean'][r]['dice_std'] * 100:.1f} | "
+                 f"{m['mean'][r]['hd95']:.2f}" for r in regions]
+        rows.append(f"| {name} (`{m['trainer']}`) | {m['inputs']} | " + " | ".join(cells) + " |")
+    gap = " | ".join(("n/a" if g is None else f"{g * 100:.0f}%") + " | -" for g in
+                     (results["gap_closure"][r] for r in regions))
+    rows.append(f"| gap closed by DANTE: (DANTE - lower) / (upper - lower), Dice | | {gap} |")
+    return head + "\n".join(rows) + "\n\nDice in %, mean ± SD over test cases; HD95 mean in mm.\n"
+
+
+def bar_chart(results: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    regions, methods = results["regions"], list(results["methods"])
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(regions) * max(1, len(methods)) / 3, 3.6))
+    width = 0.8 / len(methods)
+    for i, name in enumerate(methods):
+        vals = [results["methods"][name]["mean"][r]["dice"] * 100 for r in regions]
+        ax.bar(np.arange(len(regions)) + i * width, vals, width, label=name)
+    ax.set_xticks(np.arange(len(regions)) + 0.4 - width / 2)
+    ax.set_xticklabels(regions)
+    ax.set_ylabel("Dice (%)")
+    ax.set_title(f"{results['name']}: test Dice")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import argparse
+    p = argparse.ArgumentParser(description="One-command DANTE benchmark (see dante_nnunet/benchmark.py).")
+    p.add_argument("--config", required=True, help="configs/NAME.json")
+    p.add_argument("--results", default="results", help="output root; the run writes RESULTS/NAME/")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps"])
+    p.add_argument("--sweep", action="store_true", help="also run the lambda1/lambda2 sweep (Fig. 4)")
+    p.add_argument("--tsne", action="store_true", help="also draw the t-SNE of Z_L, Z_A, Z_P (Fig. 5)")
+    a = p.parse_args(argv)
+    cfg = load_config(a.config)
+    Runner(cfg, a.results, a.device).run_all(sweep=a.sweep, tsne=a.tsne)
+    return 0

@@ -1,0 +1,142 @@
+"""The benchmark runner: config checks, the table's gap closure by hand, the 70/10/20 split, and a
+tiny config end to end through the stock commands (phantom -> plan -> Stage 1 -> five methods ->
+limited-only prediction -> evaluation -> table), then a rerun that skips every finished step."""
+import json
+import os
+import shutil
+
+import pytest
+
+from commands import TEST_TRAINERS
+from dante_nnunet.benchmark import BenchmarkConfigError, Runner, load_config, results_table
+from dante_nnunet.phantom import write_phantom
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cfg(tmp_path, **over):
+    cfg = {"name": "t", "dataset": {"id": 701}, "configuration": "3d_fullres",
+           "methods": [{"name": "low", "trainer": "LowerBoundTrainer"}, {"name": "up", "trainer": "UpperBoundTrainer"},
+                       {"name": "dante", "trainer": "DANTETrainer"}],
+           "lower": "low", "upper": "up", "dante": "dante"}
+    cfg.update(over)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def test_config_errors_name_file_and_key(tmp_path):
+    load_config(_cfg(tmp_path))
+    with pytest.raises(BenchmarkConfigError, match=r"c\.json: 'upper' is 'nope'"):
+        load_config(_cfg(tmp_path, upper="nope"))
+    with pytest.raises(BenchmarkConfigError, match=r"c\.json: missing key\(s\) \['methods'"):
+        load_config(_cfg_without(tmp_path, "methods"))
+    with pytest.raises(BenchmarkConfigError, match="dataset.source must be one of"):
+        load_config(_cfg(tmp_path, dataset={"id": 1, "source": {"mri": "/x"}}))
+    with pytest.raises(BenchmarkConfigError, match="'pretrained' but there is no 'stage1'"):
+        load_config(_cfg(tmp_path, methods=[{"name": "low", "trainer": "A"}, {"name": "up", "trainer": "B"},
+                                            {"name": "dante", "trainer": "C", "pretrained": True}]))
+    for name in ("brats2018", "brats2020", "dp2e", "phantom"):
+        assert load_config(os.path.join(REPO, "configs", f"{name}.json"))["name"] == name
+
+
+def _cfg_without(tmp_path, key):
+    cfg = json.loads(open(_cfg(tmp_path)).read())
+    cfg.pop(key)
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    return str(tmp_path / "c.json")
+
+
+def test_sweep_points_vary_one_lambda_at_a_time():
+    from dante_nnunet.benchmark_figures import sweep_points
+    pts = sweep_points({"trainer": "DANTETrainer_50epochs", "lambda_pib": [0, 0.1], "lambda_align": [1.0]})
+    assert [(p["lambda"], p["value"], p["trainer"]) for p in pts] == [
+        ("lambda_pib", 0.0, "DANTETrainer_50epochs_pib0"), ("lambda_pib", 0.1, "DANTETrainer_50epochs_pib0.1"),
+        ("lambda_align", 1.0, "DANTETrainer_50epochs_align1")]
+
+
+def test_table_gap_closure_by_hand():
+    def m(d):
+        return {"r": {"dice": d, "dice_std": 0.01, "hd95": 2.0, "hd95_std": 0.5}}
+    results = {"regions": ["r"], "gap_closure": {"r": (0.7 - 0.5) / (0.9 - 0.5)},
+               "methods": {"low": {"trainer": "A", "inputs": "limited", "mean": m(0.5)},
+                           "up": {"trainer": "B", "inputs": "all", "mean": m(0.9)}}}
+    table = results_table(results)
+    assert "| low (`A`) | limited | 50.0 ± 1.0 | 2.00 |" in table
+    assert "(DANTE - lower) / (upper - lower), Dice | | 50% | - |" in table
+
+
+def test_split_70_10_20_holds_out_test_cases(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    folder = write_phantom("brats", 702, num_train=10, num_test=1, shape=(16, 16, 16), raw_root=str(raw))
+    for d in ("imagesTs", "imagesTs_allchannels", "labelsTs"):
+        shutil.rmtree(os.path.join(folder, d))
+    for k, sub in (("nnUNet_raw", raw), ("nnUNet_preprocessed", tmp_path / "pre"), ("nnUNet_results", tmp_path / "res")):
+        monkeypatch.setenv(k, str(sub))
+    os.makedirs(tmp_path / "pre" / os.path.basename(folder))
+    cfg = json.loads(open(_cfg(tmp_path)).read())
+    cfg["dataset"]["id"] = 702
+    runner = Runner(cfg, str(tmp_path / "results"))
+    test = runner.step_split()
+    split = json.load(open(tmp_path / "results" / "t" / "split.json"))
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (7, 1, 2)
+    assert not set(split["test"]) & (set(split["train"]) | set(split["val"]))
+    folds = json.load(open(tmp_path / "pre" / os.path.basename(folder) / "splits_final.json"))
+    assert folds == [{"train": split["train"], "val": split["val"]}]
+    assert sorted(os.listdir(test["limited"])) == sorted(f"{c}_{i:04d}.nii.gz" for c in split["test"] for i in range(3))
+    assert len(os.listdir(test["all"])) == 8 and len(os.listdir(test["labels"])) == 2
+    assert runner.step_split() == test     # a rerun keeps the split
+
+
+def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("nnUNet_extTrainer", TEST_TRAINERS)
+    cfg = {"name": "tiny", "workdir": True,
+           "dataset": {"id": 703, "source": {"phantom": {"kind": "brats", "num_train": 5, "num_test": 2,
+                                                         "shape": [24, 24, 24]}}},
+           "configuration": "3d_t", "add_configuration": {"name": "3d_t", "features_per_stage": 4,
+                                                          "patch_size": [16, 16, 16]},
+           "stage1": {"trainer": "DANTEPretrainTrainer_tiny"},
+           "methods": [{"name": "Lower", "trainer": "LowerBoundTrainer_tiny"},
+                       {"name": "Upper", "trainer": "UpperBoundTrainer_tiny", "inputs": "all"},
+                       {"name": "ModDrop", "trainer": "ModalityDropoutTrainer_tiny"},
+                       {"name": "Distill", "trainer": "DistillationTrainer_tiny"},
+                       {"name": "DANTE", "trainer": "DANTETrainer_tinyS1", "pretrained": True}],
+           "lower": "Lower", "upper": "Upper", "dante": "DANTE",
+           "sweep": {"trainer": "DANTETrainer_tiny", "lambda_pib": [0.0]}}
+    results = Runner(cfg, str(tmp_path)).run_all(sweep=True, tsne=True)
+    out = tmp_path / "tiny"
+    assert set(results["methods"]) == {"Lower", "Upper", "ModDrop", "Distill", "DANTE"}
+    for name, m in results["methods"].items():
+        assert set(m["mean"]) == {"whole tumor", "tumor core", "enhancing tumor"}
+        assert len(os.listdir(out / "predictions" / name)) >= 2
+    assert (out / "table.md").read_text().count("\n| ") >= 6 and (out / "dice_bars.png").stat().st_size > 1000
+    assert "-pretrained_weights" in (out / "logs" / "train_DANTE.log").read_text() or \
+        "transferred from" in (out / "logs" / "train_DANTE.log").read_text()
+    # limited-only inputs reached the limited-channel methods, all channels the upper bound
+    assert "predict_Lower" in results["seconds"] and "stage1" in results["seconds"]
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert [(p["trainer"], p["value"]) for p in sweep] == [("DANTETrainer_tiny_pib0", 0.0)]
+    assert (out / "sweep.png").stat().st_size > 1000 and (out / "tsne.png").stat().st_size > 1000
+    # baselines deploy like DANTE: the modality-dropout model exports as a plain 3-channel nnU-Net model
+    from dante_nnunet.deploy import export_model
+    runner = Runner(cfg, str(tmp_path))
+    monkeypatch.setenv("nnUNet_results", runner.env["nnUNet_results"])
+    dest = export_model("Dataset703_BraTSPhantom", "3d_t", "ModalityDropoutTrainer_tiny", ["0"], str(tmp_path / "exp"))
+    assert len(json.load(open(os.path.join(dest, "dataset.json")))["channel_names"]) == 3
+    monkeypatch.delenv("nnUNet_results")
+    again = Runner(cfg, str(tmp_path)).run_all()
+    assert again["seconds"] == {}          # every step skipped
+    assert again["methods"] == json.loads(json.dumps(results["methods"]))
+
+
+def test_unknown_trainer_stops_before_any_work(tmp_path, monkeypatch):
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.delenv(k, raising=False)
+    cfg = json.loads(open(_cfg(tmp_path, workdir=True)).read())
+    cfg["methods"][2]["trainer"] = "DANTETrainer_typo"
+    runner = Runner(cfg, str(tmp_path / "results"))
+    with pytest.raises(BenchmarkConfigError, match="methods 'dante': no trainer class 'DANTETrainer_typo'"):
+        runner.run_all()
+    assert os.listdir(runner.env["nnUNet_raw"]) == []
