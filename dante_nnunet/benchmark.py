@@ -20,7 +20,8 @@ Steps, each skipped on a rerun when its output is complete:
    marked ``"inputs": "all"``: the upper bound); written to a temporary folder and renamed when done.
 7. **evaluate**: ``dante_nnunet evaluate`` per method -> ``results/NAME/metrics/<method>.json``.
 8. **report**: ``table.md`` (Dice / HD95 per region per method, and the gap DANTE closes,
-   (DANTE - lower) / (upper - lower), per region), ``results.json``, ``dice_bars.png`` (Fig. 1 style).
+   (DANTE - lower) / (upper - lower), per region where upper - lower >= ``GAP_MIN_DICE``),
+   ``results.json``, ``dice_bars.png`` (Fig. 1 style).
 
 ``--sweep``: lambda1 / lambda2 grids (Fig. 4), one at a time around the defaults, as trainer names
 (``<trainer>_pib<l1>`` / ``<trainer>_align<l2>``); writes ``sweep.md`` and ``sweep.png``.
@@ -29,6 +30,8 @@ Steps, each skipped on a rerun when its output is complete:
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -45,6 +48,10 @@ from dante_nnunet.demo import add_configuration, ext_trainer_value
 
 BIN = os.path.dirname(sys.executable)
 _PROGRESS = re.compile(r"(Epoch \d+|Pseudo dice|train_loss|val_loss|Validation Dice|Predicting|done with)")
+
+
+# the gap closure (DANTE - lower) / (upper - lower) is reported only where upper - lower is at least this
+GAP_MIN_DICE = 0.02
 
 
 class BenchmarkConfigError(ValueError):
@@ -309,7 +316,8 @@ class Runner:
         try:
             for where, name in names:
                 try:
-                    recursive_find_trainer_class_by_name(name)
+                    with contextlib.redirect_stdout(io.StringIO()):   # nnU-Net narrates its search
+                        recursive_find_trainer_class_by_name(name)
                 except RuntimeError:
                     raise BenchmarkConfigError(f"config {self.cfg['name']!r}, {where}: no trainer class {name!r} "
                                                f"(see the README's trainers table)") from None
@@ -342,20 +350,27 @@ class Runner:
         self.log(f"finished in {time.time() - t0:.0f} s; {join(self.out, 'table.md')}")
         return results
 
+    def _all_times(self) -> Dict[str, float]:
+        """This run's step times over those of earlier runs (a rerun that skips a step keeps its time)."""
+        old = join(self.out, "results.json")
+        times = dict(load_json(old).get("seconds", {})) if isfile(old) else {}
+        times.update(self.times)
+        return times
+
     # -- 8 report
     def report(self, metrics: Dict[str, dict]) -> dict:
         from dante_nnunet.evaluation import regions_from_dataset_json
         regions = list(regions_from_dataset_json(load_json(join(self.raw_folder(), "dataset.json"))))  # BraTS order
         lo, up, da = (metrics[self.cfg[k]]["mean"] for k in ("lower", "upper", "dante"))
         gap = {}
-        for r in regions:
+        for r in regions:   # undefined where the privileged channels add (almost) nothing: n/a
             d = up[r]["dice"] - lo[r]["dice"]
-            gap[r] = (da[r]["dice"] - lo[r]["dice"]) / d if abs(d) > 1e-9 else None
+            gap[r] = (da[r]["dice"] - lo[r]["dice"]) / d if d >= GAP_MIN_DICE else None
         results = {"name": self.cfg["name"], "dataset_id": self.dataset_id, "configuration": self.configuration,
                    "fold": self.fold, "regions": regions,
                    "methods": {m["name"]: {"trainer": m["trainer"], "inputs": m.get("inputs", "limited"),
                                            "mean": metrics[m["name"]]["mean"]} for m in self.cfg["methods"]},
-                   "gap_closure": gap, "seconds": self.times}
+                   "gap_closure": gap, "seconds": self._all_times()}
         save_json(results, join(self.out, "results.json"))
         with open(join(self.out, "table.md"), "w") as fh:
             fh.write(results_table(results))
@@ -375,7 +390,9 @@ def results_table(results: dict) -> str:
     gap = " | ".join(("n/a" if g is None else f"{g * 100:.0f}%") + " | -" for g in
                      (results["gap_closure"][r] for r in regions))
     rows.append(f"| gap closed by DANTE: (DANTE - lower) / (upper - lower), Dice | | {gap} |")
-    return head + "\n".join(rows) + "\n\nDice in %, mean ± SD over test cases; HD95 mean in mm.\n"
+    return head + "\n".join(rows) + (f"\n\nDice in %, mean ± SD over test cases; HD95 mean in mm. The gap closure is "
+                                     f"n/a where the upper bound is less than {GAP_MIN_DICE * 100:.0f} Dice points "
+                                     f"above the lower bound.\n")
 
 
 def bar_chart(results: dict, path: str) -> None:
@@ -383,7 +400,7 @@ def bar_chart(results: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     regions, methods = results["regions"], list(results["methods"])
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(regions) * max(1, len(methods)) / 3, 3.6))
+    fig, ax = plt.subplots(figsize=(3.5 + 1.3 * len(regions) * max(1, len(methods)) / 3, 3.6))
     width = 0.8 / len(methods)
     for i, name in enumerate(methods):
         vals = [results["methods"][name]["mean"][r]["dice"] * 100 for r in regions]
@@ -392,7 +409,7 @@ def bar_chart(results: dict, path: str) -> None:
     ax.set_xticklabels(regions)
     ax.set_ylabel("Dice (%)")
     ax.set_title(f"{results['name']}: test Dice")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

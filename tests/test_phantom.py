@@ -74,3 +74,24 @@ def test_cli_refuses_existing_id(tmp_path, monkeypatch, capsys):
     assert main(["phantom", "-d", "603", "--num-train", "2", "--num-test", "1"]) == 2
     assert "Dataset603_Mine already exists" in capsys.readouterr().err
     assert os.listdir(tmp_path) == ["Dataset603_Mine"]
+
+
+def test_ct_phantom_plans_with_ct_normalisation_and_splits_by_number(tmp_path):
+    """Through the stock planner: both CT channels get CTNormalization, and DANTETrainer reads the
+    channel split (CTPA by number) from the preprocessed dataset.json."""
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from commands import run
+    from dante_nnunet.training import DANTETrainer
+    env = dict(os.environ, nnUNet_raw=str(tmp_path / "raw"), nnUNet_preprocessed=str(tmp_path / "pre"),
+               nnUNet_results=str(tmp_path / "res"))
+    out = write_phantom("ct", 604, num_train=3, num_test=1, seed=1, shape=(8, 32, 32), raw_root=env["nnUNet_raw"])
+    run(["nnUNetv2_plan_and_preprocess", "-d", "604", "-c", "3d_fullres", "-np", "1", "--verify_dataset_integrity"],
+        env)
+    name = os.path.basename(out)
+    plans = load_json(str(tmp_path / "pre" / name / "nnUNetPlans.json"))
+    assert plans["configurations"]["3d_fullres"]["normalization_schemes"] == ["CTNormalization"] * 2
+    plans["continue_training"] = False
+    dj = load_json(str(tmp_path / "pre" / name / "dataset.json"))
+    t = DANTETrainer(plans, "3d_fullres", 0, dj, device=torch.device("cpu"))
+    assert t.channel_split.limited_indices == (0,) and t.channel_split.privileged_indices == (1,)
