@@ -4,7 +4,7 @@ call to the stage's own network, and the parts of checkpoint writing and reading
 depend on the network."""
 from __future__ import annotations
 
-from typing import Union
+from typing import Callable, List, Union
 
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join
@@ -17,6 +17,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
 
 from dante_nnunet.config import ChannelSplit
+from dante_nnunet.deploy import check_inputs_of_predict_command, save_deployment_files
 
 
 class DANTEBaseTrainer(nnUNetTrainer):
@@ -133,6 +134,26 @@ class DANTEBaseTrainer(nnUNetTrainer):
         """Strict load, tolerating the ``module.`` prefix of weights saved from a DDP-wrapped network."""
         module.load_state_dict({k[7:] if k.startswith('module.') else k: v for k, v in weights.items()})
 
+    def _load_full_weights(self, filename_or_checkpoint: Union[dict, str],
+                           training_network: Callable[[], nn.Module]) -> dict:
+        """Read a checkpoint whose ``network_weights`` hold only the deployed network, load its
+        ``dante_network_weights`` into ``training_network()`` (called once the trainer is initialised)
+        and restore the training state; returns the checkpoint. nnUNetTrainer.load_checkpoint (2.8.1)
+        loads ``network_weights`` and fails on a dict, so it is not delegated to."""
+        ck, name = self._read_checkpoint(filename_or_checkpoint)
+        if 'dante_network_weights' not in ck:
+            raise ValueError(f"{name} has no 'dante_network_weights': it was not written by {type(self).__name__} "
+                             f"or a DANTE trainer (trainer_name {ck.get('trainer_name')!r})")
+        self._load_weights(training_network(), ck['dante_network_weights'])
+        self._restore_training_state(ck)
+        return ck
+
+    @staticmethod
+    def _epoch_means(outputs: List[dict]):
+        """(keys, numpy array keys x steps) of the per-step device tensors: one host transfer per epoch."""
+        keys = list(outputs[0])
+        return keys, torch.stack([torch.stack([o[k].float() for o in outputs]) for k in keys]).cpu().numpy()
+
     def _restore_training_state(self, ck: dict) -> None:
         """Everything but the network: what nnUNetTrainer.load_checkpoint restores."""
         self.my_init_kwargs = ck['init_args']
@@ -144,3 +165,24 @@ class DANTEBaseTrainer(nnUNetTrainer):
         self.optimizer.load_state_dict(ck['optimizer_state'])
         if self.grad_scaler is not None and ck.get('grad_scaler_state') is not None:
             self.grad_scaler.load_state_dict(ck['grad_scaler_state'])
+
+
+class LimitedDeploymentTrainer(DANTEBaseTrainer):
+    """Base of every trainer that trains on all channels' data but deploys the stock network on the
+    limited channels (DANTETrainer and the limited-channel baselines)."""
+
+    @staticmethod
+    def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True):
+        """The deployed network (stock architecture on the limited channels). nnUNetv2_predict calls
+        this on the class; when it does, its input folder is checked first."""
+        check_inputs_of_predict_command(num_input_channels)
+        return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                        num_output_channels, enable_deep_supervision)
+
+    def on_train_start(self):
+        """nnU-Net's, then the results folder's dataset.json/plans.json re-written for the limited channels."""
+        super().on_train_start()
+        if self.local_rank == 0:
+            save_deployment_files(self.output_folder_base, self.plans_manager.plans, self.dataset_json,
+                                  self.channel_split)

@@ -29,12 +29,11 @@ from batchgenerators.utilities.file_and_folder_operations import isfile, join
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.file_path_utilities import get_output_folder
 
-from dante_nnunet.deploy import check_inputs_of_predict_command, save_deployment_files
 from dante_nnunet.losses.distillation import DistillationLoss
 from dante_nnunet.networks.builder import build_stock_network
 from dante_nnunet.networks.input_channels import (ModalityDropout, drop_input_channels, first_convolution_keys,
                                                   select_channels)
-from dante_nnunet.training.base import DANTEBaseTrainer
+from dante_nnunet.training.base import DANTEBaseTrainer, LimitedDeploymentTrainer
 
 TEACHER_ENV = "DANTE_TEACHER_CHECKPOINT"
 
@@ -48,25 +47,7 @@ class UpperBoundTrainer(DANTEBaseTrainer):
                                                         num_output_channels, enable_deep_supervision)
 
 
-class _LimitedDeployedTrainer(DANTEBaseTrainer):
-    """Base of the baselines that deploy the stock network on the limited channels."""
-
-    @staticmethod
-    def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
-                                   num_output_channels: int, enable_deep_supervision: bool = True):
-        """The deployed network, as DANTETrainer's: nnUNetv2_predict checks its input folder first."""
-        check_inputs_of_predict_command(num_input_channels)
-        return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
-                                                        num_output_channels, enable_deep_supervision)
-
-    def on_train_start(self):
-        super().on_train_start()
-        if self.local_rank == 0:
-            save_deployment_files(self.output_folder_base, self.plans_manager.plans, self.dataset_json,
-                                  self.channel_split)
-
-
-class LowerBoundTrainer(_LimitedDeployedTrainer):
+class LowerBoundTrainer(LimitedDeploymentTrainer):
     """Stock nnU-Net trained on the limited channels only (the data loader's privileged channels are
     dropped at the encoder's input, so the preprocessed data is shared with DANTE)."""
 
@@ -78,7 +59,7 @@ class LowerBoundTrainer(_LimitedDeployedTrainer):
         return net
 
 
-class ModalityDropoutTrainer(_LimitedDeployedTrainer):
+class ModalityDropoutTrainer(LimitedDeploymentTrainer):
     """Missing-modality baseline (ModDrop / HeMIS style random dropping of the privileged channels)."""
     drop_probability = 0.5
 
@@ -101,12 +82,7 @@ class ModalityDropoutTrainer(_LimitedDeployedTrainer):
                                dante_network_weights=self.unwrapped_network().state_dict())
 
     def load_checkpoint(self, filename_or_checkpoint: Union[dict, str]) -> None:
-        ck, name = self._read_checkpoint(filename_or_checkpoint)
-        if 'dante_network_weights' not in ck:
-            raise ValueError(f"{name} has no 'dante_network_weights': it was not written by "
-                             f"{type(self).__name__} (trainer_name {ck.get('trainer_name')!r})")
-        self._load_weights(self.unwrapped_network(), ck['dante_network_weights'])
-        self._restore_training_state(ck)
+        self._load_full_weights(filename_or_checkpoint, self.unwrapped_network)
 
 
 class DistillationTrainer(LowerBoundTrainer):
@@ -166,11 +142,10 @@ class DistillationTrainer(LowerBoundTrainer):
         return {'loss': loss.detach(), **{f"kd_{k}": v for k, v in self.loss.last_terms.items()}}
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
-        keys = list(train_outputs[0])
-        means = torch.stack([torch.stack([o[k].float() for o in train_outputs]) for k in keys]).cpu().numpy()
-        super().on_train_epoch_end([{'loss': v} for v in means[0]])
+        keys, means = self._epoch_means(train_outputs)
+        super().on_train_epoch_end([{'loss': v} for v in means[keys.index('loss')]])
         self.print_to_log_file("distillation terms (unweighted): " +
-                               ", ".join(f"{k[3:]} {np.mean(v):.4f}" for k, v in zip(keys[1:], means[1:])))
+                               ", ".join(f"{k[3:]} {np.mean(v):.4f}" for k, v in zip(keys, means) if k != 'loss'))
 
     def validation_step(self, batch: dict) -> dict:
         # online validation: nnU-Net's task loss and pseudo Dice of the student alone

@@ -32,20 +32,18 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json
 
 from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
 
-from dante_nnunet.deploy import check_inputs_of_predict_command, save_deployment_files
 from dante_nnunet.losses import DANTELoss, build_alignment
 from dante_nnunet.networks.builder import build_dual_pathway_network, deployed_state_dict
 from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
 from dante_nnunet.networks.dual_pathway import DualPathwayNet, FullPathway, LimitedPathway
-from dante_nnunet.training.base import DANTEBaseTrainer
+from dante_nnunet.training.base import LimitedDeploymentTrainer
 from dante_nnunet.training.progress import LOSS_TERMS, DANTELocalLogger
 from dante_nnunet.training.transfer import install_pretrained_weights_hook
 
 
-class DANTETrainer(DANTEBaseTrainer):
+class DANTETrainer(LimitedDeploymentTrainer):
     # --- DANTE hyper-parameters (paper, Implementation Details); variants override these ---
     # epochs = 500, iterations_per_epoch = 250, val_iterations_per_epoch = 50 (DANTEBaseTrainer)
     lambda_pib = 0.3                  # lambda1 of Eq. 6
@@ -82,15 +80,6 @@ class DANTETrainer(DANTEBaseTrainer):
         return int(round(self.encoder_freeze_fraction * self.num_epochs))
 
     # ------------------------------------------------------------------ network
-    @staticmethod
-    def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
-                                   num_output_channels: int, enable_deep_supervision: bool = True):
-        """The deployed network (stock architecture on the limited channels). nnUNetv2_predict calls
-        this on the class; when it does, its input folder is checked first."""
-        check_inputs_of_predict_command(num_input_channels)
-        return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
-                                                        num_output_channels, enable_deep_supervision)
-
     def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
                                 num_output_channels: int, enable_deep_supervision: bool = True) -> DualPathwayNet:
         dual = build_dual_pathway_network(configuration_manager, self.channel_split, num_output_channels,
@@ -152,11 +141,10 @@ class DANTETrainer(DANTEBaseTrainer):
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
         # one transfer per epoch; nnU-Net's own reduction then sees the numpy losses it expects
-        keys = ['loss'] + [f"train_{t}" for t in LOSS_TERMS]
-        means = torch.stack([torch.stack([o[k].float() for o in train_outputs]) for k in keys]).cpu().numpy()
-        super().on_train_epoch_end([{'loss': v} for v in means[0]])
-        for t, values in zip(LOSS_TERMS, means[1:]):
-            self.logger.log(f"train_{t}", float(values.mean()), self.current_epoch)
+        keys, means = self._epoch_means(train_outputs)
+        super().on_train_epoch_end([{'loss': v} for v in means[keys.index('loss')]])
+        for t in LOSS_TERMS:
+            self.logger.log(f"train_{t}", float(means[keys.index(f"train_{t}")].mean()), self.current_epoch)
 
     # ------------------------------------------------------------------ online validation
     def _hard_counts(self, seg, target):
@@ -230,9 +218,6 @@ class DANTETrainer(DANTEBaseTrainer):
             self.print_to_log_file(f"DANTE: E_L, E_A, E_P transferred from {dual.transferred_from}; frozen until "
                                    f"epoch {self.encoder_freeze_end_epoch}", also_print_to_console=True)
             self._warn_if_stage1_channels_differ(dual.transferred_from)
-        if self.local_rank == 0:
-            save_deployment_files(self.output_folder_base, self.plans_manager.plans, self.dataset_json,
-                                  self.channel_split)
 
     def _warn_if_stage1_channels_differ(self, checkpoint_file: str) -> None:
         """Shapes were checked when the encoders were loaded; channel *names* can differ legitimately
@@ -256,15 +241,8 @@ class DANTETrainer(DANTEBaseTrainer):
                                dante_transferred_from=dual.transferred_from)
 
     def load_checkpoint(self, filename_or_checkpoint: Union[dict, str]) -> None:
-        # not delegated: nnUNetTrainer.load_checkpoint (2.8.1) loads 'network_weights' and fails on a dict
-        ck, name = self._read_checkpoint(filename_or_checkpoint)
-        if 'dante_network_weights' not in ck:
-            raise ValueError(f"{name} has no 'dante_network_weights': it was not written by a DANTE trainer "
-                             f"(trainer_name {ck.get('trainer_name')!r})")
-        dual = self.dual_network()
-        self._load_weights(dual, ck['dante_network_weights'])
-        dual.transferred_from = ck.get('dante_transferred_from')   # the freeze schedule continues
-        self._restore_training_state(ck)
+        ck = self._load_full_weights(filename_or_checkpoint, self.dual_network)
+        self.dual_network().transferred_from = ck.get('dante_transferred_from')   # the freeze schedule continues
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         """nnU-Net's validation (sliding window, mirroring, export, metrics) of the deployed limited
