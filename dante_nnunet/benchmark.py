@@ -256,7 +256,7 @@ class Runner:
         if s1.get("checkpoint"):
             path = os.path.expanduser(s1["checkpoint"])
             if not isfile(path):
-                raise FileNotFoundError(f"stage1.checkpoint {path} does not exist")
+                raise BenchmarkConfigError(f"config {self.cfg['name']!r}: stage1.checkpoint {path} does not exist")
             return path
         return join(self.results_folder(s1["trainer"]), f"fold_{self.fold}", "checkpoint_final.pth")
 
@@ -333,6 +333,7 @@ class Runner:
         if sweep and not self.cfg.get("sweep"):
             raise BenchmarkConfigError(f"config {self.cfg['name']!r} has no 'sweep' block")
         self.check_trainers(sweep)
+        self.stage1_checkpoint()   # a given Stage-1 checkpoint must exist before hours go into the other methods
         self.step_data()
         self.step_plan()
         test = self.step_split()

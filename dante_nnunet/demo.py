@@ -26,6 +26,22 @@ def ext_trainer_value(existing: Optional[str] = None) -> str:
     return os.pathsep.join([TRAINER_FOLDER] + parts)
 
 
+def _check_patch_fits_strides(plans_file: str, name: str, base: str, patch: List[int], strides) -> None:
+    """The U-Net's skips only line up when every patch axis is a multiple of the product of the strides
+    along it; otherwise training fails at the first decoder concatenation, after preprocessing and
+    data loading. Refuse up front, with the nearest sizes that fit."""
+    dim = len(patch)
+    per_stage = [[s] * dim if isinstance(s, int) else list(s) for s in strides]
+    if any(len(s) != dim for s in per_stage):
+        raise ValueError(f"{plans_file}: patch_size {patch} for {name!r} has {dim} axes; {base}'s network has "
+                         f"{len(per_stage[0])}")
+    total = [int(np.prod([s[a] for s in per_stage])) for a in range(dim)]
+    if any(p % t for p, t in zip(patch, total)):
+        fit = [max(t, int(round(p / t)) * t) for p, t in zip(patch, total)]
+        raise ValueError(f"{plans_file}: patch_size {patch} for {name!r} does not fit {base}'s network: each axis "
+                         f"must be a multiple of the total stride {total}; nearest that fits: {fit}")
+
+
 def add_configuration(plans_file: str, name: str, base: str = "3d_fullres",
                       features_per_stage: Optional[Sequence[int]] = None,
                       patch_size: Optional[Sequence[int]] = None) -> None:
@@ -44,6 +60,7 @@ def add_configuration(plans_file: str, name: str, base: str = "3d_fullres",
         arch["arch_kwargs"]["features_per_stage"] = list(features_per_stage)
         new["architecture"] = arch
     if patch_size is not None:
+        _check_patch_fits_strides(plans_file, name, base, list(patch_size), arch["arch_kwargs"]["strides"])
         new["patch_size"] = list(patch_size)
     if name in cfgs:
         if cfgs[name] != new:

@@ -47,6 +47,26 @@ def _cfg_without(tmp_path, key):
     return str(tmp_path / "c.json")
 
 
+def test_added_configuration_patch_must_fit_the_strides(tmp_path):
+    """A patch that the U-Net's strides do not divide is refused before training, with sizes that fit;
+    the plans file is left as it was."""
+    from batchgenerators.utilities.file_and_folder_operations import save_json
+
+    from dante_nnunet.demo import add_configuration
+    from plans_fixtures import plans
+    path = str(tmp_path / "nnUNetPlans.json")
+    save_json(plans(features=(4, 8, 16)), path)   # strides 1, 2, 2: total 4 per axis
+    before = open(path).read()
+    with pytest.raises(ValueError, match=r"3d_p.*multiple of the total stride \[4, 4, 4\]; nearest that fits: "
+                                         r"\[20, 16, 8\]"):
+        add_configuration(path, "3d_p", patch_size=[21, 16, 6])
+    with pytest.raises(ValueError, match="has 2 axes"):
+        add_configuration(path, "3d_p", patch_size=[16, 16])
+    assert open(path).read() == before
+    add_configuration(path, "3d_p", patch_size=[20, 16, 8])
+    assert json.load(open(path))["configurations"]["3d_p"]["patch_size"] == [20, 16, 8]
+
+
 def test_sweep_points_vary_one_lambda_at_a_time():
     from dante_nnunet.benchmark_figures import sweep_points
     pts = sweep_points({"trainer": "DANTETrainer_50epochs", "lambda_pib": [0, 0.1], "lambda_align": [1.0]})
@@ -139,4 +159,9 @@ def test_unknown_trainer_stops_before_any_work(tmp_path, monkeypatch):
     runner = Runner(cfg, str(tmp_path / "results"))
     with pytest.raises(BenchmarkConfigError, match="methods 'dante': no trainer class 'DANTETrainer_typo'"):
         runner.run_all()
+    assert os.listdir(runner.env["nnUNet_raw"]) == []
+    cfg["methods"][2].update(trainer="DANTETrainer", pretrained=True)
+    cfg["stage1"] = {"checkpoint": str(tmp_path / "nowhere" / "checkpoint_final.pth")}
+    with pytest.raises(BenchmarkConfigError, match=r"stage1.checkpoint .*nowhere.* does not exist"):
+        Runner(cfg, str(tmp_path / "results")).run_all()
     assert os.listdir(runner.env["nnUNet_raw"]) == []
