@@ -46,6 +46,13 @@ class ChannelSplit:
     def num_channels(self) -> int:
         return len(self.channel_names)
 
+    def dante_block(self) -> dict:
+        """The dataset.json "dante" block that reads back as this split: privileged channels by name, or
+        by number where channel names repeat (two "CT" channels)."""
+        if len(set(self.channel_names)) == len(self.channel_names):
+            return {"privileged_channels": list(self.privileged_names)}
+        return {"privileged_channels": list(self.privileged_indices)}
+
     @classmethod
     def from_names(cls, channel_names: Sequence[str], privileged: Sequence[str],
                    source: str = "dataset.json") -> "ChannelSplit":

@@ -119,6 +119,6 @@ def write_pretrain_dataset(source_dirs: Sequence[str], dataset_id: int, name: st
             "name": name,
             "description": "DANTE Stage-1 pre-training images; labels are placeholders (non-background), "
                            "not annotations",
-            "dante": {"privileged_channels": list(split.privileged_names)},
+            "dante": split.dante_block(),
         }, join(tmp, "dataset.json"), sort_keys=False)
     return join(raw_root, folder_name)

@@ -108,3 +108,19 @@ def test_cli_copies_channels_from_a_dataset_json_and_reports_errors(tmp_path, mo
     dj.write_text(json.dumps({"channel_names": {str(i): n for i, n in enumerate(NAMES)}}))
     with pytest.raises(DanteConfigError, match="no \"dante\" block"):
         write_pretrain_dataset([str(tmp_path / "src")], 10, "Pre", like=str(dj), raw_root=str(tmp_path / "raw"))
+
+
+def test_like_a_ct_dataset_with_repeated_channel_names_keeps_the_privileged_number(tmp_path):
+    """Two channels named "CT" (nnU-Net's CT normalisation goes by the name): the dante block of the
+    pre-training dataset must give the CTPA by number, or it would not read back."""
+    import json
+
+    from dante_nnunet.config import ChannelSplit
+    from dante_nnunet.phantom import write_phantom
+    ct = write_phantom("ct", 11, raw_root=str(tmp_path / "raw"), num_train=2, num_test=1, shape=(8, 16, 16))
+    out = write_pretrain_dataset([os.path.join(ct, "imagesTr")], 12, "CTPre", like=os.path.join(ct, "dataset.json"),
+                                 raw_root=str(tmp_path / "raw"))
+    dj = json.load(open(os.path.join(out, "dataset.json")))
+    assert dj["channel_names"] == {"0": "CT", "1": "CT"} and dj["dante"] == {"privileged_channels": [1]}
+    assert ChannelSplit.from_dataset_json(dj).privileged_indices == (1,)
+    assert ChannelSplit.from_names(NAMES, ["T1ce"]).dante_block() == {"privileged_channels": ["T1ce"]}
