@@ -13,7 +13,9 @@ Steps, each skipped on a rerun when its output is complete:
    70% train / 10% validation) and the 20% test cases are copied out of ``imagesTr`` into
    ``results/NAME/test/`` (limited-only and all-channel inputs, labels). They are preprocessed with the
    rest, but never trained on or validated on.
-4. **stage1** (optional): ``DANTEPretrainTrainer*`` on the same dataset, or a given checkpoint.
+4. **stage1** (optional): ``DANTEPretrainTrainer*`` on the same dataset; or on another one made from
+   unlabelled images (``stage1.images`` + ``stage1.dataset``: ``dante_nnunet pretrain-dataset``, this
+   dataset's plans moved onto it so the encoders match, ``nnUNetv2_preprocess``); or a given checkpoint.
 5. **train**: each method's trainer (``nnUNetv2_train``), the DANTE-with-Stage-1 method with
    ``-pretrained_weights``; an interrupted training continues with ``--c``.
 6. **predict**: ``nnUNetv2_predict`` on the limited-only test inputs (all-channel inputs for methods
@@ -95,6 +97,18 @@ def load_config(path: str) -> dict:
                                    f"{{'brats': DIR}}, {{'ct_pairs': DIR}}, got {src!r}")
     if any(m.get("pretrained") for m in cfg["methods"]) and not cfg.get("stage1"):
         raise BenchmarkConfigError(f"{path}: a method is 'pretrained' but there is no 'stage1' block")
+    s1 = cfg.get("stage1") or {}
+    if s1 and not s1.get("checkpoint"):
+        if not s1.get("trainer"):
+            raise BenchmarkConfigError(f"{path}: stage1 needs a 'trainer' or a 'checkpoint'")
+        if bool(s1.get("images")) != bool(s1.get("dataset")):
+            raise BenchmarkConfigError(f"{path}: stage1 on another dataset needs both 'images' (folders) and "
+                                       f"'dataset' ({{'id': ..., 'name': ...}})")
+        if s1.get("images"):
+            if not isinstance(s1["images"], list) or not s1["images"]:
+                raise BenchmarkConfigError(f"{path}: stage1.images must be a list of folders")
+            if "id" not in s1["dataset"] or int(s1["dataset"]["id"]) == int(ds["id"]):
+                raise BenchmarkConfigError(f"{path}: stage1.dataset needs an 'id' other than dataset.id {ds['id']}")
     return cfg
 
 
@@ -148,14 +162,20 @@ class Runner:
     def dataset_id(self) -> int:
         return int(self.cfg["dataset"]["id"])
 
-    def raw_folder(self) -> Optional[str]:
+    @property
+    def stage1_dataset_id(self) -> int:
+        """Where Stage 1 trains: its own dataset when it pre-trains on other images, else this one."""
+        s1 = self.cfg.get("stage1") or {}
+        return int(s1["dataset"]["id"]) if s1.get("images") else self.dataset_id
+
+    def raw_folder(self, dataset_id: Optional[int] = None) -> Optional[str]:
+        did = self.dataset_id if dataset_id is None else dataset_id
         root = self.env["nnUNet_raw"]
-        hits = [d for d in sorted(os.listdir(root)) if d.startswith(f"Dataset{self.dataset_id:03d}_")] \
-            if isdir(root) else []
+        hits = [d for d in sorted(os.listdir(root)) if d.startswith(f"Dataset{did:03d}_")] if isdir(root) else []
         return join(root, hits[0]) if hits else None
 
-    def results_folder(self, trainer: str) -> str:
-        name = os.path.basename(self.raw_folder())
+    def results_folder(self, trainer: str, dataset_id: Optional[int] = None) -> str:
+        name = os.path.basename(self.raw_folder(dataset_id))
         return join(self.env["nnUNet_results"], name, f"{trainer}__nnUNetPlans__{self.configuration}")
 
     # -- 1 data
@@ -258,21 +278,63 @@ class Runner:
             if not isfile(path):
                 raise BenchmarkConfigError(f"config {self.cfg['name']!r}: stage1.checkpoint {path} does not exist")
             return path
-        return join(self.results_folder(s1["trainer"]), f"fold_{self.fold}", "checkpoint_final.pth")
+        return join(self.results_folder(s1["trainer"], self.stage1_dataset_id), f"fold_{self.fold}",
+                    "checkpoint_final.pth")
 
-    def train(self, key: str, trainer: str, extra: Optional[List[str]] = None) -> None:
-        fold_dir = join(self.results_folder(trainer), f"fold_{self.fold}")
+    def check_inputs(self) -> None:
+        """Inputs the config names outside nnU-Net's folders exist (before any work)."""
+        s1 = self.cfg.get("stage1") or {}
+        if s1.get("checkpoint"):
+            self.stage1_checkpoint()   # a given checkpoint must exist before hours go into the other methods
+        if s1.get("images") and self.raw_folder(self.stage1_dataset_id) is None:
+            for d in s1["images"]:
+                if not isdir(os.path.expanduser(d)):
+                    raise BenchmarkConfigError(f"config {self.cfg['name']!r}: stage1.images folder {d} does not exist")
+
+    def train(self, key: str, trainer: str, extra: Optional[List[str]] = None,
+              dataset_id: Optional[int] = None) -> None:
+        fold_dir = join(self.results_folder(trainer, dataset_id), f"fold_{self.fold}")
         if isfile(join(fold_dir, "checkpoint_final.pth")):
             self.log(f"{key}: {trainer} is trained, skipped")
             return
         cont = ["--c"] if isfile(join(fold_dir, "checkpoint_latest.pth")) else []
-        self.run(key, ["nnUNetv2_train", str(self.dataset_id), self.configuration, self.fold, "-tr", trainer,
+        did = self.dataset_id if dataset_id is None else dataset_id
+        self.run(key, ["nnUNetv2_train", str(did), self.configuration, self.fold, "-tr", trainer,
                        "-device", self.device] + (cont or extra or []))
 
     def step_stage1(self) -> None:
         s1 = self.cfg.get("stage1")
-        if s1 and not s1.get("checkpoint"):
-            self.train("stage1", s1["trainer"])
+        if not s1 or s1.get("checkpoint"):
+            return
+        if s1.get("images"):
+            self.prepare_stage1_dataset(s1)
+        self.train("stage1", s1["trainer"], dataset_id=self.stage1_dataset_id)
+
+    def prepare_stage1_dataset(self, s1: dict) -> None:
+        """The README's Stage-1 recipe: unlabelled images -> raw dataset (channels and dante block like
+        this dataset's) -> fingerprint -> this dataset's plans (with the added configuration) moved onto it,
+        so that E_L/E_A/E_P get the same shapes -> preprocessed with them."""
+        did = self.stage1_dataset_id
+        if self.raw_folder(did) is None:
+            name = s1["dataset"].get("name") or f"{self.cfg['name']}Pre"
+            self.run("stage1_data", ["dante_nnunet", "pretrain-dataset"]
+                     + [os.path.expanduser(d) for d in s1["images"]]
+                     + ["-d", str(did), "-n", name, "--like", join(self.raw_folder(), "dataset.json")])
+        else:
+            self.log(f"stage1_data: {self.raw_folder(did)} exists, skipped")
+        pre = join(self.env["nnUNet_preprocessed"], os.path.basename(self.raw_folder(did)))
+        if isfile(join(pre, ".dante_preprocessed")):
+            self.log("stage1_plan: preprocessed data exists, skipped")
+            return
+        base = self.cfg.get("base_configuration", "3d_fullres")
+        self.run("stage1_fingerprint", ["nnUNetv2_extract_fingerprint", "-d", str(did), "-np", "1"])
+        self.run("stage1_plans", ["nnUNetv2_move_plans_between_datasets", "-s", str(self.dataset_id), "-t", str(did),
+                                  "-sp", "nnUNetPlans", "-tp", "nnUNetPlans"])
+        # nnUNetv2_preprocess reads dataset.json from nnUNet_preprocessed (nnU-Net issue #2560)
+        shutil.copyfile(join(self.raw_folder(did), "dataset.json"), join(pre, "dataset.json"))
+        self.run("stage1_preprocess", ["nnUNetv2_preprocess", "-d", str(did), "-plans_name", "nnUNetPlans",
+                                       "-c", base, "-np", "1"])
+        open(join(pre, ".dante_preprocessed"), "w").close()
 
     # -- 5-7 methods
     def method_key(self, method: dict) -> str:
@@ -333,7 +395,7 @@ class Runner:
         if sweep and not self.cfg.get("sweep"):
             raise BenchmarkConfigError(f"config {self.cfg['name']!r} has no 'sweep' block")
         self.check_trainers(sweep)
-        self.stage1_checkpoint()   # a given Stage-1 checkpoint must exist before hours go into the other methods
+        self.check_inputs()
         self.step_data()
         self.step_plan()
         test = self.step_split()

@@ -36,6 +36,10 @@ def test_config_errors_name_file_and_key(tmp_path):
     with pytest.raises(BenchmarkConfigError, match="'pretrained' but there is no 'stage1'"):
         load_config(_cfg(tmp_path, methods=[{"name": "low", "trainer": "A"}, {"name": "up", "trainer": "B"},
                                             {"name": "dante", "trainer": "C", "pretrained": True}]))
+    with pytest.raises(BenchmarkConfigError, match="needs both 'images'"):
+        load_config(_cfg(tmp_path, stage1={"trainer": "DANTEPretrainTrainer", "images": ["/x"]}))
+    with pytest.raises(BenchmarkConfigError, match="needs an 'id' other than dataset.id 701"):
+        load_config(_cfg(tmp_path, stage1={"trainer": "DANTEPretrainTrainer", "images": ["/x"], "dataset": {"id": 701}}))
     for name in ("brats2018", "brats2020", "dp2e", "phantom"):
         assert load_config(os.path.join(REPO, "configs", f"{name}.json"))["name"] == name
 
@@ -112,12 +116,16 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("nnUNet_extTrainer", TEST_TRAINERS)
+    # Stage 1 pre-trains on another dataset, made from unlabelled images (another phantom's)
+    other = write_phantom("brats", 705, raw_root=str(tmp_path / "other"), num_train=5, num_test=1,
+                          shape=(24, 24, 24), seed=3)
     cfg = {"name": "tiny", "workdir": True,
            "dataset": {"id": 703, "source": {"phantom": {"kind": "brats", "num_train": 5, "num_test": 2,
                                                          "shape": [24, 24, 24]}}},
            "configuration": "3d_t", "add_configuration": {"name": "3d_t", "features_per_stage": 4,
                                                           "patch_size": [16, 16, 16]},
-           "stage1": {"trainer": "DANTEPretrainTrainer_tiny"},
+           "stage1": {"trainer": "DANTEPretrainTrainer_tiny", "images": [os.path.join(other, "imagesTr")],
+                      "dataset": {"id": 704, "name": "TinyPre"}},
            "methods": [{"name": "Lower", "trainer": "LowerBoundTrainer_tiny"},
                        {"name": "Upper", "trainer": "UpperBoundTrainer_tiny", "inputs": "all"},
                        {"name": "ModDrop", "trainer": "ModalityDropoutTrainer_tiny"},
@@ -132,8 +140,10 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
         assert set(m["mean"]) == {"whole tumor", "tumor core", "enhancing tumor"}
         assert len(os.listdir(out / "predictions" / name)) >= 2
     assert (out / "table.md").read_text().count("\n| ") >= 6 and (out / "dice_bars.png").stat().st_size > 1000
-    assert "-pretrained_weights" in (out / "logs" / "train_DANTE.log").read_text() or \
-        "transferred from" in (out / "logs" / "train_DANTE.log").read_text()
+    s1 = out / "nnunet" / "nnUNet_results" / "Dataset704_TinyPre" / "DANTEPretrainTrainer_tiny__nnUNetPlans__3d_t"
+    assert str(s1) in (out / "logs" / "train_DANTE.log").read_text()   # DANTE started from that Stage 1
+    moved = json.loads((out / "nnunet" / "nnUNet_preprocessed" / "Dataset704_TinyPre" / "nnUNetPlans.json").read_text())
+    assert moved["configurations"]["3d_t"]["architecture"]["arch_kwargs"]["features_per_stage"][0] == 4
     # limited-only inputs reached the limited-channel methods, all channels the upper bound
     assert "predict_Lower" in results["seconds"] and "stage1" in results["seconds"]
     sweep = json.loads((out / "sweep.json").read_text())
@@ -163,5 +173,8 @@ def test_unknown_trainer_stops_before_any_work(tmp_path, monkeypatch):
     cfg["methods"][2].update(trainer="DANTETrainer", pretrained=True)
     cfg["stage1"] = {"checkpoint": str(tmp_path / "nowhere" / "checkpoint_final.pth")}
     with pytest.raises(BenchmarkConfigError, match=r"stage1.checkpoint .*nowhere.* does not exist"):
+        Runner(cfg, str(tmp_path / "results")).run_all()
+    cfg["stage1"] = {"trainer": "DANTEPretrainTrainer", "images": [str(tmp_path / "no_images")], "dataset": {"id": 9}}
+    with pytest.raises(BenchmarkConfigError, match=r"stage1.images folder .*no_images does not exist"):
         Runner(cfg, str(tmp_path / "results")).run_all()
     assert os.listdir(runner.env["nnUNet_raw"]) == []
