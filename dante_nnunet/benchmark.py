@@ -47,6 +47,7 @@ import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
 
 from dante_nnunet.demo import add_configuration, ext_trainer_value
+from dante_nnunet.rawdata import dataset_folders
 
 BIN = os.path.dirname(sys.executable)
 _PROGRESS = re.compile(r"(Epoch \d+|Pseudo dice|train_loss|val_loss|Validation Dice|Predicting|done with)")
@@ -109,6 +110,9 @@ def load_config(path: str) -> dict:
                 raise BenchmarkConfigError(f"{path}: stage1.images must be a list of folders")
             if "id" not in s1["dataset"] or int(s1["dataset"]["id"]) == int(ds["id"]):
                 raise BenchmarkConfigError(f"{path}: stage1.dataset needs an 'id' other than dataset.id {ds['id']}")
+            if not re.fullmatch(r"[A-Za-z0-9]*", s1["dataset"].get("name", "")):
+                raise BenchmarkConfigError(f"{path}: stage1.dataset.name must be letters and digits, "
+                                           f"got {s1['dataset']['name']!r}")
     return cfg
 
 
@@ -169,10 +173,8 @@ class Runner:
         return int(s1["dataset"]["id"]) if s1.get("images") else self.dataset_id
 
     def raw_folder(self, dataset_id: Optional[int] = None) -> Optional[str]:
-        did = self.dataset_id if dataset_id is None else dataset_id
-        root = self.env["nnUNet_raw"]
-        hits = [d for d in sorted(os.listdir(root)) if d.startswith(f"Dataset{did:03d}_")] if isdir(root) else []
-        return join(root, hits[0]) if hits else None
+        hits = dataset_folders(self.env["nnUNet_raw"], self.dataset_id if dataset_id is None else dataset_id)
+        return hits[0] if hits else None
 
     def results_folder(self, trainer: str, dataset_id: Optional[int] = None) -> str:
         name = os.path.basename(self.raw_folder(dataset_id))
@@ -293,12 +295,12 @@ class Runner:
 
     def train(self, key: str, trainer: str, extra: Optional[List[str]] = None,
               dataset_id: Optional[int] = None) -> None:
-        fold_dir = join(self.results_folder(trainer, dataset_id), f"fold_{self.fold}")
+        did = self.dataset_id if dataset_id is None else dataset_id
+        fold_dir = join(self.results_folder(trainer, did), f"fold_{self.fold}")
         if isfile(join(fold_dir, "checkpoint_final.pth")):
             self.log(f"{key}: {trainer} is trained, skipped")
             return
         cont = ["--c"] if isfile(join(fold_dir, "checkpoint_latest.pth")) else []
-        did = self.dataset_id if dataset_id is None else dataset_id
         self.run(key, ["nnUNetv2_train", str(did), self.configuration, self.fold, "-tr", trainer,
                        "-device", self.device] + (cont or extra or []))
 
@@ -316,7 +318,7 @@ class Runner:
         so that E_L/E_A/E_P get the same shapes -> preprocessed with them."""
         did = self.stage1_dataset_id
         if self.raw_folder(did) is None:
-            name = s1["dataset"].get("name") or f"{self.cfg['name']}Pre"
+            name = s1["dataset"].get("name") or re.sub(r"[^A-Za-z0-9]", "", self.cfg["name"]) + "Pre"
             self.run("stage1_data", ["dante_nnunet", "pretrain-dataset"]
                      + [os.path.expanduser(d) for d in s1["images"]]
                      + ["-d", str(did), "-n", name, "--like", join(self.raw_folder(), "dataset.json")])

@@ -11,7 +11,7 @@ import re
 import shutil
 import tempfile
 from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -26,18 +26,24 @@ def resolve_raw_root(raw_root: Optional[str]) -> str:
     return str(nnUNet_raw)
 
 
+def dataset_folders(raw_root: str, dataset_id: int) -> List[str]:
+    """The ``DatasetXXX_*`` folders of this id under ``raw_root`` (sorted full paths; none if it is absent)."""
+    prefix = f"Dataset{int(dataset_id):03d}_"
+    if not os.path.isdir(raw_root):
+        return []
+    return [os.path.join(raw_root, d) for d in sorted(os.listdir(raw_root)) if d.startswith(prefix)]
+
+
 def check_new_dataset(raw_root: str, dataset_id: int, name: str) -> str:
     """The folder name ``DatasetXXX_NAME``; refuses a bad id or name and an id already in use."""
     if not (0 < int(dataset_id) < 1000):
         raise ValueError(f"dataset id must be 1..999, got {dataset_id}")
     if not re.fullmatch(r"[A-Za-z0-9]+", name):
         raise ValueError(f"dataset name must be letters and digits, got {name!r}")
-    prefix = f"Dataset{int(dataset_id):03d}_"
-    if os.path.isdir(raw_root):
-        taken = [d for d in os.listdir(raw_root) if d.startswith(prefix)]
-        if taken:
-            raise FileExistsError(f"{os.path.join(raw_root, taken[0])} already exists; choose another dataset id")
-    return prefix + name
+    taken = dataset_folders(raw_root, dataset_id)
+    if taken:
+        raise FileExistsError(f"{taken[0]} already exists; choose another dataset id")
+    return f"Dataset{int(dataset_id):03d}_{name}"
 
 
 @contextmanager

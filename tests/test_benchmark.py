@@ -38,8 +38,10 @@ def test_config_errors_name_file_and_key(tmp_path):
                                             {"name": "dante", "trainer": "C", "pretrained": True}]))
     with pytest.raises(BenchmarkConfigError, match="needs both 'images'"):
         load_config(_cfg(tmp_path, stage1={"trainer": "DANTEPretrainTrainer", "images": ["/x"]}))
+    with pytest.raises(BenchmarkConfigError, match="stage1.dataset.name must be letters and digits"):
+        load_config(_cfg(tmp_path, stage1={"trainer": "T", "images": ["/x"], "dataset": {"id": 9, "name": "a_b"}}))
     with pytest.raises(BenchmarkConfigError, match="needs an 'id' other than dataset.id 701"):
-        load_config(_cfg(tmp_path, stage1={"trainer": "DANTEPretrainTrainer", "images": ["/x"], "dataset": {"id": 701}}))
+        load_config(_cfg(tmp_path, stage1={"trainer": "T", "images": ["/x"], "dataset": {"id": 701}}))
     for name in ("brats2018", "brats2020", "dp2e", "phantom"):
         assert load_config(os.path.join(REPO, "configs", f"{name}.json"))["name"] == name
 
