@@ -27,8 +27,8 @@ Steps, each skipped on a rerun when its output is complete:
 
 ``--sweep``: lambda1 / lambda2 grids (Fig. 4), one at a time around the defaults, as trainer names
 (``<trainer>_pib<l1>`` / ``<trainer>_align<l2>``); writes ``sweep.md`` and ``sweep.png``.
-``--tsne``: a t-SNE of Z_L, Z_A, Z_P (deepest level) of the trained DANTE model on validation cases
-(Fig. 5): ``tsne.png``.
+``--tsne``: a t-SNE of Z_L, Z_A, Z_P (deepest level) of the trained DANTE model on the centre patch of
+the first preprocessed cases (Fig. 5): ``tsne.png``.
 """
 from __future__ import annotations
 

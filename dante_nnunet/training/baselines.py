@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from batchgenerators.utilities.file_and_folder_operations import isfile, join
 
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.file_path_utilities import get_output_folder
 
 from dante_nnunet.losses.distillation import DistillationLoss
@@ -43,8 +42,8 @@ class UpperBoundTrainer(DANTEBaseTrainer):
 
     def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
                                 num_output_channels: int, enable_deep_supervision: bool = True):
-        return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
-                                                        num_output_channels, enable_deep_supervision)
+        return build_stock_network(configuration_manager, num_input_channels, num_output_channels,
+                                   enable_deep_supervision)
 
 
 class LowerBoundTrainer(LimitedDeploymentTrainer):
