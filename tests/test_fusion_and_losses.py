@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from dante_nnunet.losses import InfoNCEAlignment, RegressionAlignment, pib_loss
+from dante_nnunet.losses import (InfoNCEAlignment, RegressionAlignment, StandardizedAlignment, build_alignment,
+                                 build_pib, pib_loss, relative_pib_loss, standardize)
 from dante_nnunet.networks.fusion import ResidualFusion
 
 
@@ -104,3 +105,95 @@ def test_alignment_gradients_reach_both_sides(alignment):
     zl = torch.randn(2, 4, 4, 4, requires_grad=True)
     alignment([za], [zl]).backward()
     assert za.grad.abs().sum() > 0 and zl.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- forms that rescaling cannot satisfy
+
+def test_standardized_alignment_by_hand():
+    # level 1: one case, one channel, 4 voxels; Z^L is Z^A reversed, so std(Z^L) = -std(Z^A)
+    a1 = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2)
+    l1 = torch.tensor([4.0, 3.0, 2.0, 1.0]).reshape(1, 1, 2, 2)
+    # mean 2.5, biased variance 1.25: std(a) = (a - 2.5) / sqrt(1.25 + 1e-5), |std a - std l| = 2 |std a|
+    level1 = 2 * (1.5 + 0.5 + 0.5 + 1.5) / 4 / math.sqrt(1.25 + 1e-5)
+    # level 2: two channels, Z^L an affine copy of Z^A per channel (positive scales): distance 0
+    a2 = torch.tensor([[0.0, 1.0], [5.0, -1.0]]).reshape(1, 2, 2, 1)
+    l2 = torch.tensor([[3.0, 5.0], [0.5, -0.1]]).reshape(1, 2, 2, 1)   # 2a + 3 and 0.1a
+    assert StandardizedAlignment(1)([a1, a2], [l1, l2]).item() == pytest.approx(level1, abs=1e-4)   # eps: ~5e-5
+    assert StandardizedAlignment(1)([a2], [l2]).item() == pytest.approx(0.0, abs=1e-4)
+    # p = 2: root mean square of the same differences
+    level1_rms = 2 * math.sqrt((1.5 ** 2 + 0.5 ** 2 + 0.5 ** 2 + 1.5 ** 2) / 4) / math.sqrt(1.25 + 1e-5)
+    assert StandardizedAlignment(2)([a1], [l1]).item() == pytest.approx(level1_rms, rel=1e-5)
+
+
+def test_standardize_by_hand_and_dead_channel_costs_most():
+    z = torch.tensor([[1.0, 3.0], [2.0, 2.0]]).reshape(1, 2, 2)   # channel 0 mean 2 var 1; channel 1 constant
+    s = standardize(z)
+    assert torch.allclose(s[0, 0], torch.tensor([-1.0, 1.0]) / math.sqrt(1 + 1e-5))
+    assert torch.equal(s[0, 1], torch.zeros(2))
+    # a dead (constant) Z^L channel against a live Z^A channel costs mean |std(Z^A)|, more than a live, unrelated one
+    torch.manual_seed(0)
+    za = torch.randn(2, 1, 8, 8, 8)
+    dead = StandardizedAlignment(1)([za], [torch.zeros_like(za)]).item()
+    assert dead == pytest.approx(standardize(za).abs().mean().item(), rel=1e-5) and dead > 0.7
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_standardized_alignment_ignores_rescaling_raw_alignment_does_not(p):
+    torch.manual_seed(1)
+    za = [torch.randn(2, 3, 6, 6, 6), torch.randn(2, 5, 3, 3, 3)]
+    zl = [a + 0.5 * torch.randn_like(a) for a in za]
+    scale = lambda z, lo, hi: z * torch.empty(1, z.shape[1], 1, 1, 1).uniform_(lo, hi) + torch.randn(1, z.shape[1], 1, 1, 1)
+    ref = StandardizedAlignment(p)(za, zl)
+    assert torch.allclose(StandardizedAlignment(p)([scale(a, 0.3, 0.5) for a in za], [scale(l, 3, 10) for l in zl]),
+                          ref, rtol=1e-4)
+    # the paper-literal form is minimised by shrinking both maps
+    raw = RegressionAlignment(p)
+    assert raw([a * 0.01 for a in za], [l * 0.01 for l in zl]) < 0.02 * raw(za, zl)
+
+
+@pytest.mark.parametrize("alignment", [RegressionAlignment(1, stop_gradient=True),
+                                       StandardizedAlignment(1, stop_gradient=True),
+                                       InfoNCEAlignment(num_anchors=16, stop_gradient=True)])
+def test_stop_gradient_pulls_only_the_limited_side(alignment):
+    za = torch.randn(2, 4, 4, 4, requires_grad=True)
+    zl = torch.randn(2, 4, 4, 4, requires_grad=True)
+    alignment([za], [zl]).backward()
+    assert za.grad is None and zl.grad.abs().sum() > 0
+
+
+def test_build_alignment_forms():
+    assert isinstance(build_alignment("std_l2"), StandardizedAlignment) and build_alignment("std_l2").p == 2
+    assert build_alignment("l1", stop_gradient=True).stop_gradient
+    with pytest.raises(ValueError, match="std_l1"):
+        build_alignment("cosine")
+
+
+def test_relative_pib_by_hand_and_invariant_to_joint_rescaling():
+    c1 = torch.tensor([1.0, -2.0, 3.0, -4.0]).reshape(1, 1, 2, 2)   # mean |.| = 2.5
+    a1 = torch.tensor([5.0, -5.0, 5.0, 5.0]).reshape(1, 1, 2, 2)    # mean |.| = 5
+    c2 = torch.tensor([0.5, -0.5]).reshape(1, 2, 1, 1)              # mean |.| = 0.5
+    a2 = torch.tensor([0.25, 0.75]).reshape(1, 2, 1, 1)             # mean |.| = 0.5
+    assert relative_pib_loss([c1, c2], [a1, a2]).item() == pytest.approx(2.5 / 5 + 0.5 / 0.5)
+    assert relative_pib_loss([c1 * 0.01, c2 * 7], [a1 * 0.01, a2 * 7]).item() == pytest.approx(1.5)
+    assert pib_loss([c1 * 0.01, c2 * 0.01]).item() == pytest.approx(0.03)   # Eq. 3 as written follows the scale
+    module = build_pib("relative")
+    assert module([c1, c2], [a1, a2]).item() == pytest.approx(1.5)
+    assert build_pib("l1")([c1, c2], [a1, a2]).item() == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="relative"):
+        build_pib("l2")
+
+
+def test_relative_pib_gives_no_gradient_to_the_scale_of_za():
+    c = torch.randn(1, 2, 3, 3, requires_grad=True)
+    a = torch.randn(1, 2, 3, 3, requires_grad=True)
+    relative_pib_loss([c], [a]).backward()
+    assert a.grad is None and c.grad.abs().sum() > 0
+
+
+def test_zero_initialised_fusion_starts_with_no_correction_and_still_learns():
+    fusion = ResidualFusion([3], nn.Conv3d, zero_init=True)
+    z_a, z_p = torch.randn(2, 3, 4, 4, 4), torch.randn(2, 3, 4, 4, 4)
+    fused, corr = fusion([z_a], [z_p])
+    assert torch.equal(corr[0], torch.zeros_like(corr[0])) and torch.equal(fused[0], z_a)
+    (fused[0] * torch.randn_like(fused[0])).sum().backward()
+    assert fusion.proj[0].weight.grad.abs().sum() > 0

@@ -1,12 +1,12 @@
 """The Stage-2 objective (paper Eq. 6)."""
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from torch import nn
 
-from dante_nnunet.losses.pib import pib_loss
+from dante_nnunet.losses.pib import PIB
 from dante_nnunet.networks.dual_pathway import DualPathwayOutput
 
 
@@ -14,17 +14,20 @@ class DANTELoss(nn.Module):
     """L = L_task(f_L) + L_task(f_F) + lambda1 * L_PIB + lambda2 * L_Align (Eq. 6).
 
     ``task_loss`` is nnU-Net's own loss as its trainer builds it (Dice+CE, or Dice+BCE for regions,
-    wrapped for deep supervision), applied to each pathway with the same target. The regulariser
+    wrapped for deep supervision), applied to each pathway with the same target. ``alignment`` is one
+    of ``losses/alignment.py``'s forms, ``pib`` one of ``losses/pib.py``'s (default: Eq. 3 as written). The regulariser
     weights are plain attributes so that the trainer can switch them on at the scheduled epoch; a
     term whose weight is 0 is not computed (and is reported as NaN).
 
     After each call, ``last_terms`` holds the detached value of every term (no host sync).
     """
 
-    def __init__(self, task_loss: nn.Module, alignment: nn.Module, lambda_pib: float, lambda_align: float):
+    def __init__(self, task_loss: nn.Module, alignment: nn.Module, lambda_pib: float, lambda_align: float,
+                 pib: Optional[nn.Module] = None):
         super().__init__()
         self.task_loss = task_loss
         self.alignment = alignment
+        self.pib = pib if pib is not None else PIB()
         self.lambda_pib = lambda_pib
         self.lambda_align = lambda_align
         self.last_terms: Dict[str, torch.Tensor] = {}
@@ -36,7 +39,7 @@ class DANTELoss(nn.Module):
         nan = torch.full((), float("nan"), device=seg_l.device)
         pib = align = nan
         if self.lambda_pib > 0:
-            pib = pib_loss(output.corrections)
+            pib = self.pib(output.corrections, output.z_alignable)
             total = total + self.lambda_pib * pib
         if self.lambda_align > 0:
             align = self.alignment(output.z_alignable, output.z_limited)

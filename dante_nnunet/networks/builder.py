@@ -50,9 +50,10 @@ def _split_unet(net: nn.Module, arch_name: str):
 
 
 def build_dual_pathway_network(configuration_manager, split: ChannelSplit, num_output_channels: int,
-                               deep_supervision: bool = True) -> DualPathwayNet:
+                               deep_supervision: bool = True, fusion_zero_init: bool = False) -> DualPathwayNet:
     """E_L on the limited channels; E_A and E_P on all channels; residual fusion at every encoder
-    level; D_L on Z^L and D_F on Z^F; each part of the plans' architecture (2D or 3D)."""
+    level (proj_i zero-initialised if ``fusion_zero_init``); D_L on Z^L and D_F on Z^F; each part of the
+    plans' architecture (2D or 3D)."""
     arch = configuration_manager.network_arch_class_name
     n_lim, n_all = len(split.limited_indices), split.num_channels
     enc_l, dec_l = _split_unet(build_stock_network(configuration_manager, n_lim, num_output_channels,
@@ -61,7 +62,7 @@ def build_dual_pathway_network(configuration_manager, split: ChannelSplit, num_o
                                                    deep_supervision), arch)
     enc_p, _ = _split_unet(build_stock_network(configuration_manager, n_all, num_output_channels,
                                                deep_supervision), arch)
-    fusion = ResidualFusion(enc_a.output_channels, enc_a.conv_op)
+    fusion = ResidualFusion(enc_a.output_channels, enc_a.conv_op, zero_init=fusion_zero_init)
     return DualPathwayNet(enc_l, dec_l, enc_a, enc_p, fusion, dec_f, split.limited_indices)
 
 
