@@ -41,7 +41,13 @@ def test_training_logged_terms_and_both_validations(ws):
     assert math.isnan(log["train_pib"][0]) and math.isnan(log["train_align"][0])     # before epoch 1
     assert all(np.isfinite(log[f"train_{t}"][1:]).all() for t in ("pib", "align"))   # regularisers on
     assert len(log["mean_fg_dice_full"]) == 3 and len(log["train_seg_limited"]) == 3
-    assert os.path.isfile(join(fold, "progress.png"))
+    assert os.path.isfile(join(fold, "progress.png")) and os.path.isfile(join(fold, "diagnostics.png"))
+    # feature diagnostics: one value per encoder level (4 stages) and epoch, in the checkpoint and the log
+    assert all(len(log[f"diag_{k}"]) == 3 and all(len(v) == 4 for v in log[f"diag_{k}"])
+               for k in ("abs_zl", "abs_za", "align_dist", "dead_zl", "dead_za", "corr_ratio"))
+    assert all(0 <= v <= 1 for epoch in log["diag_dead_zl"] for v in epoch)
+    training_log = open(join(fold, sorted(f for f in os.listdir(fold) if f.startswith("training_log"))[-1])).read()
+    assert "DANTE features align_dist per level:" in training_log and "pib off" in training_log
     assert all(k.startswith(("encoder.", "decoder.")) for k in ck["network_weights"])
     assert any(k.startswith("encoder_p.") for k in ck["dante_network_weights"])
     for sub in ((), ("full_pathway",)):

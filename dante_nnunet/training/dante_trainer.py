@@ -34,7 +34,8 @@ from batchgenerators.utilities.file_and_folder_operations import isfile, join, l
 from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
 from nnunetv2.utilities.collate_outputs import collate_outputs
 
-from dante_nnunet.losses import DANTELoss, build_alignment
+from dante_nnunet.diagnostics import FEATURE_STATS, diagnostic_warnings, feature_statistics
+from dante_nnunet.losses import DANTELoss, build_alignment, build_pib
 from dante_nnunet.networks.builder import build_dual_pathway_network, deployed_state_dict
 from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
 from dante_nnunet.networks.dual_pathway import DualPathwayNet, FullPathway, LimitedPathway
@@ -48,7 +49,11 @@ class DANTETrainer(LimitedDeploymentTrainer):
     # epochs = 500, iterations_per_epoch = 250, val_iterations_per_epoch = 50 (DANTEBaseTrainer)
     lambda_pib = 0.3                  # lambda1 of Eq. 6
     lambda_align = 0.5                # lambda2 of Eq. 6
-    alignment = "l1"                  # 'l1' | 'l2' (Eq. 4, p = 1 | 2) | 'infonce' (Eq. 5)
+    alignment = "l1"                  # 'l1' | 'l2' (Eq. 4, p = 1 | 2) | 'std_l1' | 'std_l2' (Eq. 4 on
+                                      # standardised maps) | 'infonce' (Eq. 5); losses/alignment.py
+    alignment_stop_gradient = False   # True: Z^A is a detached target (only E_L is pulled)
+    pib = "l1"                        # 'l1' (Eq. 3 as written) | 'relative' (to the detached scale of Z^A)
+    fusion_zero_init = False          # True: proj_i starts at 0, so the correction starts at 0
     regularizer_start_fraction = 0.2  # PIB and alignment join at epoch 100 of 500
     encoder_freeze_fraction = 0.1     # with -pretrained_weights: E_L, E_A, E_P frozen for epochs 0..49 of 500
     infonce_temperature = 0.1
@@ -64,9 +69,13 @@ class DANTETrainer(LimitedDeploymentTrainer):
         self.logger.local_logger = DANTELocalLogger()
         s = self.channel_split
         self.print_to_log_file(f"DANTE: limited channels {list(s.limited_names)} (deployed), privileged "
-                               f"{list(s.privileged_names)} (training only); lambda_pib={self.lambda_pib}, "
-                               f"lambda_align={self.lambda_align} ({self.alignment}) from epoch "
-                               f"{self.regularizer_start_epoch}", also_print_to_console=True)
+                               f"{list(s.privileged_names)} (training only); {self.regularizer_description()} "
+                               f"from epoch {self.regularizer_start_epoch}", also_print_to_console=True)
+
+    def regularizer_description(self) -> str:
+        direction = ", Z^A detached" if self.alignment_stop_gradient else ""
+        return (f"lambda_pib={self.lambda_pib} (PIB {self.pib}), lambda_align={self.lambda_align} "
+                f"({self.alignment}{direction}), fusion init {'zero' if self.fusion_zero_init else 'default'}")
 
     @property
     def regularizer_start_epoch(self) -> int:
@@ -83,7 +92,7 @@ class DANTETrainer(LimitedDeploymentTrainer):
     def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
                                 num_output_channels: int, enable_deep_supervision: bool = True) -> DualPathwayNet:
         dual = build_dual_pathway_network(configuration_manager, self.channel_split, num_output_channels,
-                                          enable_deep_supervision)
+                                          enable_deep_supervision, fusion_zero_init=self.fusion_zero_init)
         dual.activation_checkpointing = self.activation_checkpointing
         return dual
 
@@ -100,9 +109,10 @@ class DANTETrainer(LimitedDeploymentTrainer):
 
     # ------------------------------------------------------------------ loss and schedule
     def _build_loss(self):
-        alignment = build_alignment(self.alignment, self.infonce_temperature, self.infonce_anchors)
+        alignment = build_alignment(self.alignment, self.infonce_temperature, self.infonce_anchors,
+                                    stop_gradient=self.alignment_stop_gradient)
         # regulariser weights are set per epoch in on_train_epoch_start
-        return DANTELoss(super()._build_loss(), alignment, lambda_pib=0.0, lambda_align=0.0)
+        return DANTELoss(super()._build_loss(), alignment, lambda_pib=0.0, lambda_align=0.0, pib=build_pib(self.pib))
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()   # network.train(), lr of the poly schedule
@@ -111,8 +121,7 @@ class DANTETrainer(LimitedDeploymentTrainer):
         self.loss.lambda_pib = self.lambda_pib if on else 0.0
         self.loss.lambda_align = self.lambda_align if on else 0.0
         if self.current_epoch == self.regularizer_start_epoch:
-            self.print_to_log_file(f"DANTE regularisers on: lambda_pib={self.lambda_pib}, "
-                                   f"lambda_align={self.lambda_align} ({self.alignment})")
+            self.print_to_log_file(f"DANTE regularisers on: {self.regularizer_description()}")
 
     def _set_encoders_frozen(self, frozen: bool) -> None:
         """Transferred encoders take no gradient (so SGD leaves them, their momentum and weight decay
@@ -130,21 +139,41 @@ class DANTETrainer(LimitedDeploymentTrainer):
                                    f"from epoch {self.current_epoch}")
 
     def train_step(self, batch: dict) -> dict:
-        """nnUNetTrainer.train_step without its per-step ``.cpu()``: the loss and every Eq. 6 term stay
-        detached device tensors until on_train_epoch_end (no host synchronisation inside the step)."""
+        """nnUNetTrainer.train_step without its per-step ``.cpu()``: the loss, every Eq. 6 term and the
+        feature diagnostics (``diagnostics.py``) stay detached device tensors until on_train_epoch_end (no
+        host synchronisation inside the step)."""
         data, target = self._to_device(batch)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            loss = self.loss(self.network(data), target)
+            output = self.network(data)
+            loss = self.loss(output, target)
         self._backward_and_step(loss)
-        return {'loss': loss.detach(), **{f"train_{k}": v for k, v in self.loss.last_terms.items()}}
+        diag = feature_statistics(output.z_limited, output.z_alignable, output.corrections)
+        return {'loss': loss.detach(), **{f"train_{k}": v for k, v in self.loss.last_terms.items()}, 'diag': diag}
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
-        # one transfer per epoch; nnU-Net's own reduction then sees the numpy losses it expects
+        # one transfer per epoch for the scalars and one for the diagnostics; nnU-Net's own reduction then
+        # sees the numpy losses it expects
+        diag = torch.stack([o.pop('diag') for o in train_outputs]).mean(0).cpu().numpy()   # levels x stats
         keys, means = self._epoch_means(train_outputs)
         super().on_train_epoch_end([{'loss': v} for v in means[keys.index('loss')]])
         for t in LOSS_TERMS:
             self.logger.log(f"train_{t}", float(means[keys.index(f"train_{t}")].mean()), self.current_epoch)
+        for j, stat in enumerate(FEATURE_STATS):
+            self.logger.log(f"diag_{stat}", [float(v) for v in diag[:, j]], self.current_epoch)
+
+    def _log_diagnostics(self, epoch: int) -> None:
+        """One log line per diagnostic (levels from full resolution to the bottleneck) and the warnings of
+        ``diagnostics.diagnostic_warnings``."""
+        log = self.logger.local_logger.my_fantastic_logging
+        history = {stat: log[f"diag_{stat}"] for stat in FEATURE_STATS}
+        for stat in FEATURE_STATS:
+            self.print_to_log_file(f"DANTE features {stat} per level: "
+                                   + " ".join(f"{v:.3g}" for v in history[stat][epoch]))
+        start = self.regularizer_start_epoch
+        reference = max(start - 1, 0) if epoch >= start else None
+        for w in diagnostic_warnings(history, epoch, reference):
+            self.print_to_log_file(f"WARNING DANTE diagnostics: {w}", also_print_to_console=True)
 
     # ------------------------------------------------------------------ online validation
     def _hard_counts(self, seg, target):
@@ -194,8 +223,10 @@ class DANTETrainer(LimitedDeploymentTrainer):
 
     def on_epoch_end(self):
         e = self.current_epoch
-        terms = {t: round(float(self.logger.get_value(f"train_{t}", step=e)), 4) for t in LOSS_TERMS}
-        self.print_to_log_file(f"DANTE terms (unweighted): {terms}")
+        terms = {t: self.logger.get_value(f"train_{t}", step=e) for t in LOSS_TERMS}
+        self.print_to_log_file("DANTE terms (unweighted): " + ", ".join(
+            f"{t} {'off' if np.isnan(v) else f'{v:.4f}'}" for t, v in terms.items()))
+        self._log_diagnostics(e)
         self.print_to_log_file('Pseudo dice full pathway (teacher)',
                                [np.round(i, decimals=4) for i in
                                 self.logger.get_value('dice_per_class_or_region_full', step=e)])
@@ -210,6 +241,10 @@ class DANTETrainer(LimitedDeploymentTrainer):
             raise RuntimeError(f"{type(self).__name__} fine-tunes a Stage-1 model: start it with "
                                f"-pretrained_weights PATH/checkpoint_final.pth of a DANTEPretrainTrainer run")
         super().on_train_start()
+        marks = self.logger.local_logger.marks
+        marks["regularisers on"] = self.regularizer_start_epoch
+        if dual.transferred_from is not None:
+            marks["transferred encoders trainable"] = self.encoder_freeze_end_epoch
         if dual.transferred_from is not None:
             if self.is_ddp and self.current_epoch < self.encoder_freeze_end_epoch:
                 raise RuntimeError(f"{type(self).__name__}: freezing transferred encoders is not supported under "

@@ -5,6 +5,7 @@ import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import join
 from nnunetv2.training.logging.nnunet_logger import LocalLogger
 
+from dante_nnunet.diagnostics import FEATURE_STATS, STAT_LABELS
 from dante_nnunet.losses.reconstruction import RECONSTRUCTION_TERMS
 
 LOSS_TERMS = ("seg_limited", "seg_full", "pib", "align")
@@ -15,8 +16,22 @@ class _CurvesLogger(LocalLogger):
     (``_plot_curves``) above nnU-Net's epoch-duration and learning-rate panels."""
     n_curve_panels = 1
     trainer_name = ""
+    optional_keys: tuple = ()   # curves that older checkpoints may lack (filled with NaN on loading)
+
+    def __init__(self, verbose: bool = False):
+        super().__init__(verbose)
+        self.marks = {}   # label -> epoch, drawn as vertical lines (e.g. where the regularisers switch on)
+
+    def _mark(self, ax) -> None:
+        for i, (label, e) in enumerate(sorted(self.marks.items(), key=lambda kv: kv[1])):
+            ax.axvline(e, color="k", ls="--" if i == 0 else ":", linewidth=2, label=f"{label} (epoch {e})")
 
     def load_checkpoint(self, checkpoint: dict):
+        checkpoint = dict(checkpoint)
+        n = len(checkpoint.get("train_losses", []))
+        for k in self.optional_keys:
+            if k not in checkpoint and k in self.my_fantastic_logging:
+                checkpoint[k] = [float("nan")] * n
         missing = [k for k in self.my_fantastic_logging if k not in checkpoint]
         if missing:
             raise KeyError(f"checkpoint logging lacks curves {missing}: not a {self.trainer_name} checkpoint")
@@ -40,6 +55,9 @@ class _CurvesLogger(LocalLogger):
         n = self.n_curve_panels + 2
         fig, axes = plt.subplots(n, 1, figsize=(30, 18 * n))
         self._plot_curves(axes[:-2], log, x, epoch)
+        for ax in axes[:-2]:
+            self._mark(ax)
+            ax.legend(loc=(0, 1))
         durations = [e - s for e, s in zip(log["epoch_end_timestamps"][:epoch + 1],
                                            log["epoch_start_timestamps"][:epoch + 1])]
         ax = axes[-2]
@@ -56,6 +74,10 @@ class _CurvesLogger(LocalLogger):
         plt.tight_layout()
         fig.savefig(join(output_folder, "progress.png"))
         plt.close(fig)
+        self._plot_extra(output_folder, log, x, epoch)
+
+    def _plot_extra(self, output_folder, log: dict, x: list, epoch: int) -> None:
+        """A subclass's further figures beside progress.png."""
 
 
 class DANTELocalLogger(_CurvesLogger):
@@ -69,6 +91,7 @@ class DANTELocalLogger(_CurvesLogger):
 
     n_curve_panels = 2
     trainer_name = "DANTETrainer"
+    optional_keys = tuple(f"diag_{s}" for s in FEATURE_STATS)
 
     def __init__(self, verbose: bool = False):
         super().__init__(verbose)
@@ -76,6 +99,30 @@ class DANTELocalLogger(_CurvesLogger):
             self.my_fantastic_logging[f"train_{t}"] = []
         self.my_fantastic_logging["mean_fg_dice_full"] = []
         self.my_fantastic_logging["dice_per_class_or_region_full"] = []
+        for k in self.optional_keys:   # per epoch: one value per encoder level (diagnostics.py)
+            self.my_fantastic_logging[k] = []
+
+    def _plot_extra(self, output_folder, log: dict, x: list, epoch: int) -> None:
+        """diagnostics.png: each feature diagnostic per encoder level and epoch (diagnostics.py)."""
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(len(FEATURE_STATS), 1, figsize=(30, 12 * len(FEATURE_STATS)))
+        for ax, stat in zip(axes, FEATURE_STATS):
+            rows = [r if isinstance(r, (list, tuple)) else [] for r in log[f"diag_{stat}"][:epoch + 1]]
+            levels = max((len(r) for r in rows), default=0)
+            values = np.full((len(rows), levels), np.nan)
+            for e, r in enumerate(rows):
+                values[e, :len(r)] = r
+            for i in range(levels):
+                ax.plot(x, values[:, i], linewidth=4, label=f"level {i + 1}")
+            if stat.startswith("abs_"):
+                ax.set_yscale("log")
+            ax.set_ylabel(STAT_LABELS[stat])
+            ax.set_xlabel("epoch")
+            self._mark(ax)
+            ax.legend(loc=(0, 1), ncol=levels + len(self.marks))
+        plt.tight_layout()
+        fig.savefig(join(output_folder, "diagnostics.png"))
+        plt.close(fig)
 
     def _plot_curves(self, axes, log: dict, x: list, epoch: int) -> None:
         ax = axes[0]
@@ -101,7 +148,6 @@ class DANTELocalLogger(_CurvesLogger):
             ax.plot(x, np.asarray(log[f"train_{t}"][:epoch + 1], dtype=float), color=color, label=label, linewidth=4)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss term (unweighted)")
-        ax.legend(loc=(0, 1))
 
 
 class PretrainLocalLogger(_CurvesLogger):
