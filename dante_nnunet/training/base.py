@@ -4,7 +4,7 @@ call to the stage's own network, and the parts of checkpoint writing and reading
 depend on the network."""
 from __future__ import annotations
 
-from typing import Callable, List, Union
+from typing import Callable, List, Optional, Union
 
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join
@@ -18,6 +18,7 @@ from nnunetv2.utilities.helpers import dummy_context
 
 from dante_nnunet.config import ChannelSplit
 from dante_nnunet.deploy import check_inputs_of_predict_command, save_deployment_files
+from dante_nnunet.training.seeding import make_cudnn_deterministic, seed_everything, seeded_augmenter_workers
 
 
 class DANTEBaseTrainer(nnUNetTrainer):
@@ -26,6 +27,8 @@ class DANTEBaseTrainer(nnUNetTrainer):
     epochs = 500                      # -> nnUNetTrainer.num_epochs
     iterations_per_epoch = 250        # -> num_iterations_per_epoch (nnU-Net's default)
     val_iterations_per_epoch = 50     # -> num_val_iterations_per_epoch (nnU-Net's default)
+    # None: unseeded, as nnU-Net. An int seeds the run (training/seeding.py); name suffix _seed<N>
+    seed: Optional[int] = None
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -40,6 +43,15 @@ class DANTEBaseTrainer(nnUNetTrainer):
         self.num_epochs = self.epochs
         self.num_iterations_per_epoch = self.iterations_per_epoch
         self.num_val_iterations_per_epoch = self.val_iterations_per_epoch
+        if self.seed is not None:
+            self.print_to_log_file(f"Seed {self.seed}: random, numpy, torch and the augmentation workers are seeded"
+                                   + (" (cuDNN deterministic)" if self.device.type == 'cuda' else ""),
+                                   also_print_to_console=True)
+
+    @property
+    def run_seed(self) -> Optional[int]:
+        """This process's seed: ``seed`` plus the DDP rank (ranks draw different batches)."""
+        return None if self.seed is None else int(self.seed) + self.local_rank
 
     # ------------------------------------------------------------------ network
     def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
@@ -58,11 +70,25 @@ class DANTEBaseTrainer(nnUNetTrainer):
         # nnUNetTrainer.initialize builds self.network with self.build_network_architecture(...). That
         # name stays the class-level builder nnUNetv2_predict uses; for training, this one instance call
         # goes to the stage's own network.
+        if self.run_seed is not None:   # before the network's weights are drawn
+            seed_everything(self.run_seed)
         self.build_network_architecture = self._build_checked
         try:
             super().initialize()
         finally:
             del self.build_network_architecture
+
+    def get_dataloaders(self):
+        """nnU-Net's data loaders; with a seed, their augmentation workers are seeded too."""
+        if self.run_seed is None:
+            return super().get_dataloaders()
+        with seeded_augmenter_workers(self.run_seed):
+            return super().get_dataloaders()
+
+    def on_train_start(self):
+        if self.seed is not None and self.device.type == 'cuda':
+            make_cudnn_deterministic()   # after run_training turned cuDNN benchmarking on
+        super().on_train_start()
 
     def unwrapped_network(self) -> nn.Module:
         """self.network without its DDP and torch.compile wrappers."""

@@ -50,7 +50,9 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.enable_deep_supervision = False
         self.logger.local_logger = PretrainLocalLogger()
-        seed = None if self.mask_seed is None else self.mask_seed + self.local_rank
+        # a seeded run (seed / _seed<N>) also draws its own mask stream
+        mask_seed = self.seed if self.seed is not None else self.mask_seed
+        seed = None if mask_seed is None else mask_seed + self.local_rank
         self.masker = MultiScaleBlockMasker(self.mask_ratio, self.mask_block_sizes, seed)
         self.val_masker = MultiScaleBlockMasker(self.mask_ratio, self.mask_block_sizes, 0)
         s = self.channel_split

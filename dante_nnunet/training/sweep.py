@@ -1,47 +1,63 @@
-"""Trainers whose name carries the loss weights, for lambda1/lambda2 sweeps without code edits.
+"""Trainers whose name carries loss weights and a seed, for sweeps and repeated runs without code edits.
 
-``<Base>_pib<l1>_align<l2>`` (either part may be left out), e.g. ``DANTETrainer_pib0.1_align1.0`` or
-``DANTETrainer_50epochs_pib0_align0.5``: the class ``<Base>`` (any DANTE trainer) with
-``lambda_pib = l1`` and ``lambda_align = l2``. The name is also the results-folder name, so each sweep
-point trains, continues (--c) and predicts like any named trainer. The shim module that
-nnUNet_extTrainer points at resolves such names through a module ``__getattr__``.
+``<Base>_pib<l1>_align<l2>_seed<n>`` (each part may be left out, in this order), e.g.
+``DANTETrainer_pib0.1_align1.0``, ``DANTETrainer_50epochs_pib0_align0.5`` or ``LowerBoundTrainer_demo_seed2``:
+the class ``<Base>`` with ``lambda_pib = l1``, ``lambda_align = l2`` (DANTE trainers only) and ``seed = n``
+(any trainer of this package: DANTE, Stage 1, the baselines; see ``training/seeding.py``). A seeded
+distillation student learns from the teacher of the same seed (``teacher_trainer`` + ``_seed<n>``).
+The name is also the results-folder name, so each sweep point and each seed trains, continues (--c) and
+predicts like any named trainer. The shim module that nnUNet_extTrainer points at resolves such names
+through a module ``__getattr__``.
 """
 from __future__ import annotations
 
 import re
 from typing import Dict, Optional
 
+_NUMBER = r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _NAME = re.compile(r"^(?P<base>[A-Za-z][A-Za-z0-9]*?(?:_[A-Za-z0-9]+?)*?)"
-                   r"(?:_pib(?P<pib>\d+(?:\.\d+)?))?(?:_align(?P<align>\d+(?:\.\d+)?))?$")
+                   rf"(?:_pib(?P<pib>{_NUMBER}))?(?:_align(?P<align>{_NUMBER}))?(?:_seed(?P<seed>\d+))?$")
 _cache: Dict[str, type] = {}
 
 
-def sweep_trainer_name(base: str, lambda_pib: Optional[float] = None, lambda_align: Optional[float] = None) -> str:
+def sweep_trainer_name(base: str, lambda_pib: Optional[float] = None, lambda_align: Optional[float] = None,
+                       seed: Optional[int] = None) -> str:
     name = base
     if lambda_pib is not None:
         name += f"_pib{lambda_pib:g}"
     if lambda_align is not None:
         name += f"_align{lambda_align:g}"
+    if seed is not None:
+        if int(seed) != seed or seed < 0:
+            raise ValueError(f"a seed is a non-negative integer, got {seed!r}")
+        name += f"_seed{int(seed)}"
     return name
 
 
 def resolve_sweep_trainer(name: str, namespace: dict) -> Optional[type]:
-    """The trainer class for a sweep name whose base is a DANTE trainer in ``namespace``, else None."""
+    """The trainer class for a suffixed name whose base is a trainer in ``namespace``, else None."""
+    from dante_nnunet.training.base import DANTEBaseTrainer
     from dante_nnunet.training.dante_trainer import DANTETrainer
 
     if name in _cache:
         return _cache[name]
     m = _NAME.match(name)
-    if m is None or (m["pib"] is None and m["align"] is None):
+    if m is None or (m["pib"] is None and m["align"] is None and m["seed"] is None):
         return None
     base = namespace.get(m["base"])
-    if not (isinstance(base, type) and issubclass(base, DANTETrainer)):
+    needs = DANTETrainer if (m["pib"] is not None or m["align"] is not None) else DANTEBaseTrainer
+    if not (isinstance(base, type) and issubclass(base, needs)):
         return None
     attrs = {"__module__": __name__, "__qualname__": name}
     if m["pib"] is not None:
         attrs["lambda_pib"] = float(m["pib"])
     if m["align"] is not None:
         attrs["lambda_align"] = float(m["align"])
+    if m["seed"] is not None:
+        attrs["seed"] = int(m["seed"])
+        teacher = getattr(base, "teacher_trainer", None)
+        if teacher is not None:
+            attrs["teacher_trainer"] = f"{teacher}_seed{int(m['seed'])}"
     cls = type(name, (base,), attrs)
     _cache[name] = cls
     return cls
