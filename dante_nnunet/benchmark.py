@@ -25,6 +25,13 @@ Steps, each skipped on a rerun when its output is complete:
    (DANTE - lower) / (upper - lower), per region where upper - lower >= ``GAP_MIN_DICE``),
    ``results.json``, ``dice_bars.png`` (Fig. 1 style).
 
+``"seeds": [0, 1, 2]``: steps 4-7 run once per seed, with the trainers' ``_seed<N>`` names (own results
+folders; training/seeding.py), Stage 1 included. ``results.json`` then holds, per method, ``per_seed``
+(seed -> region -> the run's mean test Dice and HD95), ``mean`` (region -> mean over seeds, ``dice_std`` /
+``hd95_std`` the SD over seeds) and ``vs_lower`` (region -> the paired difference to the lower bound over
+seeds: mean, standard error, n); ``paired`` is the DANTE method's. Without ``seeds`` each method trains
+once, unseeded, and ``dice_std`` is the SD over test cases.
+
 ``--sweep``: lambda1 / lambda2 grids (Fig. 4), one at a time around the defaults, as trainer names
 (``<trainer>_pib<l1>`` / ``<trainer>_align<l2>``); writes ``sweep.md`` and ``sweep.png``.
 ``--tsne``: a t-SNE of Z_L, Z_A, Z_P (deepest level) of the trained DANTE model on the centre patch of
@@ -48,6 +55,7 @@ from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, 
 
 from dante_nnunet.demo import add_configuration, ext_trainer_value
 from dante_nnunet.rawdata import dataset_folders
+from dante_nnunet.training.sweep import sweep_trainer_name
 
 BIN = os.path.dirname(sys.executable)
 _PROGRESS = re.compile(r"(Epoch \d+|Pseudo dice|train_loss|val_loss|Validation Dice|Predicting|done with)")
@@ -85,6 +93,10 @@ def load_config(path: str) -> dict:
             raise BenchmarkConfigError(f"{path}: methods[{i}] 'inputs' must be 'limited' or 'all'")
     if len(set(names)) != len(names):
         raise BenchmarkConfigError(f"{path}: method names repeat: {names}")
+    seeds = cfg.get("seeds")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+                              or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds)):
+        raise BenchmarkConfigError(f"{path}: 'seeds' must be a list of distinct non-negative integers, got {seeds!r}")
     for k in ("lower", "upper", "dante"):
         if cfg[k] not in names:
             raise BenchmarkConfigError(f"{path}: '{k}' is {cfg[k]!r}, not one of the methods {names}")
@@ -138,6 +150,16 @@ class Runner:
         self.times: Dict[str, float] = {}
         self.fold = str(cfg.get("fold", 0))
         self.configuration = cfg["configuration"]
+        self.seeds: List[Optional[int]] = list(cfg.get("seeds") or [None])   # None: one unseeded run
+
+    @staticmethod
+    def seeded(trainer: str, seed: Optional[int]) -> str:
+        """The trainer name of one seed's run (``<trainer>_seed<N>``; unchanged for None)."""
+        return trainer if seed is None else sweep_trainer_name(trainer, seed=seed)
+
+    @staticmethod
+    def seed_suffix(seed: Optional[int]) -> str:
+        return "" if seed is None else f"_seed{seed}"
 
     # -- helpers
     def log(self, msg: str) -> None:
@@ -271,7 +293,9 @@ class Runner:
         return info
 
     # -- 4 Stage 1
-    def stage1_checkpoint(self) -> Optional[str]:
+    def stage1_checkpoint(self, seed: Optional[int] = None) -> Optional[str]:
+        """The Stage-1 checkpoint a pretrained method of this seed starts from (a given checkpoint serves
+        every seed)."""
         s1 = self.cfg.get("stage1")
         if not s1:
             return None
@@ -280,8 +304,8 @@ class Runner:
             if not isfile(path):
                 raise BenchmarkConfigError(f"config {self.cfg['name']!r}: stage1.checkpoint {path} does not exist")
             return path
-        return join(self.results_folder(s1["trainer"], self.stage1_dataset_id), f"fold_{self.fold}",
-                    "checkpoint_final.pth")
+        return join(self.results_folder(self.seeded(s1["trainer"], seed), self.stage1_dataset_id),
+                    f"fold_{self.fold}", "checkpoint_final.pth")
 
     def check_inputs(self) -> None:
         """Inputs the config names outside nnU-Net's folders exist (before any work)."""
@@ -304,13 +328,14 @@ class Runner:
         self.run(key, ["nnUNetv2_train", str(did), self.configuration, self.fold, "-tr", trainer,
                        "-device", self.device] + (cont or extra or []))
 
-    def step_stage1(self) -> None:
+    def step_stage1(self, seed: Optional[int] = None) -> None:
         s1 = self.cfg.get("stage1")
         if not s1 or s1.get("checkpoint"):
             return
         if s1.get("images"):
             self.prepare_stage1_dataset(s1)
-        self.train("stage1", s1["trainer"], dataset_id=self.stage1_dataset_id)
+        self.train(f"stage1{self.seed_suffix(seed)}", self.seeded(s1["trainer"], seed),
+                   dataset_id=self.stage1_dataset_id)
 
     def prepare_stage1_dataset(self, s1: dict) -> None:
         """The README's Stage-1 recipe: unlabelled images -> raw dataset (channels and dante block like
@@ -342,10 +367,12 @@ class Runner:
     def method_key(self, method: dict) -> str:
         return re.sub(r"[^A-Za-z0-9]+", "_", method["name"]).strip("_")
 
-    def step_method(self, method: dict, test: dict) -> dict:
-        key = self.method_key(method)
-        extra = ["-pretrained_weights", self.stage1_checkpoint()] if method.get("pretrained") else None
-        self.train(f"train_{key}", method["trainer"], extra)
+    def step_method(self, method: dict, test: dict, seed: Optional[int] = None) -> dict:
+        """Train, predict and evaluate one method (one seed's run); returns its metrics."""
+        key = self.method_key(method) + self.seed_suffix(seed)
+        trainer = self.seeded(method["trainer"], seed)
+        extra = ["-pretrained_weights", self.stage1_checkpoint(seed)] if method.get("pretrained") else None
+        self.train(f"train_{key}", trainer, extra)
         pred = join(self.out, "predictions", key)
         if isdir(pred):
             self.log(f"predict_{key}: {pred} exists, skipped")
@@ -353,7 +380,7 @@ class Runner:
             tmp = pred + ".tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             self.run(f"predict_{key}", ["nnUNetv2_predict", "-i", test[method.get("inputs", "limited")], "-o", tmp,
-                                        "-d", str(self.dataset_id), "-c", self.configuration, "-tr", method["trainer"],
+                                        "-d", str(self.dataset_id), "-c", self.configuration, "-tr", trainer,
                                         "-f", self.fold, "-device", self.device]
                      + [str(a) for a in self.cfg.get("predict_args", [])])
             os.rename(tmp, pred)
@@ -368,10 +395,11 @@ class Runner:
     def check_trainers(self, sweep: bool) -> None:
         """Every trainer name of the config resolves to a class nnUNetv2_train will find (before any work)."""
         from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-        names = [(f"methods {m['name']!r}", m["trainer"]) for m in self.cfg["methods"]]
+        names = [(f"methods {m['name']!r}", self.seeded(m["trainer"], seed)) for m in self.cfg["methods"]
+                 for seed in self.seeds]
         s1 = self.cfg.get("stage1") or {}
         if s1 and not s1.get("checkpoint"):
-            names.append(("stage1", s1.get("trainer", "")))
+            names += [("stage1", self.seeded(s1.get("trainer", ""), seed)) for seed in self.seeds]
         if sweep:
             from dante_nnunet.benchmark_figures import sweep_points
             names += [("sweep", p["trainer"]) for p in sweep_points(self.cfg.get("sweep") or {"trainer": ""})]
@@ -401,10 +429,12 @@ class Runner:
         self.step_data()
         self.step_plan()
         test = self.step_split()
-        self.step_stage1()
-        metrics = {}
-        for m in self.cfg["methods"]:
-            metrics[m["name"]] = self.step_method(m, test)
+        metrics: Dict[str, Dict[Optional[int], dict]] = {m["name"]: {} for m in self.cfg["methods"]}
+        for seed in self.seeds:
+            if any(m.get("pretrained") for m in self.cfg["methods"]):
+                self.step_stage1(seed)
+            for m in self.cfg["methods"]:
+                metrics[m["name"]][seed] = self.step_method(m, test, seed)
         results = self.report(metrics)
         if sweep:
             from dante_nnunet.benchmark_figures import run_sweep
@@ -423,24 +453,69 @@ class Runner:
         return times
 
     # -- 8 report
-    def report(self, metrics: Dict[str, dict]) -> dict:
+    def report(self, metrics: Dict[str, Dict[Optional[int], dict]]) -> dict:
+        """``metrics[method][seed]`` is one run's ``dante_nnunet evaluate`` output."""
         from dante_nnunet.evaluation import regions_from_dataset_json
         regions = list(regions_from_dataset_json(load_json(join(self.raw_folder(), "dataset.json"))))  # BraTS order
-        lo, up, da = (metrics[self.cfg[k]]["mean"] for k in ("lower", "upper", "dante"))
+        seeded = self.seeds != [None]
+        methods = {}
+        for m in self.cfg["methods"]:
+            runs = metrics[m["name"]]
+            entry = {"trainer": m["trainer"], "inputs": m.get("inputs", "limited")}
+            if seeded:
+                entry.update(summarize_seeds({str(seed): runs[seed]["mean"] for seed in self.seeds}, regions))
+            else:
+                entry["mean"] = runs[None]["mean"]
+            methods[m["name"]] = entry
+        if seeded:
+            lower = methods[self.cfg["lower"]]["per_seed"]
+            for name, entry in methods.items():
+                if name != self.cfg["lower"] and entry["inputs"] == "limited":
+                    entry["vs_lower"] = paired_difference(entry["per_seed"], lower, regions)
+        lo, up, da = (methods[self.cfg[k]]["mean"] for k in ("lower", "upper", "dante"))
         gap = {}
         for r in regions:   # undefined where the privileged channels add (almost) nothing: n/a
             d = up[r]["dice"] - lo[r]["dice"]
             gap[r] = (da[r]["dice"] - lo[r]["dice"]) / d if d >= GAP_MIN_DICE else None
         results = {"name": self.cfg["name"], "dataset_id": self.dataset_id, "configuration": self.configuration,
-                   "fold": self.fold, "regions": regions,
-                   "methods": {m["name"]: {"trainer": m["trainer"], "inputs": m.get("inputs", "limited"),
-                                           "mean": metrics[m["name"]]["mean"]} for m in self.cfg["methods"]},
-                   "gap_closure": gap, "seconds": self._all_times()}
+                   "fold": self.fold, "regions": regions, "seeds": self.seeds if seeded else None,
+                   "methods": methods, "gap_closure": gap, "seconds": self._all_times()}
+        if seeded:
+            results["paired"] = methods[self.cfg["dante"]].get("vs_lower")
+            results["lower"] = self.cfg["lower"]
         save_json(results, join(self.out, "results.json"))
         with open(join(self.out, "table.md"), "w") as fh:
             fh.write(results_table(results))
         bar_chart(results, join(self.out, "dice_bars.png"))
         return results
+
+
+def summarize_seeds(per_seed: Dict[str, dict], regions: List[str]) -> dict:
+    """``per_seed[seed][region]`` (one run's test-case means) -> ``{"per_seed": seed -> region -> {dice, hd95},
+    "mean": region -> {dice, hd95: means over seeds; dice_std, hd95_std: SDs over seeds (n - 1; 0 for one
+    seed)}}``."""
+    out = {"per_seed": {s: {r: {"dice": m[r]["dice"], "hd95": m[r]["hd95"]} for r in regions}
+                        for s, m in per_seed.items()}, "mean": {}}
+    for r in regions:
+        row = {}
+        for k in ("dice", "hd95"):
+            v = np.array([m[r][k] for m in per_seed.values()], dtype=float)
+            row[k] = float(v.mean())
+            row[f"{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        out["mean"][r] = row
+    return out
+
+
+def paired_difference(a: Dict[str, dict], b: Dict[str, dict], regions: List[str]) -> dict:
+    """Per region, the Dice difference a - b over the seeds both ran (paired by seed): mean, its standard
+    error (SD / sqrt(n), None for one seed) and n."""
+    seeds = [s for s in a if s in b]
+    out = {}
+    for r in regions:
+        d = np.array([a[s][r]["dice"] - b[s][r]["dice"] for s in seeds], dtype=float)
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
+        out[r] = {"mean": float(d.mean()), "se": se, "n": len(d)}
+    return out
 
 
 def results_table(results: dict) -> str:
@@ -455,9 +530,22 @@ def results_table(results: dict) -> str:
     gap = " | ".join(("n/a" if g is None else f"{g * 100:.0f}%") + " | -" for g in
                      (results["gap_closure"][r] for r in regions))
     rows.append(f"| gap closed by DANTE: (DANTE - lower) / (upper - lower), Dice | | {gap} |")
-    return head + "\n".join(rows) + (f"\n\nDice in %, mean ± SD over test cases; HD95 mean in mm. The gap closure is "
-                                     f"n/a where the upper bound is less than {GAP_MIN_DICE * 100:.0f} Dice points "
-                                     f"above the lower bound.\n")
+    seeds = results.get("seeds")
+    spread = (f"mean ± SD over {len(seeds)} training seeds ({', '.join(map(str, seeds))}) of each run's mean over "
+              f"the test cases" if seeds else "mean ± SD over test cases")
+    text = head + "\n".join(rows) + (f"\n\nDice in %, {spread}; HD95 mean in mm. The gap closure is n/a where the "
+                                     f"upper bound is less than {GAP_MIN_DICE * 100:.0f} Dice points above the lower "
+                                     f"bound.\n")
+    paired = {n: m["vs_lower"] for n, m in results["methods"].items() if "vs_lower" in m}
+    if paired:
+        text += (f"\nPaired difference to the lower bound ({results['lower']}), Dice points: mean ± standard error "
+                 f"over the {len(seeds)} seeds (each seed's run minus the lower bound's run of the same seed).\n\n")
+        text += "| Method | " + " | ".join(f"{r}" for r in regions) + " |\n| --- |" + " --- |" * len(regions) + "\n"
+        for name, d in paired.items():
+            cells = [f"{d[r]['mean'] * 100:+.1f} ± {d[r]['se'] * 100:.1f}" if d[r]["se"] is not None
+                     else f"{d[r]['mean'] * 100:+.1f}" for r in regions]
+            text += f"| {name} | " + " | ".join(cells) + " |\n"
+    return text
 
 
 def bar_chart(results: dict, path: str) -> None:
@@ -469,7 +557,9 @@ def bar_chart(results: dict, path: str) -> None:
     width = 0.8 / len(methods)
     for i, name in enumerate(methods):
         vals = [results["methods"][name]["mean"][r]["dice"] * 100 for r in regions]
-        ax.bar(np.arange(len(regions)) + i * width, vals, width, label=name)
+        err = [results["methods"][name]["mean"][r]["dice_std"] * 100 for r in regions] if results.get("seeds") \
+            else None   # SD over seeds; an SD over test cases would not be comparable between methods
+        ax.bar(np.arange(len(regions)) + i * width, vals, width, yerr=err, capsize=2, label=name)
     ax.set_xticks(np.arange(len(regions)) + 0.4 - width / 2)
     ax.set_xticklabels(regions)
     ax.set_ylabel("Dice (%)")

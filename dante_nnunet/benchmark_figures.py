@@ -65,7 +65,8 @@ def _dante_model(runner):
     from dante_nnunet.networks.builder import build_dual_pathway_network
 
     method = next(m for m in runner.cfg["methods"] if m["name"] == runner.cfg["dante"])
-    ck_file = join(runner.results_folder(method["trainer"]), f"fold_{runner.fold}", "checkpoint_final.pth")
+    trainer = runner.seeded(method["trainer"], runner.seeds[0])   # the first seed's model when seeded
+    ck_file = join(runner.results_folder(trainer), f"fold_{runner.fold}", "checkpoint_final.pth")
     if not isfile(ck_file):
         raise FileNotFoundError(f"t-SNE needs the trained DANTE model: {ck_file} does not exist")
     name = os.path.basename(runner.raw_folder())

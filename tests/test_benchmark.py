@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from commands import TEST_TRAINERS
-from dante_nnunet.benchmark import BenchmarkConfigError, Runner, load_config, results_table
+from dante_nnunet.benchmark import (BenchmarkConfigError, Runner, load_config, paired_difference, results_table,
+                                    summarize_seeds)
 from dante_nnunet.phantom import write_phantom
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,6 +43,9 @@ def test_config_errors_name_file_and_key(tmp_path):
         load_config(_cfg(tmp_path, stage1={"trainer": "T", "images": ["/x"], "dataset": {"id": 9, "name": "a_b"}}))
     with pytest.raises(BenchmarkConfigError, match="needs an 'id' other than dataset.id 701"):
         load_config(_cfg(tmp_path, stage1={"trainer": "T", "images": ["/x"], "dataset": {"id": 701}}))
+    for bad in ([], [0, 0], [1, -2], "0,1", [0.5]):
+        with pytest.raises(BenchmarkConfigError, match="'seeds' must be a list of distinct non-negative integers"):
+            load_config(_cfg(tmp_path, seeds=bad))
     for name in ("brats2018", "brats2020", "dp2e", "phantom"):
         assert load_config(os.path.join(REPO, "configs", f"{name}.json"))["name"] == name
 
@@ -92,6 +96,52 @@ def test_table_gap_closure_by_hand():
     assert "(DANTE - lower) / (upper - lower), Dice | | 50% | - |" in table
 
 
+def test_seed_summary_and_paired_difference_by_hand():
+    run = lambda et, wt: {"enhancing tumor": {"dice": et, "hd95": 2 * et}, "whole tumor": {"dice": wt, "hd95": 1.0}}
+    dante = {"0": run(0.60, 0.9), "1": run(0.70, 0.9), "2": run(0.65, 0.9)}
+    lower = {"0": run(0.50, 0.9), "1": run(0.62, 0.9), "2": run(0.52, 0.9)}
+    regions = ["whole tumor", "enhancing tumor"]
+    s = summarize_seeds(dante, regions)
+    assert s["per_seed"]["1"]["enhancing tumor"] == {"dice": 0.70, "hd95": 1.40}
+    assert s["mean"]["enhancing tumor"]["dice"] == pytest.approx(0.65)
+    assert s["mean"]["enhancing tumor"]["dice_std"] == pytest.approx(0.05)          # SD of 0.60, 0.70, 0.65
+    assert s["mean"]["whole tumor"]["dice_std"] == 0.0
+    d = paired_difference(s["per_seed"], summarize_seeds(lower, regions)["per_seed"], regions)["enhancing tumor"]
+    # differences 0.10, 0.08, 0.13: mean 0.10333, SD 0.02517, SE 0.01453
+    assert (d["mean"], d["se"], d["n"]) == (pytest.approx(0.31 / 3), pytest.approx(0.025166 / 3 ** 0.5, rel=1e-4), 3)
+    one = paired_difference({"0": run(0.6, 0.9)}, {"0": run(0.5, 0.9)}, regions)["enhancing tumor"]
+    assert one["se"] is None and one["mean"] == pytest.approx(0.1)
+
+
+def test_seeded_report_layout(tmp_path, monkeypatch):
+    """results.json and table.md of a 3-seed run, from the metrics each run's evaluation gives."""
+    raw = tmp_path / "raw"
+    write_phantom("brats", 706, num_train=2, num_test=1, shape=(16, 16, 16), raw_root=str(raw))
+    for k, sub in (("nnUNet_raw", raw), ("nnUNet_preprocessed", tmp_path / "pre"), ("nnUNet_results", tmp_path / "res")):
+        monkeypatch.setenv(k, str(sub))
+    cfg = json.loads(open(_cfg(tmp_path, seeds=[0, 1, 2])).read())
+    cfg["dataset"]["id"] = 706
+    cfg["methods"][1]["inputs"] = "all"
+    runner = Runner(cfg, str(tmp_path / "results"))
+    assert runner.seeded("DANTETrainer_demo", 2) == "DANTETrainer_demo_seed2" and runner.seeded("X", None) == "X"
+    regions = ("whole tumor", "tumor core", "enhancing tumor")
+    ev = lambda et: {"mean": {r: {"dice": et if r == "enhancing tumor" else 0.95, "hd95": 1.0, "dice_std": 0.2,
+                                  "hd95_std": 0.0} for r in regions}}
+    metrics = {"low": {0: ev(0.50), 1: ev(0.62), 2: ev(0.52)}, "up": {0: ev(0.9), 1: ev(0.9), 2: ev(0.9)},
+               "dante": {0: ev(0.60), 1: ev(0.70), 2: ev(0.65)}}
+    results = runner.report(metrics)
+    saved = json.load(open(tmp_path / "results" / "t" / "results.json"))
+    assert saved["seeds"] == [0, 1, 2] and saved["methods"]["dante"]["per_seed"]["2"]["enhancing tumor"]["dice"] == 0.65
+    assert saved["methods"]["dante"]["mean"]["enhancing tumor"]["dice_std"] == pytest.approx(0.05)
+    assert saved["paired"]["enhancing tumor"]["mean"] == pytest.approx(0.31 / 3)
+    assert "vs_lower" not in saved["methods"]["low"] and "vs_lower" not in saved["methods"]["up"]   # all-channel
+    table = (tmp_path / "results" / "t" / "table.md").read_text()
+    assert "| dante (`DANTETrainer`) | limited | 95.0 ± 0.0 | 1.00 | 95.0 ± 0.0 | 1.00 | 65.0 ± 5.0 | 1.00 |" in table
+    assert "mean ± SD over 3 training seeds (0, 1, 2)" in table
+    assert "| dante | +0.0 ± 0.0 | +0.0 ± 0.0 | +10.3 ± 1.5 |" in table
+    assert results["gap_closure"]["enhancing tumor"] == pytest.approx((0.65 - 0.5467) / (0.9 - 0.5467), rel=1e-3)
+
+
 def test_split_70_10_20_holds_out_test_cases(tmp_path, monkeypatch):
     raw = tmp_path / "raw"
     folder = write_phantom("brats", 702, num_train=10, num_test=1, shape=(16, 16, 16), raw_root=str(raw))
@@ -133,21 +183,22 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
                        {"name": "ModDrop", "trainer": "ModalityDropoutTrainer_tiny"},
                        {"name": "Distill", "trainer": "DistillationTrainer_tiny"},
                        {"name": "DANTE", "trainer": "DANTETrainer_tinyS1", "pretrained": True}],
-           "lower": "Lower", "upper": "Upper", "dante": "DANTE",
+           "lower": "Lower", "upper": "Upper", "dante": "DANTE", "seeds": [0],
            "sweep": {"trainer": "DANTETrainer_tiny", "lambda_pib": [0.0]}}
     results = Runner(cfg, str(tmp_path)).run_all(sweep=True, tsne=True)
     out = tmp_path / "tiny"
     assert set(results["methods"]) == {"Lower", "Upper", "ModDrop", "Distill", "DANTE"}
-    for name, m in results["methods"].items():
-        assert set(m["mean"]) == {"whole tumor", "tumor core", "enhancing tumor"}
-        assert len(os.listdir(out / "predictions" / name)) >= 2
+    for name, m in results["methods"].items():   # one seed: every trainer ran as <trainer>_seed0
+        assert set(m["mean"]) == set(m["per_seed"]["0"]) == {"whole tumor", "tumor core", "enhancing tumor"}
+        assert len(os.listdir(out / "predictions" / f"{name}_seed0")) >= 2
+    assert "UpperBoundTrainer_tiny_seed0" in (out / "logs" / "train_Distill_seed0.log").read_text()   # its teacher
     assert (out / "table.md").read_text().count("\n| ") >= 6 and (out / "dice_bars.png").stat().st_size > 1000
-    s1 = out / "nnunet" / "nnUNet_results" / "Dataset704_TinyPre" / "DANTEPretrainTrainer_tiny__nnUNetPlans__3d_t"
-    assert str(s1) in (out / "logs" / "train_DANTE.log").read_text()   # DANTE started from that Stage 1
+    s1 = out / "nnunet" / "nnUNet_results" / "Dataset704_TinyPre" / "DANTEPretrainTrainer_tiny_seed0__nnUNetPlans__3d_t"
+    assert str(s1) in (out / "logs" / "train_DANTE_seed0.log").read_text()   # DANTE started from that Stage 1
     moved = json.loads((out / "nnunet" / "nnUNet_preprocessed" / "Dataset704_TinyPre" / "nnUNetPlans.json").read_text())
     assert moved["configurations"]["3d_t"]["architecture"]["arch_kwargs"]["features_per_stage"][0] == 4
     # limited-only inputs reached the limited-channel methods, all channels the upper bound
-    assert "predict_Lower" in results["seconds"] and "stage1" in results["seconds"]
+    assert "predict_Lower_seed0" in results["seconds"] and "stage1_seed0" in results["seconds"]
     sweep = json.loads((out / "sweep.json").read_text())
     assert [(p["trainer"], p["value"]) for p in sweep] == [("DANTETrainer_tiny_pib0", 0.0)]
     assert (out / "sweep.png").stat().st_size > 1000 and (out / "tsne.png").stat().st_size > 1000
@@ -155,7 +206,8 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
     from dante_nnunet.deploy import export_model
     runner = Runner(cfg, str(tmp_path))
     monkeypatch.setenv("nnUNet_results", runner.env["nnUNet_results"])
-    dest = export_model("Dataset703_BraTSPhantom", "3d_t", "ModalityDropoutTrainer_tiny", ["0"], str(tmp_path / "exp"))
+    dest = export_model("Dataset703_BraTSPhantom", "3d_t", "ModalityDropoutTrainer_tiny_seed0", ["0"],
+                        str(tmp_path / "exp"))
     assert len(json.load(open(os.path.join(dest, "dataset.json")))["channel_names"]) == 3
     monkeypatch.delenv("nnUNet_results")
     again = Runner(cfg, str(tmp_path)).run_all()
