@@ -155,15 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_convert_ct_pairs)
 
     s = sub.add_parser("phantom", help="a phantom raw dataset with a held-out test split: BraTS-like (T1ce "
-                                       "privileged) or DP2E-like CT (CTPA privileged)")
-    s.add_argument("--kind", choices=["brats", "ct"], default="brats")
+                                       "privileged), the transfer phantom (T1ce shows a continuous enhancement "
+                                       "strength that T2 shows relative to a per-case offset) or DP2E-like CT "
+                                       "(CTPA privileged)")
+    s.add_argument("--kind", choices=["brats", "transfer", "ct"], default="brats",
+                   help="brats, transfer or ct (default brats)")
     s.add_argument("-d", type=int, required=True, help="new dataset id")
-    s.add_argument("--name", default=None, help="dataset name (default BraTSPhantom / DP2EPhantom)")
+    s.add_argument("--name", default=None, help="dataset name (default BraTSPhantom / BraTSTransferPhantom / "
+                                                "DP2EPhantom)")
     s.add_argument("--num-train", type=int, default=24)
     s.add_argument("--num-test", type=int, default=8)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--shape", type=int, nargs=3, default=None, help="volume shape Z Y X (default 40 40 40 for brats, "
-                                                                     "24 64 64 for ct)")
+    s.add_argument("--shape", type=int, nargs=3, default=None, help="volume shape Z Y X (default 40 40 40 for brats and "
+                                                                     "transfer, 24 64 64 for ct)")
     s.set_defaults(func=_phantom)
 
     s = sub.add_parser("sweep", help="print the nnUNetv2_train commands of a lambda1 x lambda2 grid")

@@ -11,6 +11,18 @@ does not tell them apart. Channel cues:
 - Indirect ET cues in the limited channels: T2 is 0.5 noise SDs brighter in enhancing voxels, and
   enhancement favours the shell. So WT and TC are easy without T1ce and ET is partly guessable.
 
+**Transfer** (``kind="transfer"``): the BraTS-like anatomy with something to transfer. A smooth
+enhancement strength s (unit SD) runs through each case; ET is the core where s > 0.5 (about 30% of it).
+
+- T1ce (privileged) shows the strength itself: 0.5 + 0.6 s in the core, continuous, so it carries more
+  than the label: how far each voxel is from the threshold.
+- T2 carries the same strength plainly (0.25 s, 3 noise SDs per unit), but on top of a per-case offset of
+  the core's level (SD 0.3, about 4 noise SDs). ET is therefore present in the limited channels, but only
+  relative to each case's own core: an absolute T2 threshold fails across cases, and reading T2 against
+  its surroundings is learned from many cases, slowly (README: the lower bound gains 7+ ET Dice points from
+  4x the training cases).
+- T1 and FLAIR: the core is uniform (necrosis-like), the edema as in the BraTS-like kind.
+
 **DP2E-like** (``kind="ct"``): channels non-contrast CT and CT pulmonary angiography, both named "CT"
 (nnU-Net's CT normalisation), the CTPA given by number in the dante block; label 1 embolus. A body
 with two lungs; pulmonary vessels as tubes through the lungs, about blood density without contrast
@@ -59,7 +71,9 @@ _NOISE = 0.08
 ET_FRACTION = 0.45
 
 
-def brats_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
+def _brats_anatomy(rng: np.random.Generator, shape):
+    """Brain ellipsoid, tumour core and edema of a BraTS-like case: (brain, core, tumour, distance to the
+    tumour centre, core radius)."""
     zz, yy, xx = _grid(shape)
     s = np.array(shape, dtype=np.float32)
     c = s / 2
@@ -71,22 +85,67 @@ def brats_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
     r_edema = r_core + rng.uniform(0.07, 0.12) * min(shape)
     core = (d + 1.2 * wobble <= r_core) & brain
     tumour = (d + 1.5 * wobble <= r_edema) & brain
-    # enhancing parts: blobs of a smooth field, weakly favouring the shell; ET_FRACTION of the core
-    field = _smooth_field(rng, shape, 1.5) + 0.6 * (d / r_core)
-    thr = np.quantile(field[core], 1 - ET_FRACTION) if core.any() else np.inf
+    return brain, core, tumour, d, r_core
+
+
+def _render(rng: np.random.Generator, brain: np.ndarray, tissue_maps) -> np.ndarray:
+    """Channels x volume: each channel's intensity map (x 1000) plus noise, zero outside the brain."""
+    images = []
+    for img in tissue_maps:
+        img = img + rng.normal(0, _NOISE, size=img.shape).astype(np.float32)
+        img[~brain] = 0
+        images.append(img * 1000)
+    return np.stack(images).astype(np.float32)
+
+
+def _tissue_maps(seg: np.ndarray) -> Dict[str, np.ndarray]:
+    """Per channel, the noise-free intensity of each voxel from its label (``_BRAIN``, ``_TISSUE``)."""
+    maps = {}
+    for ch in BRATS_CHANNELS:
+        img = np.full(seg.shape, _BRAIN[ch], dtype=np.float32)
+        for label, value in zip((1, 2, 3), _TISSUE[ch]):
+            img[seg == label] = value
+        maps[ch] = img
+    return maps
+
+
+def _tumour_labels(shape, core: np.ndarray, tumour: np.ndarray, enhancing: np.ndarray) -> np.ndarray:
     seg = np.zeros(shape, dtype=np.uint8)
     seg[tumour] = 1
     seg[core] = 2
-    seg[core & (field > thr)] = 3
-    images = []
-    for ch in BRATS_CHANNELS:
-        img = np.full(shape, _BRAIN[ch], dtype=np.float32)
-        for label, value in zip((1, 2, 3), _TISSUE[ch]):
-            img[seg == label] = value
-        img += rng.normal(0, _NOISE, size=shape).astype(np.float32)
-        img[~brain] = 0
-        images.append(img * 1000)
-    return np.stack(images), seg
+    seg[core & enhancing] = 3
+    return seg
+
+
+def brats_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
+    brain, core, tumour, d, r_core = _brats_anatomy(rng, shape)
+    # enhancing parts: blobs of a smooth field, weakly favouring the shell; ET_FRACTION of the core
+    field = _smooth_field(rng, shape, 1.5) + 0.6 * (d / r_core)
+    thr = np.quantile(field[core], 1 - ET_FRACTION) if core.any() else np.inf
+    seg = _tumour_labels(shape, core, tumour, field > thr)
+    maps = _tissue_maps(seg)
+    return _render(rng, brain, [maps[c] for c in BRATS_CHANNELS]), seg
+
+
+# the transfer phantom (kind "transfer"): ET = core & (s > STRENGTH_THRESHOLD) for a smooth strength field s
+STRENGTH_SIGMA = 2.0        # smoothing of s (voxels); s has unit SD over the volume
+STRENGTH_THRESHOLD = 0.5    # about 30% of the core enhances
+T1CE_CORE = (0.5, 0.6)      # T1ce in the core: 0.5 + 0.6 s, the strength itself (7.5 noise SDs per unit)
+T2_CORE = (1.0, 0.25)       # T2 in the core: 1.0 + offset + 0.25 s (3 noise SDs per unit of s)
+T2_OFFSET_SD = 0.3          # per-case offset of the core's T2 level (about 4 noise SDs)
+
+
+def brats_transfer_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
+    brain, core, tumour, _, _ = _brats_anatomy(rng, shape)
+    strength = _smooth_field(rng, shape, STRENGTH_SIGMA)
+    offset = rng.normal(0.0, T2_OFFSET_SD)
+    seg = _tumour_labels(shape, core, tumour, strength > STRENGTH_THRESHOLD)
+    maps = _tissue_maps(seg)
+    maps["T1ce"][core] = T1CE_CORE[0] + T1CE_CORE[1] * strength[core]
+    maps["T2"][core] = T2_CORE[0] + offset + T2_CORE[1] * strength[core]
+    maps["T1"][core] = _TISSUE["T1"][1]
+    maps["FLAIR"][core] = _TISSUE["FLAIR"][1]
+    return _render(rng, brain, [maps[c] for c in BRATS_CHANNELS]), seg
 
 
 # ---------------------------------------------------------------------------------------- DP2E-like
@@ -148,6 +207,10 @@ KINDS: Dict[str, dict] = {
     "brats": {"case": brats_case, "channels": BRATS_CHANNELS, "privileged": ["T1ce"], "spacing": (1.0, 1.0, 1.0),
               "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
               "regions_class_order": [1, 2, 3], "name": "BraTSPhantom"},
+    "transfer": {"case": brats_transfer_case, "channels": BRATS_CHANNELS, "privileged": ["T1ce"],
+                 "spacing": (1.0, 1.0, 1.0),
+                 "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
+                 "regions_class_order": [1, 2, 3], "name": "BraTSTransferPhantom"},
     "ct": {"case": ct_case, "channels": CT_CHANNELS, "privileged": [1], "spacing": CT_SPACING,
            "labels": {"background": 0, "embolus": 1}, "regions_class_order": None, "name": "DP2EPhantom"},
 }
@@ -184,13 +247,14 @@ def write_phantom(kind: str, dataset_id: int, name: Optional[str] = None, num_tr
         dataset_json["regions_class_order"] = spec["regions_class_order"]
     split = ChannelSplit.from_dataset_json(dataset_json, f"phantom {kind}")
     make_case: Callable = spec["case"]
-    rng = np.random.default_rng(seed)
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for sub in ("imagesTs", "imagesTs_allchannels", "labelsTs"):
             os.makedirs(join(tmp, sub))
         for i in range(num_train + num_test):
-            img, seg = make_case(rng) if shape is None else make_case(rng, tuple(shape))
             test = i >= num_train
+            # each case its own stream: training case k and test case j are the same whatever the counts
+            rng = np.random.default_rng([seed, int(test), i - num_train if test else i])
+            img, seg = make_case(rng) if shape is None else make_case(rng, tuple(shape))
             cid = f"{name}_{i:03d}"
             for ch in range(img.shape[0]):
                 sitk.WriteImage(_image(img[ch], spec["spacing"]),

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 
 from dante_nnunet.cli import main
 from dante_nnunet.config import ChannelSplit
-from dante_nnunet.phantom import brats_case, ct_case, write_phantom
+from dante_nnunet.phantom import T2_OFFSET_SD, brats_case, brats_transfer_case, ct_case, write_phantom
 
 
 def _read(path):
@@ -29,6 +29,41 @@ def test_brats_phantom_cues():
     assert np.mean(gaps["T1ce"]) > 10                   # plainly visible with contrast
     assert 0.2 < np.mean(gaps["T2"]) < 1.0              # a weak, indirect cue only
     assert abs(np.mean(gaps["T1"])) < 0.2 and abs(np.mean(gaps["FLAIR"])) < 0.2
+
+
+def test_transfer_phantom_cues():
+    """T1ce shows the strength (beyond the label); T2 shows it too, but only relative to a per-case offset."""
+    t2_levels, within, fractions = [], [], []
+    for i in range(8):
+        img, seg = brats_transfer_case(np.random.default_rng([5, i]), (32, 32, 32))
+        core, et = seg >= 2, seg == 3
+        fractions.append(et.sum() / core.sum())
+        if et.sum() < 30:       # the strength field is smooth: a small core may hardly enhance
+            continue
+        noise = 80.0                                               # 0.08 x 1000
+        t1ce, t1, t2, flair = img[1], img[0], img[2], img[3]
+        assert (t1ce[et].mean() - t1ce[core & ~et].mean()) / noise > 5          # plain with contrast
+        assert abs(t1[et].mean() - t1[core & ~et].mean()) / noise < 0.3           # no cue in T1 or FLAIR
+        assert abs(flair[et].mean() - flair[core & ~et].mean()) / noise < 0.3
+        within.append((t2[et].mean() - t2[core & ~et].mean()) / noise)
+        t2_levels.append(t2[core & ~et].mean())
+        # strength beyond the label: inside ET, T1ce still rises with T2 (both follow the strength)
+        assert np.corrcoef(t1ce[et], t2[et])[0, 1] > 0.3
+    assert 0.2 < np.mean(fractions) < 0.45 and len(within) >= 5
+    assert min(within) > 1.0                                   # within a case ET is brighter in T2
+    assert np.std(t2_levels) / 1000 > 0.5 * T2_OFFSET_SD       # but the core's T2 level moves from case to case
+
+
+def test_phantom_cases_do_not_depend_on_the_counts(tmp_path):
+    """Each case has its own random stream: a dataset with more training cases starts with the same ones and
+    has the same test cases (the 4x headroom check compares like with like)."""
+    a = write_phantom("transfer", 607, num_train=2, num_test=1, seed=3, shape=(16, 16, 16), raw_root=str(tmp_path / "a"))
+    b = write_phantom("transfer", 607, num_train=4, num_test=1, seed=3, shape=(16, 16, 16), raw_root=str(tmp_path / "b"))
+    for sub, name in (("imagesTr", "BraTSTransferPhantom_001_0002.nii.gz"), ("labelsTr", "BraTSTransferPhantom_001.nii.gz")):
+        assert np.array_equal(_read(os.path.join(a, sub, name)), _read(os.path.join(b, sub, name)))
+    # the test case is numbered after the training cases, but is the same case
+    assert np.array_equal(_read(os.path.join(a, "labelsTs", "BraTSTransferPhantom_002.nii.gz")),
+                          _read(os.path.join(b, "labelsTs", "BraTSTransferPhantom_004.nii.gz")))
 
 
 def test_ct_phantom_cues():
