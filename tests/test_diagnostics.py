@@ -57,3 +57,25 @@ def test_warnings_name_the_level_and_the_cause():
                  "level 1: mean |Z^L| fell 6.0x since epoch 1 (0.9 -> 0.15)"]
     assert diagnostic_warnings(h, epoch=1, reference_epoch=1) == []        # no fall measured yet
     assert diagnostic_warnings(h, epoch=2, reference_epoch=None) == w[:1]  # regularisers not on yet
+
+
+def test_figures_are_redrawn_at_most_once_per_interval_and_flushed(tmp_path, monkeypatch):
+    from dante_nnunet.training.progress import ThrottledLocalLogger
+    import dante_nnunet.training.progress as progress
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    drawn = []
+    lg = ThrottledLocalLogger()
+    monkeypatch.setattr(lg, "_draw", lambda folder: drawn.append((clock[0], folder)))
+    lg.plot_progress_png("a")              # first epoch: drawn
+    clock[0] += 30
+    lg.plot_progress_png("a")              # within the interval: not drawn, kept pending
+    assert drawn == [(100.0, "a")]
+    clock[0] += 31
+    lg.plot_progress_png("a")
+    assert drawn[-1] == (161.0, "a")
+    clock[0] += 1
+    lg.plot_progress_png("a")
+    lg.flush_plots()                       # end of training: the latest state
+    lg.flush_plots()                       # nothing pending any more
+    assert drawn[-1] == (162.0, "a") and len(drawn) == 3

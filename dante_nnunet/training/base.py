@@ -18,6 +18,7 @@ from nnunetv2.utilities.helpers import dummy_context
 
 from dante_nnunet.config import ChannelSplit
 from dante_nnunet.deploy import check_inputs_of_predict_command, save_deployment_files
+from dante_nnunet.training.progress import ThrottledLocalLogger
 from dante_nnunet.training.seeding import make_cudnn_deterministic, seed_everything, seeded_augmenter_workers
 
 
@@ -43,6 +44,7 @@ class DANTEBaseTrainer(nnUNetTrainer):
         self.num_epochs = self.epochs
         self.num_iterations_per_epoch = self.iterations_per_epoch
         self.num_val_iterations_per_epoch = self.val_iterations_per_epoch
+        self.logger.local_logger = ThrottledLocalLogger()   # subclasses with own curves replace it
         if self.seed is not None:
             self.print_to_log_file(f"Seed {self.seed}: random, numpy, torch and the augmentation workers are seeded"
                                    + (" (cuDNN deterministic)" if self.device.type == 'cuda' else ""),
@@ -89,6 +91,11 @@ class DANTEBaseTrainer(nnUNetTrainer):
         if self.seed is not None and self.device.type == 'cuda':
             make_cudnn_deterministic()   # after run_training turned cuDNN benchmarking on
         super().on_train_start()
+
+    def on_train_end(self):
+        super().on_train_end()
+        if self.local_rank == 0:
+            self.logger.local_logger.flush_plots()   # the last epochs' curves (drawing is throttled)
 
     def unwrapped_network(self) -> nn.Module:
         """self.network without its DDP and torch.compile wrappers."""
