@@ -70,7 +70,7 @@ class BenchmarkConfigError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ config
-_REQUIRED = ("name", "dataset", "configuration", "methods", "lower", "upper", "dante")
+_REQUIRED = ("name", "dataset", "configuration", "methods", "lower")   # "upper", "dante": optional
 
 
 def load_config(path: str) -> dict:
@@ -98,7 +98,7 @@ def load_config(path: str) -> dict:
                               or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds)):
         raise BenchmarkConfigError(f"{path}: 'seeds' must be a list of distinct non-negative integers, got {seeds!r}")
     for k in ("lower", "upper", "dante"):
-        if cfg[k] not in names:
+        if k in cfg and cfg[k] not in names:
             raise BenchmarkConfigError(f"{path}: '{k}' is {cfg[k]!r}, not one of the methods {names}")
     ds = cfg["dataset"]
     if "id" not in ds:
@@ -424,6 +424,8 @@ class Runner:
         t0 = time.time()
         if sweep and not self.cfg.get("sweep"):
             raise BenchmarkConfigError(f"config {self.cfg['name']!r} has no 'sweep' block")
+        if tsne and "dante" not in self.cfg:
+            raise BenchmarkConfigError(f"config {self.cfg['name']!r} names no 'dante' method for the t-SNE")
         self.check_trainers(sweep)
         self.check_inputs()
         self.step_data()
@@ -472,16 +474,18 @@ class Runner:
             for name, entry in methods.items():
                 if name != self.cfg["lower"] and entry["inputs"] == "limited":
                     entry["vs_lower"] = paired_difference(entry["per_seed"], lower, regions)
-        lo, up, da = (methods[self.cfg[k]]["mean"] for k in ("lower", "upper", "dante"))
-        gap = {}
-        for r in regions:   # undefined where the privileged channels add (almost) nothing: n/a
-            d = up[r]["dice"] - lo[r]["dice"]
-            gap[r] = (da[r]["dice"] - lo[r]["dice"]) / d if d >= GAP_MIN_DICE else None
+        gap = None
+        if "upper" in self.cfg and "dante" in self.cfg:
+            lo, up, da = (methods[self.cfg[k]]["mean"] for k in ("lower", "upper", "dante"))
+            gap = {}
+            for r in regions:   # undefined where the privileged channels add (almost) nothing: n/a
+                d = up[r]["dice"] - lo[r]["dice"]
+                gap[r] = (da[r]["dice"] - lo[r]["dice"]) / d if d >= GAP_MIN_DICE else None
         results = {"name": self.cfg["name"], "dataset_id": self.dataset_id, "configuration": self.configuration,
                    "fold": self.fold, "regions": regions, "seeds": self.seeds if seeded else None,
                    "methods": methods, "gap_closure": gap, "seconds": self._all_times()}
         if seeded:
-            results["paired"] = methods[self.cfg["dante"]].get("vs_lower")
+            results["paired"] = methods[self.cfg["dante"]].get("vs_lower") if "dante" in self.cfg else None
             results["lower"] = self.cfg["lower"]
         save_json(results, join(self.out, "results.json"))
         with open(join(self.out, "table.md"), "w") as fh:
@@ -527,9 +531,10 @@ def results_table(results: dict) -> str:
         cells = [f"{m['mean'][r]['dice'] * 100:.1f} ± {m['mean'][r]['dice_std'] * 100:.1f} | "
                  f"{m['mean'][r]['hd95']:.2f}" for r in regions]
         rows.append(f"| {name} (`{m['trainer']}`) | {m['inputs']} | " + " | ".join(cells) + " |")
-    gap = " | ".join(("n/a" if g is None else f"{g * 100:.0f}%") + " | -" for g in
-                     (results["gap_closure"][r] for r in regions))
-    rows.append(f"| gap closed by DANTE: (DANTE - lower) / (upper - lower), Dice | | {gap} |")
+    if results["gap_closure"] is not None:
+        gap = " | ".join(("n/a" if g is None else f"{g * 100:.0f}%") + " | -" for g in
+                         (results["gap_closure"][r] for r in regions))
+        rows.append(f"| gap closed by DANTE: (DANTE - lower) / (upper - lower), Dice | | {gap} |")
     seeds = results.get("seeds")
     spread = (f"mean ± SD over {len(seeds)} training seeds ({', '.join(map(str, seeds))}) of each run's mean over "
               f"the test cases" if seeds else "mean ± SD over test cases")

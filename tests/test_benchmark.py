@@ -46,7 +46,7 @@ def test_config_errors_name_file_and_key(tmp_path):
     for bad in ([], [0, 0], [1, -2], "0,1", [0.5]):
         with pytest.raises(BenchmarkConfigError, match="'seeds' must be a list of distinct non-negative integers"):
             load_config(_cfg(tmp_path, seeds=bad))
-    for name in ("brats2018", "brats2020", "dp2e", "phantom"):
+    for name in ("brats2018", "brats2020", "dp2e", "phantom", "phantom_transfer", "phantom_transfer_4x"):
         assert load_config(os.path.join(REPO, "configs", f"{name}.json"))["name"] == name
 
 

@@ -3,6 +3,10 @@
 Schedule variants scale the whole schedule: the regularisers still join at 20% of training
 (epoch 10 of 50, 2 of 10, 1 of 5, 0 of 1) and transferred encoders stay frozen for 10% (5 of 50,
 1 of 10, 0 of 5 or 1).
+
+Regulariser forms (losses/alignment.py, losses/pib.py): ``_paper`` is Eqs. 3-4 exactly as printed (the
+form DANTETrainer used before the feature-collapse measurements); ``_stdBidir`` and ``_stdStopGrad`` the
+two forms that rescaling cannot satisfy, with the alignment in both directions or towards a detached Z^A.
 """
 from dante_nnunet.training.dante_trainer import DANTETrainer
 from dante_nnunet.training.pretrain_trainer import DANTEPretrainTrainer
@@ -24,6 +28,40 @@ class DANTETrainer_10epochs(DANTETrainer):
 
 class DANTETrainer_50epochs(DANTETrainer):
     epochs = 50
+
+
+class PaperLiteral:
+    """Eqs. 3 and 4 as printed: L1 alignment of the raw maps in both directions, L1 of the raw correction,
+    torch's default initialisation of proj_i. Measured to collapse features (README, "Privileged transfer")."""
+    alignment = "l1"
+    alignment_stop_gradient = False
+    pib = "l1"
+    fusion_zero_init = False
+
+
+class StandardizedBidirectional:
+    """Eq. 4 between standardised maps, both directions; PIB relative to |Z^A|; proj_i starts at 0."""
+    alignment = "std_l1"
+    alignment_stop_gradient = False
+    pib = "relative"
+    fusion_zero_init = True
+
+
+class StandardizedStopGradient(StandardizedBidirectional):
+    """As StandardizedBidirectional, with Z^A a detached target: only E_L is pulled."""
+    alignment_stop_gradient = True
+
+
+class DANTETrainer_paper(PaperLiteral, DANTETrainer):
+    pass
+
+
+class DANTETrainer_stdBidir(StandardizedBidirectional, DANTETrainer):
+    pass
+
+
+class DANTETrainer_stdStopGrad(StandardizedStopGradient, DANTETrainer):
+    pass
 
 
 class DANTETrainer_L2Align(DANTETrainer):
@@ -67,6 +105,51 @@ class DemoSchedule:
 
 class DANTETrainer_demo(DemoSchedule, DANTETrainer):
     """`dante_nnunet demo`'s trainer."""
+
+
+class DANTETrainer_paper_demo(DemoSchedule, PaperLiteral, DANTETrainer):
+    pass
+
+
+class DANTETrainer_stdBidir_demo(DemoSchedule, StandardizedBidirectional, DANTETrainer):
+    pass
+
+
+class DANTETrainer_stdStopGrad_demo(DemoSchedule, StandardizedStopGradient, DANTETrainer):
+    pass
+
+
+class TransferSchedule:
+    """The transfer phantom's CPU schedule (configs/phantom_transfer.json): 100 epochs of 50 iterations,
+    5 validation iterations; regularisers from epoch 20, transferred encoders frozen for 10 epochs. Long
+    enough that the lower bound is limited by its training cases rather than by its steps."""
+    epochs = 100
+    iterations_per_epoch = 50
+    val_iterations_per_epoch = 5
+
+
+class DANTETrainer_transfer(TransferSchedule, DANTETrainer):
+    pass
+
+
+class DANTETrainer_transfer_S1(DANTETrainer_transfer):
+    requires_pretrained_weights = True
+
+
+class DANTETrainer_paper_transfer(TransferSchedule, PaperLiteral, DANTETrainer):
+    pass
+
+
+class DANTETrainer_stdBidir_transfer(TransferSchedule, StandardizedBidirectional, DANTETrainer):
+    pass
+
+
+class DANTETrainer_stdStopGrad_transfer(TransferSchedule, StandardizedStopGradient, DANTETrainer):
+    pass
+
+
+class DANTEPretrainTrainer_transfer(TransferSchedule, DANTEPretrainTrainer):
+    epochs = 50   # Stage 1: half the fine-tuning schedule
 
 
 class DANTEPretrainTrainer_1epoch(DANTEPretrainTrainer):
@@ -138,3 +221,19 @@ class DistillationTrainer_50epochs(DistillationTrainer):
 
 class DistillationTrainer_demo(DemoSchedule, DistillationTrainer):
     teacher_trainer = "UpperBoundTrainer_demo"
+
+
+class UpperBoundTrainer_transfer(TransferSchedule, UpperBoundTrainer):
+    pass
+
+
+class LowerBoundTrainer_transfer(TransferSchedule, LowerBoundTrainer):
+    pass
+
+
+class ModalityDropoutTrainer_transfer(TransferSchedule, ModalityDropoutTrainer):
+    pass
+
+
+class DistillationTrainer_transfer(TransferSchedule, DistillationTrainer):
+    teacher_trainer = "UpperBoundTrainer_transfer"
