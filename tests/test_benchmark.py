@@ -47,7 +47,9 @@ def test_config_errors_name_file_and_key(tmp_path):
         with pytest.raises(BenchmarkConfigError, match="'seeds' must be a list of distinct non-negative integers"):
             load_config(_cfg(tmp_path, seeds=bad))
     for name in ("brats2018", "brats2020", "dp2e", "phantom", "phantom_transfer", "phantom_transfer_4x"):
-        assert load_config(os.path.join(REPO, "configs", f"{name}.json"))["name"] == name
+        cfg = load_config(os.path.join(REPO, "configs", f"{name}.json"))
+        assert cfg["name"] == name
+        Runner(cfg, out_root=str(tmp_path / "shipped")).check_trainers(sweep="sweep" in cfg)   # names resolve
 
 
 def _cfg_without(tmp_path, key):

@@ -29,10 +29,27 @@ def test_schedule_scales(cls, epochs, start):
 
 
 def test_ablation_attributes():
-    assert (DANTETrainer.lambda_pib, DANTETrainer.lambda_align, DANTETrainer.alignment) == (0.3, 0.5, "l1")
-    assert DANTETrainer_L2Align.alignment == "l2" and DANTETrainer_InfoNCE.alignment == "infonce"
+    assert (DANTETrainer.lambda_pib, DANTETrainer.lambda_align, DANTETrainer.alignment) == (0.3, 0.5, "std_l1")
+    assert DANTETrainer_L2Align.alignment == "std_l2" and DANTETrainer_InfoNCE.alignment == "infonce"
     assert DANTETrainer_noPIB.lambda_pib == 0 and DANTETrainer_noPIB.lambda_align == 0.5
     assert DANTETrainer_noAlign.lambda_align == 0 and DANTETrainer_noAlign.lambda_pib == 0.3
+
+
+def test_regulariser_form_variants():
+    from dante_nnunet.training import (DANTETrainer_paper, DANTETrainer_paper_transfer, DANTETrainer_stdBidir,
+                                       DANTETrainer_stdBidir_demo, DANTETrainer_transfer, DANTETrainer_transfer_S1,
+                                       DistillationTrainer_transfer)
+    form = lambda c: (c.alignment, c.alignment_stop_gradient, c.pib, c.fusion_zero_init)
+    assert form(DANTETrainer) == form(DANTETrainer_transfer) == ("std_l1", True, "relative", True)
+    assert form(DANTETrainer_paper) == form(DANTETrainer_paper_transfer) == ("l1", False, "l1", False)
+    assert form(DANTETrainer_stdBidir) == form(DANTETrainer_stdBidir_demo) == ("std_l1", False, "relative", True)
+    assert DANTETrainer_stdBidir_demo.epochs == 10
+    loss = _trainer(DANTETrainer)._build_loss()      # the attributes reach the loss the trainer builds
+    assert loss.alignment.stop_gradient and loss.pib.relative and type(loss.alignment).__name__ == "StandardizedAlignment"
+    t = _trainer(DANTETrainer_paper_transfer)
+    assert (t.num_epochs, t.num_iterations_per_epoch, t.regularizer_start_epoch) == (100, 50, 20)
+    assert DANTETrainer_transfer_S1.requires_pretrained_weights
+    assert DistillationTrainer_transfer.teacher_trainer == "UpperBoundTrainer_transfer"
 
 
 def test_config_error_before_any_output_folder():

@@ -4,9 +4,10 @@ Schedule variants scale the whole schedule: the regularisers still join at 20% o
 (epoch 10 of 50, 2 of 10, 1 of 5, 0 of 1) and transferred encoders stay frozen for 10% (5 of 50,
 1 of 10, 0 of 5 or 1).
 
-Regulariser forms (losses/alignment.py, losses/pib.py): ``_paper`` is Eqs. 3-4 exactly as printed (the
-form DANTETrainer used before the feature-collapse measurements); ``_stdBidir`` and ``_stdStopGrad`` the
-two forms that rescaling cannot satisfy, with the alignment in both directions or towards a detached Z^A.
+Regulariser forms (losses/alignment.py, losses/pib.py): DANTETrainer's default is Eq. 4 between
+standardised maps towards a detached Z^A, Eq. 3 relative to |Z^A|, proj_i starting at 0. ``_paper`` is
+Eqs. 3-4 exactly as printed (DANTETrainer's form before the feature-collapse measurements); ``_stdBidir``
+the default with the alignment pulling both pathways (Z^A not detached).
 """
 from dante_nnunet.training.dante_trainer import DANTETrainer
 from dante_nnunet.training.pretrain_trainer import DANTEPretrainTrainer
@@ -40,16 +41,9 @@ class PaperLiteral:
 
 
 class StandardizedBidirectional:
-    """Eq. 4 between standardised maps, both directions; PIB relative to |Z^A|; proj_i starts at 0."""
-    alignment = "std_l1"
+    """The default form with the alignment pulling both pathways: Z^A is not detached. Measured to drag
+    the teacher's features onto the student's (docs/privileged_transfer.md)."""
     alignment_stop_gradient = False
-    pib = "relative"
-    fusion_zero_init = True
-
-
-class StandardizedStopGradient(StandardizedBidirectional):
-    """As StandardizedBidirectional, with Z^A a detached target: only E_L is pulled."""
-    alignment_stop_gradient = True
 
 
 class DANTETrainer_paper(PaperLiteral, DANTETrainer):
@@ -60,13 +54,9 @@ class DANTETrainer_stdBidir(StandardizedBidirectional, DANTETrainer):
     pass
 
 
-class DANTETrainer_stdStopGrad(StandardizedStopGradient, DANTETrainer):
-    pass
-
-
 class DANTETrainer_L2Align(DANTETrainer):
-    """Eq. 4 with p = 2."""
-    alignment = "l2"
+    """Eq. 4 with p = 2 (between standardised maps, as the default)."""
+    alignment = "std_l2"
 
 
 class DANTETrainer_InfoNCE(DANTETrainer):
@@ -115,10 +105,6 @@ class DANTETrainer_stdBidir_demo(DemoSchedule, StandardizedBidirectional, DANTET
     pass
 
 
-class DANTETrainer_stdStopGrad_demo(DemoSchedule, StandardizedStopGradient, DANTETrainer):
-    pass
-
-
 class TransferSchedule:
     """The transfer phantom's CPU schedule (configs/phantom_transfer.json): 100 epochs of 50 iterations,
     5 validation iterations; regularisers from epoch 20, transferred encoders frozen for 10 epochs. Long
@@ -141,10 +127,6 @@ class DANTETrainer_paper_transfer(TransferSchedule, PaperLiteral, DANTETrainer):
 
 
 class DANTETrainer_stdBidir_transfer(TransferSchedule, StandardizedBidirectional, DANTETrainer):
-    pass
-
-
-class DANTETrainer_stdStopGrad_transfer(TransferSchedule, StandardizedStopGradient, DANTETrainer):
     pass
 
 
