@@ -183,11 +183,22 @@ def test_relative_pib_by_hand_and_invariant_to_joint_rescaling():
         build_pib("l2")
 
 
-def test_relative_pib_gives_no_gradient_to_the_scale_of_za():
-    c = torch.randn(1, 2, 3, 3, requires_grad=True)
-    a = torch.randn(1, 2, 3, 3, requires_grad=True)
-    relative_pib_loss([c], [a]).backward()
-    assert a.grad is None and c.grad.abs().sum() > 0
+def test_relative_pib_gives_no_gradient_to_a_joint_rescaling_of_the_fused_features():
+    # The correction is computed from Z^A and Z^P: d/dk of the loss at features k * (Z^A, Z^P), k = 1,
+    # is <grad, features> (Euler), which is 0 for a scale-invariant loss and a bias-free proj.
+    torch.manual_seed(0)
+    proj = nn.Conv3d(4, 2, kernel_size=1, bias=False)
+    z_a, z_p = torch.randn(2, 2, 3, 3, 3), torch.randn(2, 2, 3, 3, 3)
+    k = torch.ones((), requires_grad=True)
+    relative_pib_loss([proj(torch.cat((k * z_a, k * z_p), 1))], [k * z_a]).backward()
+    assert abs(k.grad.item()) < 1e-6
+    k.grad = None   # Eq. 3 as written asks the features to shrink: d/dk = its own value
+    value = pib_loss([proj(torch.cat((k * z_a, k * z_p), 1))])
+    value.backward()
+    assert k.grad.item() == pytest.approx(value.item(), rel=1e-5) and k.grad.item() > 0
+    c, a = torch.randn(1, 2, 3, 3, requires_grad=True), torch.randn(1, 2, 3, 3, requires_grad=True)
+    relative_pib_loss([c], [a]).backward()   # a larger Z^A lowers the ratio: the push is upwards
+    assert (a.grad * a).sum() < 0 and c.grad.abs().sum() > 0
 
 
 def test_zero_initialised_fusion_starts_with_no_correction_and_still_learns():

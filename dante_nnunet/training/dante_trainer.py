@@ -50,13 +50,13 @@ class DANTETrainer(LimitedDeploymentTrainer):
     lambda_pib = 0.3                  # lambda1 of Eq. 6
     lambda_align = 0.5                # lambda2 of Eq. 6
     # Regulariser form (README, "Which regulariser form"): Eq. 4 between per-case, per-channel
-    # standardised maps towards a detached Z^A, Eq. 3 relative to the detached scale of Z^A, proj_i
+    # standardised maps towards a detached Z^A, Eq. 3 relative to the scale of Z^A, proj_i
     # starting at 0. Eqs. 3-4 as printed (raw L1, both directions) are DANTETrainer_paper: rescaling
     # features satisfies them, and it collapsed the shallow levels (docs/privileged_transfer.md).
     alignment = "std_l1"              # 'l1' | 'l2' (Eq. 4, p = 1 | 2) | 'std_l1' | 'std_l2' (Eq. 4 on
                                       # standardised maps) | 'infonce' (Eq. 5); losses/alignment.py
     alignment_stop_gradient = True    # True: Z^A is a detached target (only E_L is pulled)
-    pib = "relative"                  # 'l1' (Eq. 3 as written) | 'relative' (to the detached scale of Z^A)
+    pib = "relative"                  # 'l1' (Eq. 3 as written) | 'relative' (to the scale of Z^A)
     fusion_zero_init = True           # True: proj_i starts at 0, so the correction starts at 0
     regularizer_start_fraction = 0.2  # PIB and alignment join at epoch 100 of 500
     encoder_freeze_fraction = 0.1     # with -pretrained_weights: E_L, E_A, E_P frozen for epochs 0..49 of 500
