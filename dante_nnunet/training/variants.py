@@ -107,8 +107,9 @@ class DANTETrainer_stdBidir_demo(DemoSchedule, StandardizedBidirectional, DANTET
 
 class TransferSchedule:
     """The transfer phantom's CPU schedule (configs/phantom_transfer.json): 100 epochs of 50 iterations,
-    5 validation iterations; regularisers from epoch 20, transferred encoders frozen for 10 epochs. Long
-    enough that the lower bound is limited by its training cases rather than by its steps."""
+    5 validation iterations; regularisers from epoch 20, transferred encoders frozen for 10 epochs. Chosen
+    so that the lower bound would be limited by its training cases rather than by its steps; through
+    nnU-Net it is not (docs/privileged_transfer.md, section 5)."""
     epochs = 100
     iterations_per_epoch = 50
     val_iterations_per_epoch = 5
