@@ -18,8 +18,9 @@ def _export(args) -> int:
     from dante_nnunet.deploy import export_model
     dest = export_model(args.d, args.c, args.tr, args.f, args.o, plans_identifier=args.p, checkpoint_name=args.chk)
     print(f"exported plain nnU-Net model: {dest}")
+    chk = "" if args.chk == "checkpoint_final.pth" else f" -chk {shlex.quote(args.chk)}"   # export keeps the name
     print(f"predict without the plugin: nnUNet_results={shlex.quote(os.path.abspath(args.o))} "
-          f"nnUNetv2_predict -i INPUT -o OUTPUT -d {args.d} -c {args.c} -p {args.p} -f {' '.join(args.f)}")
+          f"nnUNetv2_predict -i INPUT -o OUTPUT -d {args.d} -c {args.c} -p {args.p} -f {' '.join(args.f)}{chk}")
     return 0
 
 
@@ -31,10 +32,9 @@ def _demo(args) -> int:
 
 def _sweep(args) -> int:
     from dante_nnunet.training.sweep import sweep_trainer_name
-    for l1 in args.pib:
-        for l2 in args.align:
-            name = sweep_trainer_name(args.base, l1, l2)
-            print(" ".join(["nnUNetv2_train", str(args.d), args.c, str(args.f), "-tr", name] + args.extra))
+    names = [sweep_trainer_name(args.base, l1, l2) for l1 in args.pib for l2 in args.align]   # all checked first
+    for name in names:
+        print(" ".join(["nnUNetv2_train", str(args.d), args.c, str(args.f), "-tr", name] + args.extra))
     return 0
 
 
@@ -57,6 +57,11 @@ def _evaluate(args) -> int:
     from dante_nnunet.evaluation import evaluate_folders
     if os.path.exists(args.o):
         raise FileExistsError(f"{args.o} already exists; not overwriting it")
+    out_dir = os.path.dirname(os.path.abspath(args.o))
+    if not os.path.isdir(out_dir):
+        raise FileNotFoundError(f"the folder of -o, {out_dir}, does not exist; create it first")
+    if not os.access(out_dir, os.W_OK):
+        raise ValueError(f"the folder of -o, {out_dir}, is not writable")
     result = evaluate_folders(args.ref, args.pred, load_json(args.dataset_json), args.et_threshold)
     tmp = args.o + ".tmp"
     with open(tmp, "w") as fh:

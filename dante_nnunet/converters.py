@@ -23,8 +23,10 @@ x 0.7 mm and patch 64 x 160 x 192, which ``configs/dp2e.json`` applies (``nnUNet
 -overwrite_target_spacing`` and an added configuration). Unlabelled pairs for Stage 1 go through
 ``dante_nnunet pretrain-dataset`` instead.
 
-Everything is checked before anything is written: exactly the expected files per case, one geometry
-across them, label values within the known set. An error names the case.
+Everything is checked before anything is written: exactly the expected files per case (a folder holding
+any of them is a case, so a missing file of any kind is reported, not skipped), one geometry across them,
+finite intensities, label values within the known set, a dataset id unused in nnUNet_raw,
+nnUNet_preprocessed and nnUNet_results. An error names the case and file.
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ import numpy as np
 import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import join, save_json
 
-from dante_nnunet.rawdata import check_new_dataset, check_same_geometry, new_dataset_folder, resolve_raw_root
+from dante_nnunet.rawdata import (check_finite, check_new_dataset, check_same_geometry, new_dataset_folder,
+                                  resolve_raw_root, sibling_roots)
 
 BRATS_MODALITIES = ("t1", "t1ce", "t2", "flair")     # -> _0000.._0003
 BRATS_CHANNEL_NAMES = ("T1", "T1ce", "T2", "FLAIR")
@@ -45,14 +48,16 @@ BRATS_LABELS = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3],
 
 
 def _case_folders(src: str, kinds: Sequence[str], marker: str, layout: str) -> Dict[str, Dict[str, str]]:
-    """{case: {kind: file}} for every folder under ``src`` holding a ``<folder>_<marker>.nii(.gz)`` file;
+    """{case: {kind: file}} for every folder under ``src`` holding a ``<folder>_<kind>.nii(.gz)`` file of
+    any kind (so that a case lacking one file, ``marker`` included, is reported rather than skipped);
     each such folder must hold exactly one ``<folder>_<kind>.nii(.gz)`` per kind and nothing else."""
     if not os.path.isdir(src):
         raise FileNotFoundError(f"{src} is not a folder")
     pattern = re.compile(r"^(?P<case>.+)_(?P<kind>" + "|".join(map(re.escape, kinds)) + r")\.nii(?:\.gz)?$")
     cases: Dict[str, Dict[str, str]] = {}
     for folder, _, files in sorted(os.walk(src)):
-        if not any(re.search(rf"_{marker}\.nii(\.gz)?$", f) for f in files):
+        name = os.path.basename(folder)
+        if not any((m := pattern.match(f)) is not None and m["case"] == name for f in files):
             continue
         case = os.path.basename(folder)
         if case in cases:
@@ -72,7 +77,7 @@ def _case_folders(src: str, kinds: Sequence[str], marker: str, layout: str) -> D
             raise ValueError(f"case {case!r} ({folder}) lacks {', '.join(f'{case}_{k}' for k in missing)}")
         cases[case] = found
     if not cases:
-        raise ValueError(f"no case folders (with a *_{marker}.nii.gz file) under {src}")
+        raise ValueError(f"no case folders (a folder <case> holding <case>_{marker}.nii.gz and its siblings) under {src}")
     return cases
 
 
@@ -98,11 +103,14 @@ def _mapped_labels(case: str, seg_file: str) -> sitk.Image:
 
 
 def convert_brats(src: str, dataset_id: int, name: str = "BraTS", raw_root: Optional[str] = None) -> str:
+    others = sibling_roots(raw_root)
     raw_root = resolve_raw_root(raw_root)
-    folder_name = check_new_dataset(raw_root, dataset_id, name)
+    folder_name = check_new_dataset(raw_root, dataset_id, name, others)
     cases = _brats_cases(src)
-    for case, files in cases.items():   # all checks first (labels are read twice rather than held in memory)
+    for case, files in cases.items():   # all checks first (files are read twice rather than held in memory)
         check_same_geometry(case, [files[k] for k in BRATS_MODALITIES + ("seg",)])
+        for kind in BRATS_MODALITIES:
+            check_finite(case, files[kind])
         _mapped_labels(case, files["seg"])
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for case, files in cases.items():
@@ -138,11 +146,14 @@ def _checked_labels(case: str, seg_file: str, allowed) -> None:
 
 
 def convert_ct_pairs(src: str, dataset_id: int, name: str = "DP2E", raw_root: Optional[str] = None) -> str:
+    others = sibling_roots(raw_root)
     raw_root = resolve_raw_root(raw_root)
-    folder_name = check_new_dataset(raw_root, dataset_id, name)
+    folder_name = check_new_dataset(raw_root, dataset_id, name, others)
     cases = _case_folders(src, CT_KINDS + ("seg",), "ncct", "<case>_ncct, _ctpa, _seg .nii.gz")
     for case, files in cases.items():
         check_same_geometry(case, [files[k] for k in CT_KINDS + ("seg",)])
+        for kind in CT_KINDS:
+            check_finite(case, files[kind])
         _checked_labels(case, files["seg"], CT_LABELS.values())
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for case, files in cases.items():

@@ -23,6 +23,7 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
 
 from dante_nnunet.config import ChannelSplit
+from dante_nnunet.guards import read_checkpoint
 
 DEPLOYMENT_KEY = "dante_deployment"
 
@@ -78,7 +79,8 @@ _CASE_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})(?P<ending>\..+)$")
 
 def check_case_files(folder: str, num_channels: int, channel_names: Optional[Sequence[str]] = None) -> List[str]:
     """Raise ValueError naming the first case whose files are not exactly ``_0000`` ..
-    ``_{num_channels-1:04d}``; return the case identifiers. Files that do not look like nnU-Net
+    ``_{num_channels-1:04d}`` (and the channels expected), or a folder without any case; return the
+    case identifiers. Files that do not look like nnU-Net
     image files (``CASE_XXXX.ending``) are ignored, as nnU-Net ignores them."""
     if not isdir(folder):
         raise FileNotFoundError(f"input folder {folder} does not exist")
@@ -90,6 +92,9 @@ def check_case_files(folder: str, num_channels: int, channel_names: Optional[Seq
             continue
         cases[m["case"]].append(int(m["channel"]))
         files[m["case"]].append(f)
+    if not cases:
+        raise ValueError(f"{folder} holds no image files named CASE_XXXX.ending (e.g. case_0000.nii.gz): nothing to "
+                         f"predict")
     expected = list(range(num_channels))
     names = f" ({', '.join(channel_names)})" if channel_names else ""
     for case, chans in cases.items():
@@ -102,16 +107,46 @@ def check_case_files(folder: str, num_channels: int, channel_names: Optional[Seq
     return sorted(cases)
 
 
+_PREDICT_OPTIONS = ("-i", "-o", "-m", "-d", "-p", "-tr", "-c", "-f", "-step_size", "-chk", "-npp", "-nps",
+                    "-prev_stage_predictions", "-num_parts", "-part_id", "-device")
+
+
+def _predict_arguments(argv: Sequence[str]):
+    """The -i folder and the model's limited channel names (from its results folder's dataset.json,
+    when -d/-tr/-c/-p or -m name one) of an nnUNetv2_predict command line, parsed the way argparse
+    parses it (``-i DIR``, ``-iDIR``, ``-i=DIR``). The single-dash options of both predict commands
+    (2.8.1) are declared so that ``-chk x`` is not read as ``-c hk``."""
+    import argparse
+    p = argparse.ArgumentParser(add_help=False)
+    for opt in _PREDICT_OPTIONS:
+        p.add_argument(opt, nargs="+" if opt == "-f" else None)
+    ns, _ = p.parse_known_args(list(argv[1:]))
+    names = None
+    try:
+        if ns.m:
+            folder = ns.m
+        else:
+            from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+            from nnunetv2.utilities.file_path_utilities import get_output_folder
+            folder = get_output_folder(maybe_convert_to_dataset_name(ns.d), ns.tr or "nnUNetTrainer",
+                                       ns.p or "nnUNetPlans", ns.c)
+        names = list(load_json(join(folder, "dataset.json"))["channel_names"].values())
+    except Exception:   # the names only enrich the message; nnU-Net reports a bad model folder itself
+        pass
+    return ns.i, names
+
+
 def check_inputs_of_predict_command(num_input_channels: int, argv: Optional[Sequence[str]] = None) -> None:
     """When the running process is ``nnUNetv2_predict`` (or ``..._from_modelfolder``), check its ``-i``
     folder before any preprocessing starts. nnU-Net's predictor does not check channel counts; with one
-    file too many it fails deep in normalisation, one too few in a convolution."""
+    file too many it fails deep in normalisation, one too few in a convolution, and an empty folder
+    exits 0 having predicted nothing."""
     argv = sys.argv if argv is None else argv
-    if not argv or not os.path.basename(argv[0]).startswith("nnUNetv2_predict") or "-i" not in argv:
+    if not argv or not os.path.basename(argv[0]).startswith("nnUNetv2_predict"):
         return
-    pos = list(argv).index("-i")
-    if pos + 1 < len(argv):
-        check_case_files(argv[pos + 1], num_input_channels)
+    folder, names = _predict_arguments(argv)
+    if folder is not None:
+        check_case_files(folder, num_input_channels, names if names and len(names) == num_input_channels else None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -161,7 +196,7 @@ def export_model(dataset: str, configuration: str, trainer: str, folds: Sequence
         ck_file = join(src, f"fold_{fold}", checkpoint_name)
         if not isfile(ck_file):
             raise FileNotFoundError(f"{ck_file} does not exist")
-        ck = torch.load(ck_file, map_location="cpu", weights_only=False)
+        ck = read_checkpoint(ck_file)
         try:
             net.load_state_dict(ck["network_weights"])  # strict: proves the weights fit the stock network
         except RuntimeError as e:

@@ -27,6 +27,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from dante_nnunet.rawdata import check_finite
+
 HD95_EMPTY_PENALTY_MM = float(np.sqrt(240 ** 2 + 240 ** 2 + 155 ** 2))   # 373.13
 
 
@@ -47,6 +49,22 @@ def regions_from_dataset_json(dataset_json: Mapping) -> Dict[str, List[int]]:
     if not out:
         raise ValueError(f"dataset.json labels {dict(labels)} define no foreground region")
     return out
+
+
+def label_values_from_dataset_json(dataset_json: Mapping) -> List[int]:
+    """Every label value dataset.json defines (background, ignore and each label or region member)."""
+    values = set()
+    for value in dataset_json["labels"].values():
+        values.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+    return sorted(values)
+
+
+def _check_values(case: str, which: str, path: str, arr: np.ndarray, allowed: Sequence[int]) -> None:
+    found = np.unique(arr)
+    bad = [v for v in found.tolist() if not (np.isfinite(v) and float(v).is_integer() and int(v) in allowed)]
+    if bad:
+        raise ValueError(f"case {case!r}: {which} {path} holds values {bad[:8]} that dataset.json's labels do not "
+                         f"define (defined: {list(allowed)})")
 
 
 def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
@@ -107,8 +125,9 @@ def _means(per_case: Mapping[str, Mapping[str, Mapping[str, float]]], regions) -
 def evaluate_folders(reference_dir: str, prediction_dir: str, dataset_json: Mapping,
                      et_threshold: Optional[int] = None) -> dict:
     """Score every reference case against the prediction of the same file name. Missing predictions,
-    unreadable files and shape or spacing mismatches are reported, naming the case, before any case
-    is scored."""
+    unreadable files, shape or spacing mismatches and label values that dataset.json does not define
+    (in the reference or the prediction; NaN included) are reported, naming the case and file, before
+    any case is scored."""
     ending = dataset_json.get("file_ending", ".nii.gz")
     regions = regions_from_dataset_json(dataset_json)
     for d in (reference_dir, prediction_dir):
@@ -121,10 +140,15 @@ def evaluate_folders(reference_dir: str, prediction_dir: str, dataset_json: Mapp
     if missing:
         raise FileNotFoundError(f"{prediction_dir} lacks the prediction of case(s) {missing[:5]}"
                                 + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+    allowed = label_values_from_dataset_json(dataset_json)
     pairs = {}
     for c in cases:
-        ref, spacing, ref_img = _read(os.path.join(reference_dir, c + ending))
-        pred, pred_spacing, _ = _read(os.path.join(prediction_dir, c + ending))
+        ref_path, pred_path = os.path.join(reference_dir, c + ending), os.path.join(prediction_dir, c + ending)
+        ref, spacing, ref_img = _read(ref_path)
+        pred, pred_spacing, _ = _read(pred_path)
+        for which, path, arr in (("reference", ref_path, ref), ("prediction", pred_path, pred)):
+            check_finite(c, path)    # SimpleITK would read NaN/Inf as 0
+            _check_values(c, which, path, arr, allowed)
         if ref.shape != pred.shape or not np.allclose(spacing, pred_spacing, rtol=1e-4):
             raise ValueError(f"case {c!r}: prediction has shape {pred.shape} and spacing {pred_spacing}, reference "
                              f"{ref.shape} and {spacing}")

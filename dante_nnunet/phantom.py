@@ -44,7 +44,7 @@ from batchgenerators.utilities.file_and_folder_operations import join, save_json
 from scipy.ndimage import gaussian_filter
 
 from dante_nnunet.config import ChannelSplit
-from dante_nnunet.rawdata import check_new_dataset, new_dataset_folder, resolve_raw_root
+from dante_nnunet.rawdata import check_new_dataset, new_dataset_folder, resolve_raw_root, sibling_roots
 
 Case = Tuple[np.ndarray, np.ndarray]   # (channels x Z x Y x X float32, Z x Y x X uint8)
 
@@ -228,8 +228,9 @@ def write_phantom(kind: str, dataset_id: int, name: Optional[str] = None, num_tr
         raise ValueError(f"need at least 2 training and 1 test case, got {num_train} and {num_test}")
     spec = KINDS[kind]
     name = name or spec["name"]
+    others = sibling_roots(raw_root)
     raw_root = resolve_raw_root(raw_root)
-    folder_name = check_new_dataset(raw_root, dataset_id, name)
+    folder_name = check_new_dataset(raw_root, dataset_id, name, others)
     dataset_json = {
         "channel_names": {str(i): c for i, c in enumerate(spec["channels"])},
         "labels": spec["labels"],

@@ -16,7 +16,8 @@ field of view of a CT) and 0 elsewhere. Stage 1 never reads labels; the label on
 foreground oversampling towards the non-background and its CT intensity statistics.
 
 Everything is checked before anything is written (each case has exactly the channel files, one
-geometry across its channels, unique case names across folders); the dataset is written into a
+geometry across its channels, finite intensities, unique case names across folders, a dataset id unused in
+nUNet_raw, nnUNet_preprocessed and nnUNet_results); the dataset is written into a
 temporary folder and renamed into place, and an existing dataset id is never overwritten.
 """
 from __future__ import annotations
@@ -32,7 +33,8 @@ import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import join, load_json, save_json
 
 from dante_nnunet.config import ChannelSplit
-from dante_nnunet.rawdata import check_new_dataset, check_same_geometry, new_dataset_folder, resolve_raw_root
+from dante_nnunet.rawdata import (check_finite, check_new_dataset, check_same_geometry, new_dataset_folder,
+                                  resolve_raw_root, sibling_roots)
 
 PLACEHOLDER_LABEL = "non-background (placeholder)"
 
@@ -99,11 +101,14 @@ def write_pretrain_dataset(source_dirs: Sequence[str], dataset_id: int, name: st
                              "or give a dataset.json to copy them from")
         split = ChannelSplit.from_names(channel_names, privileged_channels, "the channel arguments")
     file_ending = file_ending or ".nii.gz"
+    others = sibling_roots(raw_root)
     raw_root = resolve_raw_root(raw_root)
-    folder_name = check_new_dataset(raw_root, dataset_id, name)
+    folder_name = check_new_dataset(raw_root, dataset_id, name, others)
     cases = _find_cases(source_dirs, file_ending, split.num_channels)
     for case, files in cases.items():
         check_same_geometry(case, files)
+        for f in files:
+            check_finite(case, f)
 
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for case, files in cases.items():

@@ -26,6 +26,16 @@ def resolve_raw_root(raw_root: Optional[str]) -> str:
     return str(nnUNet_raw)
 
 
+def sibling_roots(raw_root: Optional[str]) -> List[str]:
+    """nnUNet_preprocessed and nnUNet_results of this environment, when the dataset goes into its
+    nnUNet_raw (``raw_root`` None). nnU-Net resolves a dataset id by searching all three folders, so an
+    id left there by a removed raw dataset makes every later command fail with "More than one dataset
+    name found"."""
+    if raw_root is not None:
+        return []
+    return [os.environ[k] for k in ("nnUNet_preprocessed", "nnUNet_results") if os.environ.get(k)]
+
+
 def dataset_folders(raw_root: str, dataset_id: int) -> List[str]:
     """The ``DatasetXXX_*`` folders of this id under ``raw_root`` (sorted full paths; none if it is absent)."""
     prefix = f"Dataset{int(dataset_id):03d}_"
@@ -34,8 +44,9 @@ def dataset_folders(raw_root: str, dataset_id: int) -> List[str]:
     return [os.path.join(raw_root, d) for d in sorted(os.listdir(raw_root)) if d.startswith(prefix)]
 
 
-def check_new_dataset(raw_root: str, dataset_id: int, name: str) -> str:
-    """The folder name ``DatasetXXX_NAME``; refuses a bad id or name and an id already in use."""
+def check_new_dataset(raw_root: str, dataset_id: int, name: str, other_roots: Sequence[str] = ()) -> str:
+    """The folder name ``DatasetXXX_NAME``; refuses a bad id or name and an id already in use in
+    ``raw_root`` or in any of ``other_roots`` (see ``sibling_roots``)."""
     if not (0 < int(dataset_id) < 1000):
         raise ValueError(f"dataset id must be 1..999, got {dataset_id}")
     if not re.fullmatch(r"[A-Za-z0-9]+", name):
@@ -43,6 +54,11 @@ def check_new_dataset(raw_root: str, dataset_id: int, name: str) -> str:
     taken = dataset_folders(raw_root, dataset_id)
     if taken:
         raise FileExistsError(f"{taken[0]} already exists; choose another dataset id")
+    for root in other_roots:
+        taken = dataset_folders(root, dataset_id)
+        if taken:
+            raise FileExistsError(f"dataset id {int(dataset_id)} is still used by {taken[0]} (nnU-Net would find two "
+                                  f"datasets of that id); choose another id or remove that folder")
     return f"Dataset{int(dataset_id):03d}_{name}"
 
 
@@ -60,6 +76,24 @@ def new_dataset_folder(raw_root: str, folder_name: str) -> Iterator[str]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_finite(case: str, path: str) -> None:
+    """Refuse an image holding NaN or Inf, naming the case and the file. NIfTI files are read with
+    nibabel: SimpleITK's NIfTI reader (and so nnU-Net's SimpleITKIO) silently turns NaN and Inf into 0
+    (measured with SimpleITK 2.5), while nnU-Net's NibabelIO passes them on (NaN stops its preprocessing
+    without naming the file; Inf turns the normalised channel into NaN)."""
+    if re.search(r"\.nii(\.gz)?$", path):
+        import nibabel
+        arr = np.asanyarray(nibabel.load(path).dataobj)
+    else:
+        arr = sitk.GetArrayFromImage(sitk.ReadImage(path))
+    if np.issubdtype(arr.dtype, np.floating):
+        nan, inf = np.isnan(arr), np.isinf(arr)
+        if nan.any() or inf.any():
+            kinds = [k for k, m in (("NaN", nan), ("Inf", inf)) if m.any()]
+            raise ValueError(f"case {case!r}: {path} holds {int(nan.sum() + inf.sum())} non-finite voxel(s) "
+                             f"({' and '.join(kinds)}); fix or remove the case")
 
 
 def geometry(path: str):

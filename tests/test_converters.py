@@ -139,3 +139,42 @@ def test_ct_pairs_bad_layouts_name_the_case(tmp_path):
     with pytest.raises(ValueError, match=r"case 'PE005' .* lacks PE005_ctpa"):
         convert_ct_pairs(str(tmp_path / "c"), 512, raw_root=str(raw))
     assert not raw.exists() or os.listdir(raw) == []
+
+
+# ------------------------------------------------------------------ issue 13: gaps found by trying
+def test_a_case_lacking_the_marker_file_is_reported_not_dropped(tmp_path):
+    # cases used to be found by their FLAIR (BraTS) / NCCT (CT) file only: a case without it vanished
+    _case(tmp_path / "src", "BraTS20_Training_001")
+    _case(tmp_path / "src", "BraTS20_Training_002", skip=("flair",))
+    _refused(tmp_path, tmp_path / "src", r"case 'BraTS20_Training_002' .* lacks BraTS20_Training_002_flair")
+    from dante_nnunet.converters import convert_ct_pairs
+    _ct_case(tmp_path / "ct", "PE006")
+    _ct_case(tmp_path / "ct", "PE007")
+    os.remove(tmp_path / "ct" / "PE007" / "PE007_ncct.nii.gz")
+    with pytest.raises(ValueError, match=r"case 'PE007' .* lacks PE007_ncct"):
+        convert_ct_pairs(str(tmp_path / "ct"), 513, raw_root=str(tmp_path / "raw"))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_intensities_name_case_and_file(tmp_path, bad):
+    _case(tmp_path / "src", "BraTS2021_00004")
+    f = tmp_path / "src" / "BraTS2021_00004" / "BraTS2021_00004_t2.nii.gz"
+    arr = sitk.GetArrayFromImage(sitk.ReadImage(str(f)))
+    arr[2, 3, 4] = bad
+    _img(f, arr)
+    kind = "NaN" if np.isnan(bad) else "Inf"
+    _refused(tmp_path, tmp_path / "src", rf"case 'BraTS2021_00004': .*BraTS2021_00004_t2.nii.gz holds 1 non-finite "
+                                         rf"voxel\(s\) \({kind}\)")
+
+
+def test_an_id_left_in_preprocessed_or_results_is_refused(tmp_path, monkeypatch, capsys):
+    # nnU-Net resolves ids across all three folders; a leftover there breaks every later command
+    _case(tmp_path / "src", "BraTS2021_00005")
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(key, str(tmp_path / key))
+    (tmp_path / "nnUNet_results" / "Dataset506_Old").mkdir(parents=True)
+    assert main(["convert-brats", str(tmp_path / "src"), "-d", "506"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset id 506 is still used by" in err and "Dataset506_Old" in err
+    assert not (tmp_path / "nnUNet_raw").exists() or os.listdir(tmp_path / "nnUNet_raw") == []
+    assert main(["convert-brats", str(tmp_path / "src"), "-d", "507"]) == 0

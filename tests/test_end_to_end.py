@@ -116,4 +116,15 @@ def test_wrong_number_of_files_is_a_clear_error(ws):
              "-d", DATASET_ID, "-c", CONFIG, "-tr", TRAINER, "-f", 0, "-device", "cpu"], ws["env"], ok=False)
     assert p.returncode != 0
     assert "case 'DANTEe2e_008' has 4 image file(s)" in p.stderr
-    assert "deployed on 3 limited channel(s)" in p.stderr
+    assert "deployed on 3 limited channel(s) (T1, T2, FLAIR)" in p.stderr
+    # -iDIR (argparse's attached form) is checked too, and -chk is not mistaken for -c
+    p = run(["nnUNetv2_predict", f"-i{join(ws['raw'], 'imagesTs_allchannels')}", "-o", ws["root"] / "pred_bad2",
+             "-d", DATASET_ID, "-c", CONFIG, "-tr", TRAINER, "-f", 0, "-chk", "checkpoint_final.pth",
+             "-device", "cpu"], ws["env"], ok=False)
+    assert p.returncode != 0 and "deployed on 3 limited channel(s) (T1, T2, FLAIR)" in p.stderr
+    empty = ws["root"] / "empty_input"
+    empty.mkdir()
+    p = run(["nnUNetv2_predict", "-i", empty, "-o", ws["root"] / "pred_empty", "-d", DATASET_ID, "-c", CONFIG,
+             "-tr", TRAINER, "-f", 0, "-device", "cpu"], ws["env"], ok=False)
+    assert p.returncode != 0 and "holds no image files named CASE_XXXX.ending" in p.stderr
+    assert not os.path.exists(ws["root"] / "pred_empty") or not os.listdir(ws["root"] / "pred_empty")

@@ -74,7 +74,7 @@ def test_et_postprocessing_rule():
 
 
 def _write(path, arr, spacing=(1.0, 1.0, 1.0)):
-    img = sitk.GetImageFromArray(arr.astype(np.uint8))
+    img = sitk.GetImageFromArray(arr if arr.dtype.kind == "f" else arr.astype(np.uint8))
     img.SetSpacing(spacing)
     sitk.WriteImage(img, str(path))
 
@@ -116,3 +116,26 @@ def test_evaluate_command_writes_metrics_json(tmp_path):
     _write(pred / "b.nii.gz", b, spacing=(2.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="case 'b': prediction has shape"):
         evaluate_folders(str(ref), str(pred), BRATS)
+
+
+def test_undefined_label_values_and_a_missing_output_folder_are_refused_before_scoring(tmp_path, capsys):
+    ref, pred = tmp_path / "ref", tmp_path / "pred"
+    ref.mkdir(), pred.mkdir()
+    r = np.zeros((8, 8, 8), np.uint8)
+    r[2:6, 2:6, 2:6] = 1
+    _write(ref / "a.nii.gz", r)
+    p = r.copy()
+    p[3, 3, 3], p[4, 4, 4] = 7, 9      # values dataset.json does not define: once scored as background
+    _write(pred / "a.nii.gz", p)
+    (tmp_path / "dataset.json").write_text(json.dumps(BRATS))
+    with pytest.raises(ValueError, match=r"case 'a': prediction .*a.nii.gz holds values \[7, 9\] that dataset.json"):
+        evaluate_folders(str(ref), str(pred), BRATS)
+    _write(pred / "a.nii.gz", r.astype(np.float32) * np.float32(np.nan))   # NaN where the tumour is
+    with pytest.raises(ValueError, match=r"case 'a': .*pred/a.nii.gz holds 512 non-finite voxel\(s\) \(NaN\)"):
+        evaluate_folders(str(ref), str(pred), BRATS)
+    _write(pred / "a.nii.gz", r)
+    out = tmp_path / "no" / "such" / "metrics.json"
+    assert main(["evaluate", str(ref), str(pred), "--dataset-json", str(tmp_path / "dataset.json"),
+                 "-o", str(out)]) == 2
+    assert "does not exist; create it first" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()

@@ -124,3 +124,11 @@ def test_like_a_ct_dataset_with_repeated_channel_names_keeps_the_privileged_numb
     assert dj["channel_names"] == {"0": "CT", "1": "CT"} and dj["dante"] == {"privileged_channels": [1]}
     assert ChannelSplit.from_dataset_json(dj).privileged_indices == (1,)
     assert ChannelSplit.from_names(NAMES, ["T1ce"]).dante_block() == {"privileged_channels": ["T1ce"]}
+
+
+def test_non_finite_image_names_the_case_and_file(tmp_path):
+    _case(tmp_path / "src", "c1")
+    a = np.ones((6, 7, 8))
+    a[3, 3, 3] = np.inf
+    _img(tmp_path / "src" / "c1_0002.nii.gz", a)
+    _refused(tmp_path, r"case 'c1': .*c1_0002.nii.gz holds 1 non-finite voxel\(s\) \(Inf\)")

@@ -103,3 +103,30 @@ def test_an_unfit_checkpoint_stops_training_before_it_starts(stage1, tmp_path):
     fold1 = join(env["nnUNet_results"], stage1["name"], f"{TRAINER}__nnUNetPlans__{E2E_CONFIG}", "fold_1")
     assert not any(f.startswith("checkpoint") for f in os.listdir(fold1))
     assert set(TRANSFERRED_PARTS) == {"encoder_l", "encoder_a", "encoder_p"}
+
+
+def test_continue_of_a_run_killed_before_its_first_checkpoint_keeps_the_stage1_weights(stage1, tmp_path):
+    """nnU-Net refuses --c with -pretrained_weights; a --c that finds no checkpoint would train from scratch
+    without the Stage-1 encoders. The run record makes it stop and say how to restart."""
+    import signal
+    import subprocess
+    from commands import BIN
+    env = dict(stage1["env"], nnUNet_results=str(tmp_path / "res"))
+    trainer = "DANTETrainer_guard"
+    fold = join(env["nnUNet_results"], stage1["name"], f"{trainer}__nnUNetPlans__{E2E_CONFIG}", "fold_0")
+    cmd = [os.path.join(BIN, "nnUNetv2_train"), str(E2E_DATASET_ID), E2E_CONFIG, "0", "-tr", trainer, "-device", "cpu"]
+    proc = subprocess.Popen(cmd + ["-pretrained_weights", stage1["stage1_ck"]], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    import time
+    while not os.path.isfile(join(fold, "dante_run.json")):
+        assert proc.poll() is None, "the run ended before it recorded itself"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not any(f.startswith("checkpoint") for f in os.listdir(fold)), "killed too late for this test"
+    assert load_json(join(fold, "dante_run.json"))["pretrained_weights"] == stage1["stage1_ck"]
+    p = run(["nnUNetv2_train"] + cmd[1:] + ["--c"], env, ok=False)   # what a user types after the kill
+    assert p.returncode != 0
+    assert f"started from Stage-1 weights ({stage1['stage1_ck']}) that left no checkpoint" in p.stderr
+    assert f"-tr {trainer} -pretrained_weights {stage1['stage1_ck']}" in p.stderr
+    assert not any(f.startswith("checkpoint") for f in os.listdir(fold))

@@ -72,6 +72,25 @@ def test_sweep_names_resolve_through_nnunet_lookup(monkeypatch):
         recursive_find_trainer_class_by_name("NotATrainer_pib0.1")
 
 
+def test_sweep_command_prints_only_names_that_resolve(monkeypatch, capsys):
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    from dante_nnunet.cli import main
+    from dante_nnunet.demo import TRAINER_FOLDER
+    monkeypatch.setenv("nnUNet_extTrainer", TRAINER_FOLDER)
+    assert main(["sweep", "-d", "1", "-c", "3d_fullres", "--pib", "1e-05", "1e6", "0", "--align", "0.25"]) == 0
+    lines = capsys.readouterr().out.split("\n")[:3]
+    values = []
+    for line in lines:
+        cls = recursive_find_trainer_class_by_name(line.split("-tr ")[1].split()[0])
+        values.append((cls.lambda_pib, cls.lambda_align))
+    assert values == [(1e-05, 0.25), (1e6, 0.25), (0.0, 0.25)]
+    capsys.readouterr()                 # nnU-Net's lookup prints its search
+    for bad in ("-1", "nan", "inf"):   # refused, naming the value, before any line is printed
+        assert main(["sweep", "-d", "1", "-c", "3d_fullres", "--pib", "0.1", bad]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and "lambda_pib must be a finite number >= 0" in captured.err
+
+
 def test_deployment_json_and_plans_reindexed():
     split = ChannelSplit.from_dataset_json(pf.dataset_json(("T1ce",)))
     d = limited_dataset_json(pf.dataset_json(), split)
@@ -100,3 +119,14 @@ def test_pretrain_variants_and_settings():
     assert DANTETrainer.encoder_freeze_fraction == 0.1 and DANTETrainer_noFreeze.encoder_freeze_fraction == 0
     with pytest.raises(DanteConfigError, match="no \"dante\" block"):
         _trainer(DANTEPretrainTrainer, dataset_name="Dataset997_Bad", privileged=None)
+
+
+def test_predict_option_list_matches_nnunet():
+    """deploy._PREDICT_OPTIONS restates the single-dash options of nnU-Net's two predict commands."""
+    import re
+    import nnunetv2.inference.predict_from_raw_data as source
+    from dante_nnunet.deploy import _PREDICT_OPTIONS, _predict_arguments
+    text = open(source.__file__).read()
+    assert set(re.findall(r"add_argument\(['\"](-[a-z_]+)['\"]", text)) == set(_PREDICT_OPTIONS)
+    folder, _ = _predict_arguments(["nnUNetv2_predict", "-device", "cpu", "-chk", "x.pth", "-iIN", "-d", "5"])
+    assert folder == "IN"

@@ -1,11 +1,14 @@
 """What DANTE's two nnUNetTrainer subclasses (Stage 1 and Stage 2) share: the channel split read
 before anything is written, schedule class attributes, routing of nnU-Net's single network-building
-call to the stage's own network, and the parts of checkpoint writing and reading that do not
-depend on the network."""
+call to the stage's own network, the parts of checkpoint writing and reading that do not depend on
+the network, and the guards of ``dante_nnunet/guards.py`` (results-folder lock, run record, channel
+split in every checkpoint, non-finite loss stop)."""
 from __future__ import annotations
 
+import os
 from typing import Callable, List, Optional, Union
 
+import numpy as np
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join
 from torch import nn
@@ -18,6 +21,8 @@ from nnunetv2.utilities.helpers import dummy_context
 
 from dante_nnunet.config import ChannelSplit
 from dante_nnunet.deploy import check_inputs_of_predict_command, save_deployment_files
+from dante_nnunet.guards import (NonFiniteTrainingError, ResultsFolderLock, first_non_finite, non_finite_cases,
+                                 read_checkpoint, read_run_record, split_mismatch, split_record, write_run_record)
 from dante_nnunet.training.progress import ThrottledLocalLogger
 from dante_nnunet.training.seeding import make_cudnn_deterministic, seed_everything, seeded_augmenter_workers
 
@@ -44,6 +49,11 @@ class DANTEBaseTrainer(nnUNetTrainer):
         self.num_epochs = self.epochs
         self.num_iterations_per_epoch = self.iterations_per_epoch
         self.num_val_iterations_per_epoch = self.val_iterations_per_epoch
+        # nnU-Net writes checkpoint_latest every 50 epochs; a short schedule would never write one (a kill
+        # then resumes from checkpoint_best, epochs back). Every tenth of the schedule, at most every 50.
+        self.save_every = max(1, min(self.save_every, self.num_epochs // 10))
+        self._results_lock = ResultsFolderLock(self.output_folder)
+        self._step_keys: List[list] = []
         self.logger.local_logger = ThrottledLocalLogger()   # subclasses with own curves replace it
         if self.seed is not None:
             self.print_to_log_file(f"Seed {self.seed}: random, numpy, torch and the augmentation workers are seeded"
@@ -88,9 +98,88 @@ class DANTEBaseTrainer(nnUNetTrainer):
             return super().get_dataloaders()
 
     def on_train_start(self):
+        if self.local_rank == 0:
+            self._results_lock.acquire(f"training {type(self).__name__}")
+            self._check_and_write_run_record()
         if self.seed is not None and self.device.type == 'cuda':
             make_cudnn_deterministic()   # after run_training turned cuDNN benchmarking on
+        # the batch keys of each step, for naming the cases of a non-finite loss (an instance attribute
+        # shadows the class's train_step for run_training's loop only; no host sync is added)
+        step = self.train_step
+
+        def train_step(batch: dict) -> dict:
+            self._step_keys.append(list(batch.get('keys', [])))
+            return step(batch)
+        self.train_step = train_step
         super().on_train_start()
+
+    # ------------------------------------------------------------------ guards
+    def _pretrained_source(self) -> Optional[str]:
+        """The -pretrained_weights file this run's network started from (None: none or not tracked)."""
+        return None
+
+    def _check_and_write_run_record(self) -> None:
+        """Refuse a start that would silently lose what the run in this folder was started with, then
+        record this run (``guards.py``: the run record)."""
+        record = read_run_record(self.output_folder)
+        source = self._pretrained_source()
+        if record is not None and self.current_epoch == 0 and source is None and record.get("pretrained_weights"):
+            raise RuntimeError(
+                f"{self.output_folder} holds a run of {record.get('trainer')} started from Stage-1 weights "
+                f"({record['pretrained_weights']}) that left no checkpoint (killed before its first one). Without "
+                f"them nnU-Net would now train from scratch, without the Stage-1 encoders and their freeze. Restart "
+                f"it without --c and with the weights: nnUNetv2_train ... -tr {type(self).__name__} "
+                f"-pretrained_weights {record['pretrained_weights']}  (or remove {self.output_folder} to train from "
+                f"scratch)")
+        write_run_record(self.output_folder, {
+            "trainer": type(self).__name__, "channel_split": self._split_record(),
+            "pretrained_weights": source, "seed": self.seed})
+
+    def _split_record(self) -> dict:
+        return split_record(self.channel_split.channel_names, self.channel_split.privileged_indices)
+
+    def on_train_epoch_start(self):
+        self._step_keys = []
+        super().on_train_epoch_start()
+
+    def on_train_epoch_end(self, train_outputs: List[dict]):
+        """nnU-Net's (DDP-gathered mean loss), then a NaN/Inf loss stops the run at the end of the epoch in
+        which it appeared, naming the first such step's cases and which of them hold non-finite data (the
+        per-step losses reach the host once per epoch; nothing is synchronised per step)."""
+        super().on_train_epoch_end(train_outputs)
+        self._stop_if_non_finite(train_outputs)
+
+    def _stop_if_non_finite(self, train_outputs: List[dict]) -> None:
+        if np.isfinite(self.logger.get_value('train_losses', step=self.current_epoch)):
+            return
+        i = first_non_finite([o['loss'].float().cpu().numpy() if torch.is_tensor(o['loss']) else o['loss']
+                              for o in train_outputs])
+        if i is None:
+            raise NonFiniteTrainingError(f"epoch {self.current_epoch}: the training loss became NaN/Inf on another "
+                                         f"DDP rank; that rank's log names the cases")
+        keys = self._step_keys[i] if i < len(self._step_keys) else []
+        bad = non_finite_cases(lambda k: self.dataset_class(self.preprocessed_dataset_folder, [k]).load_case(k)[0][:],
+                               keys) if keys else {}
+        why = (f"non-finite preprocessed data in {', '.join(f'{k} (channel(s) {c})' for k, c in bad.items())} "
+               f"under {self.preprocessed_dataset_folder}: check those cases' images for NaN/Inf and preprocess "
+               f"again" if bad else "the batch's data are finite, so the loss diverged (learning rate, "
+               "loss weights, mixed precision)")
+        message = (f"epoch {self.current_epoch}, step {i}: the training loss is {train_outputs[i]['loss']} for the "
+                   f"batch of cases {keys}; {why}. Training stopped; the last checkpoint is untouched.")
+        self.print_to_log_file("ERROR: " + message, also_print_to_console=True)
+        raise NonFiniteTrainingError(message)
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """nnU-Net's, under the results-folder lock (for --val runs; a training holds it already)."""
+        acquired = False
+        if self.local_rank == 0 and not self._results_lock.held:
+            self._results_lock.acquire(f"validating {type(self).__name__}")
+            acquired = True
+        try:
+            super().perform_actual_validation(save_probabilities)
+        finally:
+            if acquired:
+                self._results_lock.release()
 
     def on_train_end(self):
         super().on_train_end()
@@ -142,6 +231,7 @@ class DANTEBaseTrainer(nnUNetTrainer):
             'init_args': self.my_init_kwargs,
             'trainer_name': self.__class__.__name__,
             'inference_allowed_mirroring_axes': self.inference_allowed_mirroring_axes,
+            'dante_channel_split': self._split_record(),
             **extra,
         }
 
@@ -151,16 +241,26 @@ class DANTEBaseTrainer(nnUNetTrainer):
         if self.disable_checkpointing:
             self.print_to_log_file('No checkpoint written, checkpointing is disabled')
             return
-        torch.save(self._checkpoint_dict(network_weights, **extra), filename)
+        # written beside and renamed: a run killed while saving leaves the previous checkpoint whole
+        torch.save(self._checkpoint_dict(network_weights, **extra), filename + '.partial')
+        os.replace(filename + '.partial', filename)
 
     def _read_checkpoint(self, filename_or_checkpoint: Union[dict, str]):
         """(checkpoint dict, name for messages); initialises the trainer first if needed."""
         if not self.was_initialized:
             self.initialize()
         if isinstance(filename_or_checkpoint, str):
-            return torch.load(filename_or_checkpoint, map_location=self.device, weights_only=False), \
-                filename_or_checkpoint
-        return filename_or_checkpoint, "checkpoint"
+            ck, name = read_checkpoint(filename_or_checkpoint, map_location=self.device), filename_or_checkpoint
+        else:
+            ck, name = filename_or_checkpoint, "checkpoint"
+        mismatch = split_mismatch(ck.get('dante_channel_split'), self._split_record())
+        if mismatch:
+            raise ValueError(f"{name}: {mismatch}. Continuing (--c) or validating (--val) it needs the dataset.json "
+                             f"it was trained with (restore the 'dante' block in nnUNet_raw and nnUNet_preprocessed); "
+                             f"for another split, train into a new results folder")
+        self.print_to_log_file(f"Loaded {name} (trainer {ck.get('trainer_name')}, next epoch "
+                               f"{ck.get('current_epoch')})", also_print_to_console=True)
+        return ck, name
 
     @staticmethod
     def _load_weights(module: nn.Module, weights: dict) -> None:

@@ -28,6 +28,7 @@ from batchgenerators.utilities.file_and_folder_operations import isfile, join
 
 from nnunetv2.utilities.file_path_utilities import get_output_folder
 
+from dante_nnunet.guards import read_checkpoint
 from dante_nnunet.losses.distillation import DistillationLoss
 from dante_nnunet.networks.builder import build_stock_network
 from dante_nnunet.networks.input_channels import (ModalityDropout, drop_input_channels, first_convolution_keys,
@@ -113,7 +114,7 @@ class DistillationTrainer(LowerBoundTrainer):
         super().initialize()
         teacher = build_stock_network(self.configuration_manager, self.channel_split.num_channels,
                                       self.label_manager.num_segmentation_heads, self.enable_deep_supervision)
-        ck = torch.load(self.teacher_checkpoint, map_location='cpu', weights_only=False)
+        ck = read_checkpoint(self.teacher_checkpoint)
         try:
             self._load_weights(teacher, ck['network_weights'])
         except (KeyError, RuntimeError) as e:

@@ -35,6 +35,7 @@ from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
 from nnunetv2.utilities.collate_outputs import collate_outputs
 
 from dante_nnunet.diagnostics import FEATURE_STATS, diagnostic_warnings, feature_statistics
+from dante_nnunet.guards import read_checkpoint
 from dante_nnunet.losses import DANTELoss, build_alignment, build_pib
 from dante_nnunet.networks.builder import build_dual_pathway_network, deployed_state_dict
 from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
@@ -263,7 +264,7 @@ class DANTETrainer(LimitedDeploymentTrainer):
         between datasets (t1 vs T1), so a difference is reported, not refused."""
         if not isfile(checkpoint_file):
             return
-        info = torch.load(checkpoint_file, map_location='cpu', weights_only=False, mmap=True).get('dante_stage1')
+        info = read_checkpoint(checkpoint_file, mmap=True).get('dante_stage1')
         s = self.channel_split
         if info and (info['limited_channels'] != list(s.limited_names)
                      or info['privileged_channels'] != list(s.privileged_names)):
@@ -272,6 +273,9 @@ class DANTETrainer(LimitedDeploymentTrainer):
                                    f"{list(s.limited_names)} and privileged {list(s.privileged_names)}. Check that "
                                    f"the channels correspond.",
                                    also_print_to_console=True)
+
+    def _pretrained_source(self):
+        return self.dual_network().transferred_from
 
     def save_checkpoint(self, filename: str) -> None:
         dual = self.dual_network()

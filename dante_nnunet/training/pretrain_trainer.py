@@ -119,6 +119,7 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
         self._log_epoch_means(train_outputs, "train", "train_losses")
+        self._stop_if_non_finite(train_outputs)
 
     def on_validation_epoch_end(self, val_outputs: List[dict]):
         self._log_epoch_means(val_outputs, "val", "val_losses")

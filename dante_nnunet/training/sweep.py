@@ -22,11 +22,19 @@ _cache: Dict[str, type] = {}
 
 def sweep_trainer_name(base: str, lambda_pib: Optional[float] = None, lambda_align: Optional[float] = None,
                        seed: Optional[int] = None) -> str:
+    """The name that ``resolve_sweep_trainer`` turns back into ``base`` with these values; refuses values
+    the name cannot carry (negative, NaN, Inf) and checks that the name reads back to the same numbers."""
     name = base
-    if lambda_pib is not None:
-        name += f"_pib{lambda_pib:g}"
-    if lambda_align is not None:
-        name += f"_align{lambda_align:g}"
+    for key, value in (("pib", lambda_pib), ("align", lambda_align)):
+        if value is None:
+            continue
+        value = float(value)
+        if not (value >= 0 and value != float("inf")):
+            raise ValueError(f"lambda_{key} must be a finite number >= 0, got {value!r}")
+        text = f"{value:.12g}"
+        if float(text) != value or re.fullmatch(_NUMBER, text) is None:
+            raise ValueError(f"lambda_{key}={value!r} has no exact short decimal form for a trainer name")
+        name += f"_{key}{text}"
     if seed is not None:
         if int(seed) != seed or seed < 0:
             raise ValueError(f"a seed is a non-negative integer, got {seed!r}")

@@ -21,6 +21,7 @@ from torch import nn
 from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from dante_nnunet.guards import read_checkpoint
 from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
 from dante_nnunet.networks.dual_pathway import DualPathwayNet
 
@@ -40,7 +41,7 @@ def stage1_encoder_weights(checkpoint: Union[str, Mapping], dual: DualPathwayNet
     like ``dual.state_dict()``. Raises ``PretrainedWeightsError`` naming the first tensor that is
     missing, has another shape, or is extra (a deeper or wider encoder)."""
     source = checkpoint if isinstance(checkpoint, str) else "checkpoint"
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False) if isinstance(checkpoint, str) else checkpoint
+    ck = read_checkpoint(checkpoint) if isinstance(checkpoint, str) else checkpoint
     if not isinstance(ck, Mapping) or "network_weights" not in ck:
         raise PretrainedWeightsError(f"{source}: not an nnU-Net checkpoint (no 'network_weights')")
     weights = {k[7:] if k.startswith("module.") else k: v for k, v in ck["network_weights"].items()}

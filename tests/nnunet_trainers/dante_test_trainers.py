@@ -64,3 +64,11 @@ def __getattr__(name):
     if cls is None:
         raise AttributeError(name)
     return cls
+
+
+class DANTETrainer_guard(DANTETrainer):
+    """4 epochs of 6 iterations (checkpoint_latest after every epoch): long enough to be killed mid-run."""
+    epochs = 4
+    iterations_per_epoch = 6
+    val_iterations_per_epoch = 1
+    validate_full_pathway = False

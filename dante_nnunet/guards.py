@@ -1,0 +1,144 @@
+"""Guards against silent loss of work or silently wrong training (issue 13; docs/reliability.md).
+
+- ``read_checkpoint``: ``torch.load`` with an error that names the file (a truncated or foreign file
+  otherwise ends in torch's "failed finding central directory" without it).
+- ``ResultsFolderLock``: an exclusive ``fcntl.flock`` on ``<fold folder>/.dante_training.lock``, held
+  by the process that trains (and validates) into that folder. The kernel drops it when the process
+  ends, however it ends, so a lock left by a killed run is stale by construction; its file keeps the
+  owner's host, pid and start time for the refusal message.
+- the run record, ``<fold folder>/dante_run.json``, what a run was started with (channel split,
+  Stage-1 weights), so that a ``--c`` that finds no checkpoint cannot silently start another run.
+- ``first_non_finite`` / ``non_finite_cases``: which training step's loss went NaN/Inf and which of
+  its cases hold non-finite preprocessed data.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+
+class CheckpointReadError(ValueError):
+    """A checkpoint file that cannot be read; the message names the file."""
+
+
+def read_checkpoint(path: str, map_location="cpu", mmap: bool = False) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
+    except Exception as e:   # truncated zip, not a torch file, pickle of unknown classes
+        raise CheckpointReadError(f"checkpoint {path} cannot be read ({os.path.getsize(path)} bytes; "
+                                  f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}): truncated "
+                                  f"(a run killed while saving?) or not a checkpoint") from None
+    if not isinstance(ck, dict):
+        raise CheckpointReadError(f"checkpoint {path} holds a {type(ck).__name__}, not an nnU-Net checkpoint dict")
+    return ck
+
+
+# ------------------------------------------------------------------------------------------------ lock
+LOCK_NAME = ".dante_training.lock"
+
+
+class ResultsFolderBusy(RuntimeError):
+    """Another live process trains into the same results folder."""
+
+
+class ResultsFolderLock:
+    def __init__(self, folder: str):
+        self.path = os.path.join(folder, LOCK_NAME)
+        self._fh = None
+
+    @property
+    def held(self) -> bool:
+        return self._fh is not None
+
+    def acquire(self, what: str) -> None:
+        """Take the lock or raise ResultsFolderBusy naming its owner. Idempotent within a holder."""
+        import fcntl
+        if self._fh is not None:
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            owner = fh.read().strip() or "unknown owner"
+            fh.close()
+            raise ResultsFolderBusy(f"{os.path.dirname(self.path)} is in use by another run ({owner}); two runs "
+                                    f"into one results folder overwrite each other's checkpoints and log. Wait for "
+                                    f"it, or train into another folder (another fold, trainer or seed).") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{what}: host {socket.gethostname()}, pid {os.getpid()}, since "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()   # closing drops the flock; the file stays (its content is only informative)
+            self._fh = None
+
+
+# ------------------------------------------------------------------------------------------------ run record
+RUN_RECORD = "dante_run.json"
+
+
+def write_run_record(folder: str, record: dict) -> None:
+    tmp = os.path.join(folder, RUN_RECORD + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(record, fh, indent=2)
+    os.replace(tmp, os.path.join(folder, RUN_RECORD))
+
+
+def read_run_record(folder: str) -> Optional[dict]:
+    path = os.path.join(folder, RUN_RECORD)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def split_record(channel_names: Sequence[str], privileged_indices: Sequence[int]) -> dict:
+    return {"channel_names": list(channel_names), "privileged_indices": [int(i) for i in privileged_indices]}
+
+
+def split_mismatch(recorded: Optional[dict], current: dict) -> Optional[str]:
+    """A sentence saying how the recorded channel split differs from the current one, or None."""
+    if recorded is None or recorded == current:
+        return None
+    return (f"the run was trained with channels {recorded['channel_names']} and privileged channel(s) "
+            f"{[recorded['channel_names'][i] for i in recorded['privileged_indices']]}, but dataset.json now gives "
+            f"{current['channel_names']} with privileged "
+            f"{[current['channel_names'][i] for i in current['privileged_indices']]}")
+
+
+# ------------------------------------------------------------------------------------------------ non-finite
+class NonFiniteTrainingError(FloatingPointError):
+    """The training loss became NaN or Inf; the message names the batch's cases."""
+
+
+def first_non_finite(step_losses: Sequence) -> Optional[int]:
+    """Index of the first step whose loss is NaN or Inf, else None."""
+    for i, v in enumerate(step_losses):
+        if not np.all(np.isfinite(np.asarray(v, dtype=np.float64))):
+            return i
+    return None
+
+
+def non_finite_cases(load_data, keys: Sequence[str]) -> Dict[str, List[int]]:
+    """{case: channels holding NaN/Inf} among ``keys``; ``load_data(key)`` returns the (C, ...) array."""
+    out = {}
+    for key in dict.fromkeys(keys):
+        data = np.asarray(load_data(key))
+        channels = [c for c in range(data.shape[0]) if not np.isfinite(data[c]).all()]
+        if channels:
+            out[key] = channels
+    return out
