@@ -130,3 +130,20 @@ def test_predict_option_list_matches_nnunet():
     assert set(re.findall(r"add_argument\(['\"](-[a-z_]+)['\"]", text)) == set(_PREDICT_OPTIONS)
     folder, _ = _predict_arguments(["nnUNetv2_predict", "-device", "cpu", "-chk", "x.pth", "-iIN", "-d", "5"])
     assert folder == "IN"
+
+
+def test_save_every_scales_and_the_epoch_end_non_finite_check():
+    from dante_nnunet.guards import NonFiniteTrainingError
+    assert [_trainer(c).save_every for c in (DANTETrainer, DANTETrainer_50epochs, DANTETrainer_10epochs,
+                                             DANTETrainer_1epoch)] == [50, 5, 1, 1]
+    # the path CUDA runs take (device losses reach the host once per epoch): the first bad step is named
+    t = _trainer(DANTETrainer_10epochs)
+    # (the data check of the named cases runs on real preprocessed data in test_reliability.py)
+    t._step_keys = [["case_a", "case_b"], ["case_c"], []]
+    t.logger.log("train_losses", float("nan"), 0)
+    outputs = [{"loss": torch.tensor(0.5)}, {"loss": torch.tensor(0.7)}, {"loss": torch.tensor(float("inf"))}]
+    with pytest.raises(NonFiniteTrainingError, match=r"epoch 0, step 2: the training loss is inf for the batch of "
+                                                     r"cases \[\]; the batch's data are finite"):
+        t._stop_if_non_finite(outputs)
+    t.logger.log("train_losses", 0.6, 0)
+    t._stop_if_non_finite(outputs[:2])     # a finite epoch passes

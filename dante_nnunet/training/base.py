@@ -103,13 +103,19 @@ class DANTEBaseTrainer(nnUNetTrainer):
             self._check_and_write_run_record()
         if self.seed is not None and self.device.type == 'cuda':
             make_cudnn_deterministic()   # after run_training turned cuDNN benchmarking on
-        # the batch keys of each step, for naming the cases of a non-finite loss (an instance attribute
-        # shadows the class's train_step for run_training's loop only; no host sync is added)
+        # the batch keys of each step, for naming the cases of a non-finite loss, and the check of each
+        # step's loss where it costs no host synchronisation (an instance attribute shadows the class's
+        # train_step for run_training's loop only)
         step = self.train_step
 
         def train_step(batch: dict) -> dict:
             self._step_keys.append(list(batch.get('keys', [])))
-            return step(batch)
+            out = step(batch)
+            loss = out['loss']
+            if not torch.is_tensor(loss) or loss.device.type == 'cpu':   # on CUDA: at the epoch's end
+                if not np.all(np.isfinite(loss.detach().float().numpy() if torch.is_tensor(loss) else loss)):
+                    self._stop_for_non_finite_step(len(self._step_keys) - 1, loss)
+            return out
         self.train_step = train_step
         super().on_train_start()
 
@@ -143,9 +149,10 @@ class DANTEBaseTrainer(nnUNetTrainer):
         super().on_train_epoch_start()
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
-        """nnU-Net's (DDP-gathered mean loss), then a NaN/Inf loss stops the run at the end of the epoch in
-        which it appeared, naming the first such step's cases and which of them hold non-finite data (the
-        per-step losses reach the host once per epoch; nothing is synchronised per step)."""
+        """nnU-Net's (DDP-gathered mean loss), then the end-of-epoch check for a NaN/Inf loss: on the CPU
+        each step's loss was checked when it was computed; on CUDA the per-step losses reach the host once
+        per epoch (no synchronisation per step), so the run stops at the end of the epoch in which the
+        loss went non-finite."""
         super().on_train_epoch_end(train_outputs)
         self._stop_if_non_finite(train_outputs)
 
@@ -157,6 +164,11 @@ class DANTEBaseTrainer(nnUNetTrainer):
         if i is None:
             raise NonFiniteTrainingError(f"epoch {self.current_epoch}: the training loss became NaN/Inf on another "
                                          f"DDP rank; that rank's log names the cases")
+        self._stop_for_non_finite_step(i, train_outputs[i]['loss'])
+
+    def _stop_for_non_finite_step(self, i: int, loss) -> None:
+        """Raise NonFiniteTrainingError for step ``i`` of this epoch, naming its cases and those of them
+        whose preprocessed data hold NaN/Inf (with the channels)."""
         keys = self._step_keys[i] if i < len(self._step_keys) else []
         bad = non_finite_cases(lambda k: self.dataset_class(self.preprocessed_dataset_folder, [k]).load_case(k)[0][:],
                                keys) if keys else {}
@@ -164,8 +176,9 @@ class DANTEBaseTrainer(nnUNetTrainer):
                f"under {self.preprocessed_dataset_folder}: check those cases' images for NaN/Inf and preprocess "
                f"again" if bad else "the batch's data are finite, so the loss diverged (learning rate, "
                "loss weights, mixed precision)")
-        message = (f"epoch {self.current_epoch}, step {i}: the training loss is {train_outputs[i]['loss']} for the "
-                   f"batch of cases {keys}; {why}. Training stopped; the last checkpoint is untouched.")
+        value = float(loss.detach().float().mean()) if torch.is_tensor(loss) else float(np.mean(loss))
+        message = (f"epoch {self.current_epoch}, step {i}: the training loss is {value} for the batch of cases "
+                   f"{keys}; {why}. Training stopped; the last checkpoint is untouched.")
         self.print_to_log_file("ERROR: " + message, also_print_to_console=True)
         raise NonFiniteTrainingError(message)
 
