@@ -236,11 +236,7 @@ class Runner:
             open(join(pre, ".dante_preprocessed"), "w").close()
         extra = self.cfg.get("add_configuration")
         if extra:
-            widths = extra.get("features_per_stage")
-            if isinstance(widths, int):   # first-stage width, doubling per stage up to 320, as nnU-Net's widths grow
-                n = load_json(plans)["configurations"][base]["architecture"]["arch_kwargs"]["n_stages"]
-                widths = [min(widths * 2 ** i, 320) for i in range(n)]
-            add_configuration(plans, extra["name"], base=base, features_per_stage=widths,
+            add_configuration(plans, extra["name"], base=base, features_per_stage=extra.get("features_per_stage"),
                               patch_size=extra.get("patch_size"))
 
     # -- 3 split and test set

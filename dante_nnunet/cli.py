@@ -1,4 +1,7 @@
-"""The ``dante_nnunet`` command."""
+"""dante_nnunet: DANTE for nnU-Net v2 (a privileged modality during training, the limited modalities at
+inference). Training and prediction use the stock commands (nnUNetv2_train -tr DANTETrainer,
+nnUNetv2_predict); these subcommands prepare data, export and evaluate. Run `dante_nnunet SUBCOMMAND -h`
+for each one's options."""
 from __future__ import annotations
 
 import argparse
@@ -77,6 +80,23 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _add_configuration(args) -> int:
+    from batchgenerators.utilities.file_and_folder_operations import join
+    from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    from dante_nnunet.demo import add_configuration
+    if not nnUNet_preprocessed.is_set():
+        raise ValueError("nnUNet_preprocessed is not set")
+    name = maybe_convert_to_dataset_name(args.d)
+    plans = join(str(nnUNet_preprocessed), name, f"{args.p}.json")
+    widths = args.widths if args.widths is not None else args.width
+    add_configuration(plans, args.n, base=args.b, features_per_stage=widths, patch_size=args.patch_size)
+    print(f"added configuration {args.n!r} to {plans} (inherits {args.b}'s preprocessed data)")
+    print(f"train it: nnUNetv2_train {args.d} {args.n} 0 -tr DANTETrainer -p {args.p}   (-device cpu on a machine "
+          f"without a GPU)")
+    return 0
+
+
 def _convert_brats(args) -> int:
     from dante_nnunet.converters import convert_brats
     print(f"wrote {convert_brats(args.src, args.d, args.name)}")
@@ -98,8 +118,14 @@ def _phantom(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dante_nnunet", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter    # every option with a help text shows its default
+    p = argparse.ArgumentParser(prog="dante_nnunet", description=__doc__, formatter_class=fmt)
+    sub = p.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    _add_parser = sub.add_parser
+
+    def add_parser(name, **kw):   # the subcommand's help is also its description (shown by SUBCOMMAND -h)
+        return _add_parser(name, description=kw.get("help"), formatter_class=fmt, **kw)
+    sub.add_parser = add_parser
 
     s = sub.add_parser("env", help="print shell lines that let nnUNetv2_train/predict find the DANTE trainers; "
                                    'use as: eval "$(dante_nnunet env)"')
@@ -112,16 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-tr", required=True, help="DANTE trainer the model was trained with")
     s.add_argument("-f", nargs="+", required=True, help="fold(s)")
     s.add_argument("-o", required=True, help="output root, laid out like nnUNet_results")
-    s.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
-    s.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint name (default checkpoint_final.pth)")
+    s.add_argument("-p", default="nnUNetPlans", help="plans identifier")
+    s.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint file name in each fold folder")
     s.set_defaults(func=_export)
 
     s = sub.add_parser("demo", help="synthetic 4-channel data -> plan -> train -> predict on limited-only "
                                     "scans -> export -> plugin-free prediction, on the CPU")
-    s.add_argument("--workdir", default="demo_output", help="new or empty folder (default ./demo_output)")
-    s.add_argument("--dataset-id", type=int, default=990)
-    s.add_argument("-tr", default="DANTETrainer_demo")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workdir", default="demo_output", help="new or empty folder for nnUNet_raw/_preprocessed/"
+                                                            "_results and the logs")
+    s.add_argument("--dataset-id", type=int, default=990, help="id of the synthetic dataset inside the workdir")
+    s.add_argument("-tr", default="DANTETrainer_demo", help="trainer to run (a CPU-sized DANTE variant)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
     s.set_defaults(func=_demo)
 
     s = sub.add_parser("pretrain-dataset", help="an nnU-Net raw dataset for Stage-1 pre-training from images alone "
@@ -132,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--like", help="dataset.json to copy channel_names, the dante block and file_ending from")
     s.add_argument("--channels", nargs="+", help="channel names in file order (_0000, _0001, ...)")
     s.add_argument("--privileged", nargs="+", help="privileged channel name(s)")
-    s.add_argument("--file-ending", help="image file ending (default: from --like, else .nii.gz)")
+    s.add_argument("--file-ending", help="image file ending (if not given: from --like, else .nii.gz)")
     s.set_defaults(func=_pretrain_dataset)
 
     s = sub.add_parser("evaluate", help="Dice and HD95 (mm) per case and region, BraTS conventions for empty masks")
@@ -145,41 +172,58 @@ def build_parser() -> argparse.ArgumentParser:
                         "case -> relabelled 2")
     s.set_defaults(func=_evaluate)
 
+    s = sub.add_parser("add-configuration", help="add a configuration with other widths and patch size to a "
+                                                 "preprocessed dataset's plans, e.g. one a CPU can train; it "
+                                                 "inherits the base configuration's preprocessed data")
+    s.add_argument("-d", required=True, help="dataset name or id (planned and preprocessed)")
+    s.add_argument("-n", required=True, help="name of the new configuration, e.g. 3d_cpu")
+    s.add_argument("-b", default="3d_fullres", help="configuration to inherit from")
+    s.add_argument("-p", default="nnUNetPlans", help="plans identifier")
+    s.add_argument("--width", type=int, default=None, help="first stage's width, doubled per stage up to 320 (if "
+                                                           "not given: the base's widths)")
+    s.add_argument("--widths", type=int, nargs="+", default=None, help="every stage's width (instead of --width)")
+    s.add_argument("--patch-size", type=int, nargs="+", default=None, help="patch size, e.g. 64 64 64 (a multiple "
+                                                                            "of the network's total stride per "
+                                                                            "axis; if not given: the base's)")
+    s.set_defaults(func=_add_configuration)
+
     s = sub.add_parser("convert-brats", help="BraTS 2018/2020/2021 case folders -> nnU-Net raw dataset (Dataset137 "
                                              "labels, regions, T1ce privileged)")
     s.add_argument("src", help="folder of BraTS case folders (subfolders such as HGG/LGG are searched)")
     s.add_argument("-d", type=int, required=True, help="new dataset id")
-    s.add_argument("--name", default="BraTS", help="dataset name (letters and digits; default BraTS)")
+    s.add_argument("--name", default="BraTS", help="dataset name (letters and digits)")
     s.set_defaults(func=_convert_brats)
 
     s = sub.add_parser("convert-ct-pairs", help="paired non-contrast CT + CTPA case folders -> nnU-Net raw dataset "
                                                 "(CT normalisation, CTPA privileged)")
     s.add_argument("src", help="folder of case folders, each with <case>_ncct, <case>_ctpa, <case>_seg .nii.gz")
     s.add_argument("-d", type=int, required=True, help="new dataset id")
-    s.add_argument("--name", default="DP2E", help="dataset name (letters and digits; default DP2E)")
+    s.add_argument("--name", default="DP2E", help="dataset name (letters and digits)")
     s.set_defaults(func=_convert_ct_pairs)
 
     s = sub.add_parser("phantom", help="a phantom raw dataset with a held-out test split: BraTS-like (T1ce "
                                        "privileged), the transfer phantom (T1ce shows a continuous enhancement "
                                        "strength that T2 shows relative to a per-case offset) or DP2E-like CT "
                                        "(CTPA privileged)")
-    s.add_argument("--kind", choices=["brats", "transfer", "ct"], default="brats",
-                   help="brats, transfer or ct (default brats)")
-    s.add_argument("-d", type=int, required=True, help="new dataset id")
-    s.add_argument("--name", default=None, help="dataset name (default BraTSPhantom / BraTSTransferPhantom / "
+    s.add_argument("--kind", choices=["brats", "transfer", "ct"], default="brats", help="which phantom")
+    s.add_argument("-d", type=int, required=True, help="new dataset id (written into $nnUNet_raw, which must be set, "
+                                                       "as must nnUNet_preprocessed and nnUNet_results for the "
+                                                       "next steps)")
+    s.add_argument("--name", default=None, help="dataset name (if not given: BraTSPhantom, BraTSTransferPhantom or "
                                                 "DP2EPhantom)")
-    s.add_argument("--num-train", type=int, default=24)
-    s.add_argument("--num-test", type=int, default=8)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--shape", type=int, nargs=3, default=None, help="volume shape Z Y X (default 40 40 40 for brats and "
-                                                                     "transfer, 24 64 64 for ct)")
+    s.add_argument("--num-train", type=int, default=24, help="training cases (imagesTr/labelsTr)")
+    s.add_argument("--num-test", type=int, default=8, help="held-out test cases (imagesTs, imagesTs_allchannels, "
+                                                           "labelsTs)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the generator (same seed, same volumes)")
+    s.add_argument("--shape", type=int, nargs=3, default=None, help="volume shape Z Y X (if not given: 40 40 40 for "
+                                                                     "brats and transfer, 24 64 64 for ct)")
     s.set_defaults(func=_phantom)
 
     s = sub.add_parser("sweep", help="print the nnUNetv2_train commands of a lambda1 x lambda2 grid")
-    s.add_argument("-d", required=True)
-    s.add_argument("-c", required=True)
-    s.add_argument("-f", default="0")
-    s.add_argument("--base", default="DANTETrainer", help="DANTE trainer to vary (default DANTETrainer)")
+    s.add_argument("-d", required=True, help="dataset name or id")
+    s.add_argument("-c", required=True, help="configuration")
+    s.add_argument("-f", default="0", help="fold")
+    s.add_argument("--base", default="DANTETrainer", help="DANTE trainer to vary")
     s.add_argument("--pib", type=float, nargs="+", default=[0.0, 0.1, 0.3, 0.5, 1.0], help="lambda1 values")
     s.add_argument("--align", type=float, nargs="+", default=[0.5], help="lambda2 values")
     s.add_argument("extra", nargs=argparse.REMAINDER, help="further nnUNetv2_train arguments")

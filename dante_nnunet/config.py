@@ -102,9 +102,9 @@ class ChannelSplit:
         block = dataset_json.get("dante")
         if block is None:
             raise DanteConfigError(
-                f'{source}: no "dante" block. Add, for example, "dante": {{"privileged_channels": '
-                f'["{names[-1]}"]}} naming the channels available only during training '
-                f'(channel_names: {names})')
+                f'{source}: no "dante" block. Add "dante": {{"privileged_channels": ["<channel name>"]}} naming '
+                f'the channel(s) available only during training, e.g. the contrast-enhanced scan (channel_names: '
+                f'{names})')
         if not isinstance(block, Mapping) or "privileged_channels" not in block:
             raise DanteConfigError(f'{source}: "dante" block must be an object with a "privileged_channels" list, '
                                    f'got {block!r}')

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -43,16 +43,23 @@ def _check_patch_fits_strides(plans_file: str, name: str, base: str, patch: List
 
 
 def add_configuration(plans_file: str, name: str, base: str = "3d_fullres",
-                      features_per_stage: Optional[Sequence[int]] = None,
+                      features_per_stage: Optional[Union[int, Sequence[int]]] = None,
                       patch_size: Optional[Sequence[int]] = None) -> None:
     """Add a configuration that ``inherits_from`` ``base`` (same preprocessed data) with other
-    widths and patch size; refuse to change an existing configuration of that name."""
+    widths and patch size; refuse to change an existing configuration of that name.
+    ``features_per_stage`` as one int is the first stage's width, doubled per stage up to 320 (as
+    nnU-Net's widths grow)."""
+    if not os.path.isfile(plans_file):
+        raise FileNotFoundError(f"{plans_file} does not exist: plan and preprocess the dataset first "
+                                f"(nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres)")
     plans = load_json(plans_file)
     cfgs = plans["configurations"]
     if base not in cfgs:
         raise KeyError(f"{plans_file}: no configuration {base!r} to inherit from")
     arch = json.loads(json.dumps(cfgs[base]["architecture"]))
     new: Dict = {"inherits_from": base}
+    if isinstance(features_per_stage, int):
+        features_per_stage = [min(features_per_stage * 2 ** i, 320) for i in range(arch["arch_kwargs"]["n_stages"])]
     if features_per_stage is not None:
         n = arch["arch_kwargs"]["n_stages"]
         if len(features_per_stage) != n:

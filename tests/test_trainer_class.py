@@ -54,8 +54,10 @@ def test_regulariser_form_variants():
 
 def test_config_error_before_any_output_folder():
     from nnunetv2.paths import nnUNet_results
-    with pytest.raises(DanteConfigError, match=r"Dataset998_Bad.dataset\.json: no \"dante\" block"):
+    with pytest.raises(DanteConfigError, match=r"Dataset998_Bad.dataset\.json: no \"dante\" block") as e:
         _trainer(dataset_name="Dataset998_Bad", privileged=None)
+    assert "edit $nnUNet_raw/Dataset998_Bad/dataset.json and copy it over this one" in str(e.value)
+    assert "FLAIR\"]" not in str(e.value)    # no channel is suggested as the privileged one
     assert not os.path.exists(os.path.join(nnUNet_results, "Dataset998_Bad"))
 
 

@@ -19,7 +19,7 @@ from nnunetv2.paths import nnUNet_preprocessed
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
 
-from dante_nnunet.config import ChannelSplit
+from dante_nnunet.config import ChannelSplit, DanteConfigError
 from dante_nnunet.deploy import check_inputs_of_predict_command, save_deployment_files
 from dante_nnunet.guards import (NonFiniteTrainingError, ResultsFolderLock, first_non_finite, non_finite_cases,
                                  read_checkpoint, read_run_record, split_mismatch, split_record, write_run_record)
@@ -42,7 +42,15 @@ class DANTEBaseTrainer(nnUNetTrainer):
         if nnUNet_preprocessed.is_set() and "dataset_name" in plans:
             source = join(nnUNet_preprocessed, plans["dataset_name"], "dataset.json")
         # validated before nnUNetTrainer.__init__ creates the output folder
-        self.channel_split = ChannelSplit.from_dataset_json(dataset_json, source)
+        try:
+            self.channel_split = ChannelSplit.from_dataset_json(dataset_json, source)
+        except DanteConfigError as e:
+            if source == "dataset.json":
+                raise
+            raw = join("$nnUNet_raw", plans["dataset_name"], "dataset.json")
+            raise DanteConfigError(f"{e}. nnUNetv2_train reads this copy, which planning made of {raw}: edit {raw} "
+                                   f"and copy it over this one (the block does not change preprocessing, so "
+                                   f"nothing needs to be preprocessed again)") from None
         super().__init__(plans, configuration, fold, dataset_json, device)
         if self.is_cascaded:
             raise ValueError(f"{type(self).__name__} does not support cascaded configurations ({configuration})")
