@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -77,17 +78,29 @@ def add_configuration(plans_file: str, name: str, base: str = "3d_fullres",
     save_json(plans, plans_file, sort_keys=False)
 
 
+# the lines of nnU-Net's output the demo echoes while a step runs (all of it goes to the step's log)
+_PROGRESS = re.compile(r"Epoch \d+$|train_loss|val_loss|Pseudo dice|Epoch time|Validation Dice|regularisers on|"
+                       r"WARNING|Training done|Fingerprint|Preprocessing|Predicting|exported")
+
+
 def _run(cmd: List[str], env: Dict[str, str], log: str) -> float:
+    """Run a step: its whole output into ``log`` (named before it starts), its progress lines echoed."""
     t0 = time.time()
-    print(f"$ {' '.join(cmd)}", flush=True)
+    print(f"$ {' '.join(cmd)}\n  log: {log}", flush=True)
     with open(log, "w") as fh:
-        p = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(cmd, env=dict(env, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in p.stdout:
+            fh.write(line)
+            if _PROGRESS.search(line):
+                print("    " + line.rstrip()[:150], flush=True)
+        p.wait()
     if p.returncode != 0:
         with open(log) as fh:
             tail = fh.read()[-4000:]
         raise RuntimeError(f"command failed ({p.returncode}): {' '.join(cmd)}\n--- last output ({log}) ---\n{tail}")
     dt = time.time() - t0
-    print(f"  done in {dt:.1f} s (log: {log})", flush=True)
+    print(f"  done in {dt:.1f} s", flush=True)
     return dt
 
 
@@ -141,10 +154,15 @@ def run_demo(workdir: str, dataset_id: int = 990, trainer: str = "DANTETrainer_d
     val = {k: load_json(join(val_summary, *p, "validation", "summary.json"))["foreground_mean"]["Dice"]
            for k, p in (("limited", ()), ("full_teacher", ("full_pathway",)))
            if isfile(join(val_summary, *p, "validation", "summary.json"))}
+    outputs = {"predictions_dante": pred_dante, "predictions_plain_nnunet": pred_plain,
+               "exported_model": join(export_root, dataset_name, f"nnUNetTrainer__nnUNetPlans__{configuration}"),
+               "training_curves": join(val_summary, "progress.png"),
+               "feature_diagnostics": join(val_summary, "diagnostics.png"), "logs": logs,
+               "summary": join(workdir, "summary.json")}
     summary = {"workdir": workdir, "trainer": trainer, "configuration": configuration, "seconds": times,
                "test_dice_limited_only_inputs": dice, "test_hd95_mm_limited_only_inputs": hd95,
                "validation_mean_dice": val,
-               "plain_nnunet_prediction_identical": identical}
+               "plain_nnunet_prediction_identical": identical, "outputs": outputs}
     save_json(summary, join(workdir, "summary.json"))
     print(json.dumps(summary, indent=2))
     if not identical:
