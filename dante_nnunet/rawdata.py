@@ -85,7 +85,10 @@ def check_finite(case: str, path: str) -> None:
     without naming the file; Inf turns the normalised channel into NaN)."""
     if re.search(r"\.nii(\.gz)?$", path):
         import nibabel
-        arr = np.asanyarray(nibabel.load(path).dataobj)
+        dataobj = nibabel.load(path).dataobj
+        if np.issubdtype(dataobj.dtype, np.integer) and np.isfinite([dataobj.slope, dataobj.inter]).all():
+            return   # integers scaled by finite numbers: nothing to read (labels, most CT and MRI files)
+        arr = np.asanyarray(dataobj)
     else:
         arr = sitk.GetArrayFromImage(sitk.ReadImage(path))
     if np.issubdtype(arr.dtype, np.floating):
