@@ -56,10 +56,9 @@ def _case_folders(src: str, kinds: Sequence[str], marker: str, layout: str) -> D
     pattern = re.compile(r"^(?P<case>.+)_(?P<kind>" + "|".join(map(re.escape, kinds)) + r")\.nii(?:\.gz)?$")
     cases: Dict[str, Dict[str, str]] = {}
     for folder, _, files in sorted(os.walk(src)):
-        name = os.path.basename(folder)
-        if not any((m := pattern.match(f)) is not None and m["case"] == name for f in files):
-            continue
         case = os.path.basename(folder)
+        if not any((m := pattern.match(f)) is not None and m["case"] == case for f in files):
+            continue
         if case in cases:
             raise ValueError(f"case {case!r} appears twice under {src}")
         found: Dict[str, str] = {}

@@ -59,10 +59,10 @@ def add_configuration(plans_file: str, name: str, base: str = "3d_fullres",
         raise KeyError(f"{plans_file}: no configuration {base!r} to inherit from")
     arch = json.loads(json.dumps(cfgs[base]["architecture"]))
     new: Dict = {"inherits_from": base}
+    n = arch["arch_kwargs"]["n_stages"]
     if isinstance(features_per_stage, int):
-        features_per_stage = [min(features_per_stage * 2 ** i, 320) for i in range(arch["arch_kwargs"]["n_stages"])]
+        features_per_stage = [min(features_per_stage * 2 ** i, 320) for i in range(n)]
     if features_per_stage is not None:
-        n = arch["arch_kwargs"]["n_stages"]
         if len(features_per_stage) != n:
             raise ValueError(f"{base} has {n} stages; got {len(features_per_stage)} widths {list(features_per_stage)}")
         arch["arch_kwargs"]["features_per_stage"] = list(features_per_stage)

@@ -44,6 +44,7 @@ from batchgenerators.utilities.file_and_folder_operations import join, save_json
 from scipy.ndimage import gaussian_filter
 
 from dante_nnunet.config import ChannelSplit
+from dante_nnunet.converters import BRATS_CHANNEL_NAMES, BRATS_LABELS
 from dante_nnunet.rawdata import check_new_dataset, new_dataset_folder, resolve_raw_root, sibling_roots
 
 Case = Tuple[np.ndarray, np.ndarray]   # (channels x Z x Y x X float32, Z x Y x X uint8)
@@ -59,7 +60,7 @@ def _grid(shape):
 
 
 # ---------------------------------------------------------------------------------------- BraTS-like
-BRATS_CHANNELS = ("T1", "T1ce", "T2", "FLAIR")
+BRATS_CHANNELS = BRATS_CHANNEL_NAMES   # the converter's layout (Dataset137): T1, T1ce, T2, FLAIR
 _BRAIN = {"T1": 0.8, "T1ce": 0.8, "T2": 0.5, "FLAIR": 0.5}
 _TISSUE = {  # intensity of edema (1), necrosis (2), enhancing (3)
     "T1": (0.75, 0.55, 0.55),
@@ -203,8 +204,7 @@ def ct_case(rng: np.random.Generator, shape=(24, 64, 64)) -> Case:
 
 # ---------------------------------------------------------------------------------------- writing
 _BRATS_SPEC = {"channels": BRATS_CHANNELS, "privileged": ["T1ce"], "spacing": (1.0, 1.0, 1.0),
-               "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
-               "regions_class_order": [1, 2, 3]}
+               "labels": BRATS_LABELS, "regions_class_order": [1, 2, 3]}
 KINDS: Dict[str, dict] = {
     "brats": {**_BRATS_SPEC, "case": brats_case, "name": "BraTSPhantom"},
     "transfer": {**_BRATS_SPEC, "case": brats_transfer_case, "name": "BraTSTransferPhantom"},
