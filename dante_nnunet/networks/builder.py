@@ -66,12 +66,21 @@ def build_dual_pathway_network(configuration_manager, split: ChannelSplit, num_o
     return DualPathwayNet(enc_l, dec_l, enc_a, enc_p, fusion, dec_f, split.limited_indices)
 
 
+def _drop_unused_heads(decoder: nn.Module) -> nn.Module:
+    """A UNetDecoder built without deep supervision still holds one output convolution per stage but
+    uses only the last (``seg_layers[-1]``). The unused ones are replaced by parameter-free identities:
+    under DDP, parameters that never receive a gradient stop the second step ("Expected to have
+    finished reduction"), and nnU-Net builds its DDP without ``find_unused_parameters``."""
+    decoder.seg_layers = nn.ModuleList([nn.Identity() for _ in decoder.seg_layers[:-1]] + [decoder.seg_layers[-1]])
+    return decoder
+
+
 def build_cross_modal_mae(configuration_manager, split: ChannelSplit, cross_modal: bool = True) -> CrossModalMAE:
     """The Stage-1 network: E_L, E_A, E_P built exactly as ``build_dual_pathway_network`` builds them
     (so their state dicts transfer key for key), Psi_1 and Psi_2 (Psi_2 only if ``cross_modal``),
     D_L^REC with one output per limited channel and D_F^REC with one per channel. The reconstruction
-    decoders are the plans' UNet decoders without deep supervision; their 1x1 output convolutions
-    are linear, so they regress intensities."""
+    decoders are the plans' UNet decoders without deep supervision (and without its unused heads); their
+    1x1 output convolutions are linear, so they regress intensities."""
     arch = configuration_manager.network_arch_class_name
     n_lim, n_all = len(split.limited_indices), split.num_channels
     enc_l, dec_l = _split_unet(build_stock_network(configuration_manager, n_lim, n_lim, False), arch)
@@ -79,7 +88,8 @@ def build_cross_modal_mae(configuration_manager, split: ChannelSplit, cross_moda
     enc_p, _ = _split_unet(build_stock_network(configuration_manager, n_all, n_all, False), arch)
     fusion_ap = ResidualFusion(enc_a.output_channels, enc_a.conv_op)
     fusion_lp = ResidualFusion(enc_a.output_channels, enc_a.conv_op) if cross_modal else None
-    return CrossModalMAE(enc_l, enc_a, enc_p, fusion_ap, fusion_lp, dec_l, dec_f, split.limited_indices)
+    return CrossModalMAE(enc_l, enc_a, enc_p, fusion_ap, fusion_lp, _drop_unused_heads(dec_l),
+                         _drop_unused_heads(dec_f), split.limited_indices)
 
 
 def deployed_state_dict(dual: DualPathwayNet) -> Dict[str, torch.Tensor]:

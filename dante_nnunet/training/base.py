@@ -10,6 +10,7 @@ from typing import Callable, List, Optional, Union
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from batchgenerators.utilities.file_and_folder_operations import join
 from torch import nn
 from torch._dynamo import OptimizedModule
@@ -301,6 +302,20 @@ class DANTEBaseTrainer(nnUNetTrainer):
         self._load_weights(training_network(), ck['dante_network_weights'])
         self._restore_training_state(ck)
         return ck
+
+    def _sum_over_ranks(self, values: np.ndarray) -> np.ndarray:
+        """The sum of a host array over the DDP ranks (``values`` itself without DDP), gathered with
+        ``all_gather_object`` as nnUNetTrainer.on_validation_epoch_end gathers its counts (gloo and NCCL)."""
+        if not self.is_ddp:
+            return values
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, np.asarray(values))
+        return np.sum(np.stack(parts), 0)
+
+    def _mean_over_ranks(self, values: np.ndarray) -> np.ndarray:
+        """The mean over the DDP ranks; ranks run the same number of steps, so the mean of their epoch
+        means is the epoch mean."""
+        return self._sum_over_ranks(values) / (dist.get_world_size() if self.is_ddp else 1)
 
     @staticmethod
     def _epoch_means(outputs: List[dict]):

@@ -158,12 +158,16 @@ class DANTETrainer(LimitedDeploymentTrainer):
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
         # one transfer per epoch for the scalars and one for the diagnostics; nnU-Net's own reduction then
-        # sees the numpy losses it expects
+        # sees the numpy losses it expects. Under DDP the terms and diagnostics are averaged over the ranks
+        # (one gather), as nnU-Net averages the loss.
         diag = torch.stack([o.pop('diag') for o in train_outputs]).mean(0).cpu().numpy()   # levels x stats
         keys, means = self._epoch_means(train_outputs)
         super().on_train_epoch_end([{'loss': v} for v in means[keys.index('loss')]])
-        for t in LOSS_TERMS:
-            self.logger.log(f"train_{t}", float(means[keys.index(f"train_{t}")].mean()), self.current_epoch)
+        terms = np.array([means[keys.index(f"train_{t}")].mean() for t in LOSS_TERMS])
+        both = self._mean_over_ranks(np.concatenate([terms, diag.ravel()]))
+        terms, diag = both[:len(terms)], both[len(terms):].reshape(diag.shape)
+        for t, v in zip(LOSS_TERMS, terms):
+            self.logger.log(f"train_{t}", float(v), self.current_epoch)
         for j, stat in enumerate(FEATURE_STATS):
             self.logger.log(f"diag_{stat}", [float(v) for v in diag[:, j]], self.current_epoch)
 
@@ -219,7 +223,8 @@ class DANTETrainer(LimitedDeploymentTrainer):
     def on_validation_epoch_end(self, val_outputs: List[dict]):
         super().on_validation_epoch_end(val_outputs)  # limited pathway -> mean_fg_dice, EMA, best checkpoint
         c = collate_outputs(val_outputs)
-        tp, fp, fn = (np.sum(c[f'{k}_hard_full'], 0) for k in ('tp', 'fp', 'fn'))
+        # the teacher's counts summed over the DDP ranks, as nnU-Net sums the deployed pathway's
+        tp, fp, fn = self._sum_over_ranks(np.stack([np.sum(c[f'{k}_hard_full'], 0) for k in ('tp', 'fp', 'fn')]))
         with np.errstate(invalid='ignore', divide='ignore'):
             dice = [float(2 * a / (2 * a + b + d)) for a, b, d in zip(tp, fp, fn)]
         self.logger.log('mean_fg_dice_full', float(np.nanmean(dice)) if not np.all(np.isnan(dice)) else float('nan'),
@@ -287,6 +292,12 @@ class DANTETrainer(LimitedDeploymentTrainer):
         ck = self._load_full_weights(filename_or_checkpoint, self.dual_network)
         self.dual_network().transferred_from = ck.get('dante_transferred_from')   # the freeze schedule continues
 
+    def _validation_network(self, view):
+        """A pathway view for the final validation, compiled when this trainer compiles (nnU-Net's
+        ``_do_i_compile``: CUDA unless nnUNet_compile says otherwise), as nnU-Net validates with its
+        compiled training network."""
+        return torch.compile(view) if self._do_i_compile() else view
+
     def perform_actual_validation(self, save_probabilities: bool = False):
         """nnU-Net's validation (sliding window, mirroring, export, metrics) of the deployed limited
         pathway fed only the limited channels -> fold_X/validation; first, if
@@ -295,12 +306,12 @@ class DANTETrainer(LimitedDeploymentTrainer):
         dual = self.dual_network()
         try:
             if self.validate_full_pathway:
-                self.network = FullPathway(dual)
+                self.network = self._validation_network(FullPathway(dual))
                 self.output_folder = join(output_folder, 'full_pathway')
                 self.print_to_log_file("Validating the full pathway (teacher reference, all channels)")
                 super().perform_actual_validation(save_probabilities)
                 self.output_folder = output_folder
-            self.network = LimitedPathway(dual)
+            self.network = self._validation_network(LimitedPathway(dual))
             self.print_to_log_file(f"Validating the limited pathway (deployed) on "
                                    f"{list(self.channel_split.limited_names)}")
             super().perform_actual_validation(save_probabilities)

@@ -24,7 +24,6 @@ from typing import Dict, List, Union
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from batchgenerators.utilities.file_and_folder_operations import join
 from time import time
 
@@ -108,11 +107,8 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
     # ------------------------------------------------------------------ epoch bookkeeping
     def _log_epoch_means(self, outputs: List[dict], prefix: str, total_key: str) -> None:
         keys = ['loss'] + [f"{prefix}_{t}" for t in RECONSTRUCTION_TERMS]
-        means = torch.stack([torch.stack([o[k].float() for o in outputs]).mean() for k in keys])
-        if self.is_ddp:
-            dist.all_reduce(means)
-            means /= dist.get_world_size()
-        means = means.cpu().numpy()
+        means = self._mean_over_ranks(torch.stack([torch.stack([o[k].float() for o in outputs]).mean()
+                                                   for k in keys]).cpu().numpy())
         self.logger.log(total_key, float(means[0]), self.current_epoch)
         for k, v in zip(keys[1:], means[1:]):
             self.logger.log(k, float(v), self.current_epoch)
@@ -162,5 +158,10 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
         if 'dante_stage1' not in ck:
             raise ValueError(f"{name} was not written by a DANTEPretrainTrainer (trainer_name "
                              f"{ck.get('trainer_name')!r})")
+        ours = self.unwrapped_network().state_dict()
+        if any(".seg_layers." in k and k.removeprefix("module.") not in ours for k in ck['network_weights']):
+            raise ValueError(f"{name} holds the unused output heads of its reconstruction decoders (written before "
+                             f"they were removed, so that Stage 1 runs under DDP): it cannot be continued with --c. "
+                             f"As -pretrained_weights of a DANTETrainer it still works (only its encoders are taken)")
         self._load_weights(self.unwrapped_network(), ck['network_weights'])
         self._restore_training_state(ck)

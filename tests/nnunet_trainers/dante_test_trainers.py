@@ -72,3 +72,39 @@ class DANTETrainer_guard(DANTETrainer):
     iterations_per_epoch = 6
     val_iterations_per_epoch = 1
     validate_full_pathway = False
+
+
+# ---- DDP under gloo on the CPU (tests/ddp_worker.py)
+class _GlooDDP:
+    """nnU-Net 2.8.1's DDP is CUDA-only: under a process group nnUNetTrainer.__init__ moves the trainer to
+    cuda:<rank> (and makes a CUDA GradScaler), and initialize wraps the network in DDP(device_ids=[rank]).
+    For the test's gloo group on a CPU-only machine exactly these are undone (trainer on the CPU, no
+    GradScaler, DDP without device_ids); every other DDP code path is nnU-Net's and the plugin's own."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device=None):
+        import torch
+        super().__init__(plans, configuration, fold, dataset_json, torch.device("cpu"))
+        self.device, self.grad_scaler = torch.device("cpu"), None
+
+    def initialize(self):
+        import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as stock
+        ddp = stock.DDP
+        stock.DDP = lambda module, device_ids=None, **kwargs: ddp(module, **kwargs)
+        try:
+            super().initialize()
+        finally:
+            stock.DDP = ddp
+
+
+class DANTEPretrainTrainer_ddp(_GlooDDP, DANTEPretrainTrainer_e2e):
+    pass
+
+
+class DANTETrainer_ddp(_GlooDDP, DANTETrainer_e2e):
+    """Transferred encoders train from the start (freezing is refused under DDP)."""
+    encoder_freeze_fraction = 0.0
+    validate_full_pathway = False   # the teacher's validation is the same nnU-Net call on another view
+
+
+class DANTETrainer_ddpFreeze(_GlooDDP, DANTETrainer_e2eTransfer):
+    pass
