@@ -1,4 +1,8 @@
-"""Plans-like configurations for building networks without a dataset."""
+"""Plans-like configurations for building networks and trainers without a dataset."""
+import os
+
+import torch
+import torch.nn.functional as F
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 
 ARCH = {
@@ -55,3 +59,24 @@ def dataset_json(privileged=("T1ce",), regions: bool = True) -> dict:
     if privileged is not None:
         d["dante"] = {"privileged_channels": list(privileged)}
     return d
+
+
+def initialisable_trainer(cls, dataset_name: str = "Dataset997_Baselines", features=(4, 8, 16), **dj):
+    """A real trainer of ``cls`` on these plans, on the CPU, that ``initialize()`` can build (network,
+    optimiser, loss); nnUNetTrainer.initialize only inspects the preprocessed folder's file format."""
+    p = plans(dataset_name, features=features)
+    p["continue_training"] = False
+    folder = os.path.join(os.environ["nnUNet_preprocessed"], dataset_name, "nnUNetPlans_test")
+    os.makedirs(folder, exist_ok=True)
+    open(os.path.join(folder, "case.b2nd"), "w").close()
+    return cls(p, "3d_fullres", 0, dataset_json(**dj), device=torch.device("cpu"))
+
+
+def region_batch(n: int = 2, seed: int = 1) -> dict:
+    """A batch as nnU-Net's loader gives it for the 3-stage plans above: 4 channels, 16^3, BraTS regions at
+    the three deep-supervision scales."""
+    torch.manual_seed(seed)
+    data = torch.randn(n, 4, 16, 16, 16)
+    seg = torch.randint(0, 4, (n, 1, 16, 16, 16))
+    regions = torch.cat([(seg >= 1), (seg >= 2), (seg == 3)], 1).float()
+    return {"data": data, "target": [regions, F.max_pool3d(regions, 2), F.max_pool3d(regions, 4)]}

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import plans_fixtures as pf
+from cuda_tagged import resave_as_if_on_cuda
 from dante_nnunet.losses.distillation import DistillationLoss, feature_distillation, logit_distillation
 from dante_nnunet.networks.builder import build_stock_network
 from dante_nnunet.networks.input_channels import (ModalityDropout, drop_input_channels, first_convolution,
@@ -107,22 +108,11 @@ def test_drop_input_channels_is_exact_when_dropped_channels_are_zero(arch):
 
 # ------------------------------------------------------------------ trainer wiring
 def _trainer(cls, **dj):
-    plans = pf.plans("Dataset997_Baselines")
-    plans["continue_training"] = False
-    # nnUNetTrainer.initialize inspects the preprocessed folder for its file format
-    folder = os.path.join(os.environ["nnUNet_preprocessed"], plans["dataset_name"], "nnUNetPlans_test")
-    os.makedirs(folder, exist_ok=True)
-    open(os.path.join(folder, "case.b2nd"), "w").close()
-    return cls(plans, "3d_fullres", 0, pf.dataset_json(**dj), device=torch.device("cpu"))
+    return pf.initialisable_trainer(cls, "Dataset997_Baselines", **dj)
 
 
 def _batch(n=2):
-    torch.manual_seed(1)
-    data = torch.randn(n, 4, 16, 16, 16)
-    seg = torch.randint(0, 4, (n, 1, 16, 16, 16))
-    regions = torch.cat([(seg >= 1), (seg >= 2), (seg == 3)], 1).float()
-    targets = [regions, F.max_pool3d(regions, 2), F.max_pool3d(regions, 4)]
-    return {"data": data, "target": targets}
+    return pf.region_batch(n)
 
 
 @pytest.mark.parametrize("cls,n_in", [(LowerBoundTrainer, 3), (ModalityDropoutTrainer, 4), (UpperBoundTrainer, 4)])
@@ -161,6 +151,7 @@ def test_distillation_step_uses_frozen_teacher(tmp_path, monkeypatch):
     teacher = _trainer(UpperBoundTrainer_demo)
     teacher.initialize()
     teacher.save_checkpoint(str(tmp_path / "teacher.pth"))
+    resave_as_if_on_cuda(tmp_path / "teacher.pth", tmp_path / "teacher.pth")   # a teacher trained on a GPU
     monkeypatch.setenv("DANTE_TEACHER_CHECKPOINT", str(tmp_path / "teacher.pth"))
     t = _trainer(DistillationTrainer_demo)
     t.initialize()
