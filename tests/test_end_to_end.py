@@ -128,3 +128,33 @@ def test_wrong_number_of_files_is_a_clear_error(ws):
              "-tr", TRAINER, "-f", 0, "-device", "cpu"], ws["env"], ok=False)
     assert p.returncode != 0 and "holds no image files named CASE_XXXX.ending" in p.stderr
     assert not os.path.exists(ws["root"] / "pred_empty") or not os.listdir(ws["root"] / "pred_empty")
+
+
+def test_a_checkpoint_written_on_a_gpu_loads_on_a_cpu_only_machine(ws, monkeypatch, tmp_path):
+    """--c and --val (the trainer's load_checkpoint), nnUNetv2_predict's loading and the export, from a
+    checkpoint whose tensors were saved on CUDA (tests/cuda_tagged.py)."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.run.run_training import get_trainer_from_args
+    from cuda_tagged import resave_as_if_on_cuda
+    from dante_nnunet.deploy import export_model
+    for k in ("nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(k, ws["env"][k])
+    fold = join(ws["model"], "fold_0")
+    name = "checkpoint_cuda.pth"
+    ck = resave_as_if_on_cuda(join(fold, "checkpoint_final.pth"), join(fold, name))
+    try:
+        with pytest.raises(RuntimeError, match="deserialize object on a CUDA device"):
+            torch.load(join(fold, name), weights_only=False)        # it is a GPU checkpoint to torch
+        trainer = get_trainer_from_args(str(DATASET_ID), CONFIG, 0, TRAINER, device=torch.device("cpu"))
+        trainer.load_checkpoint(join(fold, name))
+        sd = trainer.dual_network().state_dict()
+        assert all(v.device.type == "cpu" and torch.equal(v, ck["dante_network_weights"][k]) for k, v in sd.items())
+        assert all(s["momentum_buffer"].device.type == "cpu" for s in trainer.optimizer.state_dict()["state"].values())
+        predictor = nnUNetPredictor(device=torch.device("cpu"))
+        predictor.initialize_from_trained_model_folder(ws["model"], (0,), name)
+        assert all(torch.equal(v, ck["network_weights"][k]) for k, v in predictor.list_of_parameters[0].items())
+        dest = export_model(str(DATASET_ID), CONFIG, TRAINER, ["0"], str(tmp_path), checkpoint_name=name)
+        exported = torch.load(join(dest, "fold_0", name), weights_only=False)   # no map_location needed
+        assert all(v.device.type == "cpu" for v in exported["network_weights"].values())
+    finally:
+        os.remove(join(fold, name))

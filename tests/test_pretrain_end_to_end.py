@@ -130,3 +130,28 @@ def test_continue_of_a_run_killed_before_its_first_checkpoint_keeps_the_stage1_w
     assert f"started from Stage-1 weights ({stage1['stage1_ck']}) that left no checkpoint" in p.stderr
     assert f"-tr {trainer} -pretrained_weights {stage1['stage1_ck']}" in p.stderr
     assert not any(f.startswith("checkpoint") for f in os.listdir(fold))
+
+
+def test_stage1_checkpoint_written_on_a_gpu_transfers_and_continues_on_a_cpu_only_machine(stage1, monkeypatch,
+                                                                                        tmp_path):
+    """-pretrained_weights (nnU-Net's maybe_load_checkpoint -> the plugin's loader), the channel check and
+    Stage 1's --c, from a Stage-1 checkpoint whose tensors were saved on CUDA."""
+    from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
+    from cuda_tagged import resave_as_if_on_cuda
+    for k in ("nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(k, stage1["env"][k])
+    ck_file = str(tmp_path / "stage1_cuda.pth")
+    ck = resave_as_if_on_cuda(stage1["stage1_ck"], ck_file)
+    with pytest.raises(RuntimeError, match="deserialize object on a CUDA device"):
+        torch.load(ck_file, weights_only=False)
+    t = get_trainer_from_args(str(E2E_DATASET_ID), E2E_CONFIG, 0, TRAINER, device=torch.device("cpu"))
+    maybe_load_checkpoint(t, False, False, ck_file)
+    dual = t.dual_network()
+    assert dual.transferred_from == ck_file
+    key = "encoder_a.stages.0.0.convs.0.conv.weight"
+    assert torch.equal(dual.state_dict()[key], ck["network_weights"][key])
+    t._warn_if_stage1_channels_differ(ck_file)   # reads the checkpoint's Stage-1 record
+    pre = get_trainer_from_args(os.path.basename(stage1["pre_raw"]), E2E_CONFIG, 0, PRE_TRAINER,
+                                device=torch.device("cpu"))
+    pre.load_checkpoint(ck_file)
+    assert torch.equal(pre.unwrapped_network().state_dict()[key], ck["network_weights"][key])
