@@ -85,3 +85,14 @@ def test_every_stage1_parameter_takes_a_gradient(cross_modal):
     mask = MultiScaleBlockMasker(0.75, seed=0)(2, x.shape[2:])
     ReconstructionLoss(split.limited_indices, cross_modal)(net(apply_mask(x, mask)), x, mask).backward()
     assert [n for n, p in net.named_parameters() if p.grad is None] == []
+
+
+def test_a_stage1_checkpoint_with_the_old_unused_heads_is_not_continued():
+    import plans_fixtures as pf
+    from dante_nnunet.training import DANTEPretrainTrainer
+    t = pf.initialisable_trainer(DANTEPretrainTrainer, "Dataset996_Cuda")
+    t.initialize()
+    ck = t._checkpoint_dict(t.unwrapped_network().state_dict(), dante_stage1={})
+    ck["network_weights"]["decoder_l_rec.seg_layers.0.weight"] = torch.zeros(3, 16, 1, 1, 1)
+    with pytest.raises(ValueError, match=r"unused output heads .* cannot be continued with --c"):
+        t.load_checkpoint(ck)

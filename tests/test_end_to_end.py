@@ -48,6 +48,13 @@ def test_training_logged_terms_and_both_validations(ws):
     assert all(0 <= v <= 1 for epoch in log["diag_dead_zl"] for v in epoch)
     training_log = open(join(fold, sorted(f for f in os.listdir(fold) if f.startswith("training_log"))[-1])).read()
     assert "DANTE features align_dist per level:" in training_log and "pib off" in training_log
+    # the demo echoes these lines of nnU-Net's output while a training runs (dante_nnunet/demo.py)
+    from dante_nnunet.demo import _PROGRESS
+    echoed = [line for line in training_log.splitlines() if _PROGRESS.search(line)]
+    for expected in ("Epoch 0", "Epoch 2", "train_loss", "val_loss", "Pseudo dice", "Epoch time",
+                     "DANTE regularisers on", "Validation Dice, limited (deployed) pathway"):
+        assert any(expected in line for line in echoed), expected
+    assert len(echoed) < len(training_log.splitlines()) / 2   # a filter, not the whole log
     assert all(k.startswith(("encoder.", "decoder.")) for k in ck["network_weights"])
     assert any(k.startswith("encoder_p.") for k in ck["dante_network_weights"])
     for sub in ((), ("full_pathway",)):
