@@ -93,9 +93,12 @@ def run_rank(rank: int, port: int, dataset: str, configuration: str, out: str) -
         with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
             json.dump(record, f, default=float)
         dist.destroy_process_group()
-    # Leave without running finalizers: at interpreter exit batchgenerators' NonDetMultiThreadedAugmenter.__del__
-    # (of loaders nnU-Net already finished in on_train_end) can block forever on a semaphore of its stopped
-    # worker (seen once in 4 runs, py-spy: _finish -> Event.set -> SemLock.__enter__). Not plugin code.
+    # batchgenerators' NonDetMultiThreadedAugmenter can leave a producer process blocked in Queue.put after
+    # nnU-Net's on_train_end finished the loader; at interpreter exit its __del__ then blocks forever on a
+    # semaphore (seen in 2 of 6 runs, py-spy: _finish -> Event.set -> SemLock.__enter__; the producers:
+    # Queue.put in producer()). Not plugin code: stop such children, and leave without finalizers.
+    for child in mp.active_children():
+        child.kill()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -19,12 +19,13 @@ WORKER = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
 @pytest.fixture(scope="module")
 def ranks(e2e_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    p = subprocess.run([sys.executable, WORKER, str(E2E_DATASET_ID), E2E_CONFIG, str(out)], env=e2e_dataset["env"],
-                       capture_output=True, text=True, timeout=900)
+    with open(out / "worker.log", "w") as log:   # a file, not a pipe: a stray child cannot keep run() waiting
+        p = subprocess.run([sys.executable, WORKER, str(E2E_DATASET_ID), E2E_CONFIG, str(out)],
+                           env=e2e_dataset["env"], stdout=log, stderr=subprocess.STDOUT, timeout=900)
     records = [json.load(open(out / f"rank{r}.json")) for r in range(2) if (out / f"rank{r}.json").exists()]
     errors = [r.get("error") for r in records if r.get("error")]
     assert p.returncode == 0 and len(records) == 2 and not errors, \
-        f"{errors}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+        f"{errors}\n{(out / 'worker.log').read_text()[-4000:]}"
     return dict(e2e_dataset, records=records)
 
 

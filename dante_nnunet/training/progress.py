@@ -174,7 +174,7 @@ class DANTELocalLogger(_CurvesLogger):
         ax.set_ylabel("loss")
         ax2.set_ylabel("pseudo dice")
         ax.legend(loc=(0, 1))
-        ax2.legend(loc=(0.3, 1))
+        ax2.legend(loc="lower right", bbox_to_anchor=(1, 1))   # right-aligned: the marks lengthen the left one
 
         ax = axes[1]
         styles = {"seg_limited": ("b", "task loss, limited pathway"), "seg_full": ("m", "task loss, full pathway"),
