@@ -79,7 +79,7 @@ def add_configuration(plans_file: str, name: str, base: str = "3d_fullres",
 
 
 # the lines of nnU-Net's output the demo echoes while a step runs (all of it goes to the step's log)
-_PROGRESS = re.compile(r"Epoch \d+$|train_loss|val_loss|Pseudo dice|Epoch time|Validation Dice|regularisers on|"
+_PROGRESS = re.compile(r"Epoch \d+\s*$|train_loss|val_loss|Pseudo dice|Epoch time|Validation Dice|regularisers on|"
                        r"WARNING|Training done|Fingerprint|Preprocessing|Predicting|exported")
 
 
