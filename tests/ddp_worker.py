@@ -39,10 +39,10 @@ def _crafted_epoch_ends(stage2, stage1, rank: int) -> dict:
     r = float(rank + 1)
     e2 = stage2.current_epoch
     from dante_nnunet.diagnostics import FEATURE_STATS
+    from dante_nnunet.training.progress import LOSS_TERMS
     diag = torch.full((len(stage2.dual_network().encoder_l.output_channels), len(FEATURE_STATS)), r)
-    train = [{'loss': torch.tensor(r), 'train_seg_limited': torch.tensor(r), 'train_seg_full': torch.tensor(2 * r),
-              'train_pib': torch.tensor(3 * r), 'train_align': torch.tensor(4 * r), 'diag': diag.clone()}
-             for _ in range(2)]
+    terms = {f"train_{t}": torch.tensor((i + 1) * r) for i, t in enumerate(LOSS_TERMS)}   # v, 2v, 3v, 4v
+    train = [{'loss': torch.tensor(r), **terms, 'diag': diag.clone()} for _ in range(2)]
     stage2.on_train_epoch_end(train)
     counts = np.array([[rank + 1, 0, 2], [0, rank, 1], [rank, 1, 0]], dtype=float)   # tp, fp, fn per region
     val = [{'loss': np.array(r), 'tp_hard': counts[0], 'fp_hard': counts[1], 'fn_hard': counts[2],
@@ -53,7 +53,7 @@ def _crafted_epoch_ends(stage2, stage1, rank: int) -> dict:
     s1 = [{'loss': torch.tensor(r), 'val_l_to_l': torch.tensor(r), 'val_ap_to_f': torch.tensor(2 * r),
            'val_lp_to_f': torch.tensor(3 * r)}]
     stage1.on_validation_epoch_end(s1)
-    return {"train_terms": [log(f"train_{t}", step=e2) for t in ("seg_limited", "seg_full", "pib", "align")],
+    return {"train_terms": [log(f"train_{t}", step=e2) for t in LOSS_TERMS],
             "train_loss": log("train_losses", step=e2), "diag_abs_zl": log("diag_abs_zl", step=e2),
             "dice_full": log("dice_per_class_or_region_full", step=e2),
             "mean_fg_dice_full": log("mean_fg_dice_full", step=e2),

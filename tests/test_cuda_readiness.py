@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch._dynamo as dynamo
 
-
 import plans_fixtures as pf
 from dante_nnunet.losses.alignment import ALIGNMENTS
 from dante_nnunet.masking import apply_mask
