@@ -11,6 +11,11 @@ does not tell them apart. Channel cues:
 - Indirect ET cues in the limited channels: T2 is 0.5 noise SDs brighter in enhancing voxels, and
   enhancement favours the shell. So WT and TC are easy without T1ce and ET is partly guessable.
 
+**Rim** (``kind="rim"``): the BraTS-like anatomy with the enhancing tumour a rim (1.2-2.2 voxels) of
+the core around necrosis, so geometry shows ET and the limited channels read it off the core's shell.
+Easy: the data of the demo and the end-to-end tests, which show that the pipeline works, not what
+DANTE gains.
+
 **Transfer** (``kind="transfer"``): the BraTS-like anatomy with something to transfer. A smooth
 enhancement strength s (unit SD) runs through each case; ET is the core where s > 0.5 (about 30% of it).
 
@@ -127,6 +132,15 @@ def brats_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
     return _render(rng, brain, _tissue_maps(seg)), seg
 
 
+def brats_rim_case(rng: np.random.Generator, shape=(32, 32, 32)) -> Case:
+    brain, core, tumour, d, r_core = _brats_anatomy(rng, shape)
+    rim = rng.uniform(1.2, 2.2)
+    inner = np.zeros_like(core)
+    inner[core] = d[core] <= r_core - rim
+    seg = _tumour_labels(core, tumour, core & ~inner)
+    return _render(rng, brain, _tissue_maps(seg)), seg
+
+
 # the transfer phantom (kind "transfer"): ET = core & (s > STRENGTH_THRESHOLD) for a smooth strength field s
 STRENGTH_SIGMA = 2.0        # smoothing of s (voxels); s has unit SD over the volume
 STRENGTH_THRESHOLD = 0.5    # about 30% of the core enhances
@@ -207,6 +221,7 @@ _BRATS_SPEC = {"channels": BRATS_CHANNELS, "privileged": ["T1ce"], "spacing": (1
                "labels": BRATS_LABELS, "regions_class_order": [1, 2, 3]}
 KINDS: Dict[str, dict] = {
     "brats": {**_BRATS_SPEC, "case": brats_case, "name": "BraTSPhantom"},
+    "rim": {**_BRATS_SPEC, "case": brats_rim_case, "name": "BraTSRimPhantom"},
     "transfer": {**_BRATS_SPEC, "case": brats_transfer_case, "name": "BraTSTransferPhantom"},
     "ct": {"case": ct_case, "channels": CT_CHANNELS, "privileged": [1], "spacing": CT_SPACING,
            "labels": {"background": 0, "embolus": 1}, "regions_class_order": None, "name": "DP2EPhantom"},

@@ -9,8 +9,8 @@ from dante_nnunet.config import ChannelSplit
 from dante_nnunet.losses import ReconstructionLoss, masked_mse
 from dante_nnunet.masking import MultiScaleBlockMasker, apply_mask
 from dante_nnunet.networks import CrossModalMAEOutput, build_cross_modal_mae
-from dante_nnunet.synthetic import _case
-from plans_fixtures import configuration_manager
+from dante_nnunet.phantom import brats_rim_case
+from dante_nnunet.inmemory import configuration_manager
 
 SPLIT = ChannelSplit.from_names(["T1", "T1ce", "T2", "FLAIR"], ["T1ce"])
 
@@ -89,10 +89,10 @@ def test_masked_input_voxels_are_invisible_to_the_network():
     assert all(torch.equal(p, q) for p, q in zip(a, b))
 
 
-def test_stage1_loss_falls_on_a_tiny_synthetic_dataset():
+def test_stage1_loss_falls_on_a_tiny_phantom_dataset():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    cases = [_case(rng, (16, 16, 16))[0] for _ in range(4)]
+    cases = [brats_rim_case(rng, (16, 16, 16))[0] for _ in range(4)]
     x = torch.from_numpy(np.stack(cases))
     x = (x - x.mean((2, 3, 4), keepdim=True)) / x.std((2, 3, 4), keepdim=True)   # nnU-Net z-scoring
     net = build_cross_modal_mae(configuration_manager(features=(8, 16, 32)), SPLIT)
