@@ -12,13 +12,13 @@ from typing import List, Optional
 
 
 def _env(args) -> int:
-    from dante_nnunet.demo import ext_trainer_value
+    from dante_nnunet.nnunet_jobs import ext_trainer_value
     print(f"export nnUNet_extTrainer={shlex.quote(ext_trainer_value(os.environ.get('nnUNet_extTrainer')))}")
     return 0
 
 
 def _export(args) -> int:
-    from dante_nnunet.deploy import export_model
+    from dante_nnunet.export import export_model
     dest = export_model(args.d, args.c, args.tr, args.f, args.o, plans_identifier=args.p, checkpoint_name=args.chk)
     print(f"exported plain nnU-Net model: {dest}")
     chk = "" if args.chk == "checkpoint_final.pth" else f" -chk {shlex.quote(args.chk)}"   # export keeps the name
@@ -84,7 +84,7 @@ def _add_configuration(args) -> int:
     from batchgenerators.utilities.file_and_folder_operations import join
     from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-    from dante_nnunet.demo import add_configuration
+    from dante_nnunet.nnunet_jobs import add_configuration
     if not nnUNet_preprocessed.is_set():
         raise ValueError("nnUNet_preprocessed is not set")
     name = maybe_convert_to_dataset_name(args.d)
@@ -118,6 +118,7 @@ def _phantom(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dante_nnunet.phantom import KINDS
     fmt = argparse.ArgumentDefaultsHelpFormatter    # every option with a help text shows its default
     p = argparse.ArgumentParser(prog="dante_nnunet", description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
@@ -205,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "privileged), the transfer phantom (T1ce shows a continuous enhancement "
                                        "strength that T2 shows relative to a per-case offset) or DP2E-like CT "
                                        "(CTPA privileged)")
-    s.add_argument("--kind", choices=["brats", "transfer", "ct"], default="brats", help="which phantom")
+    s.add_argument("--kind", choices=sorted(KINDS), default="brats", help="which phantom")
     s.add_argument("-d", type=int, required=True, help="new dataset id (written into $nnUNet_raw, which must be set, "
                                                        "as must nnUNet_preprocessed and nnUNet_results for the "
                                                        "next steps)")

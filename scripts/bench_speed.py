@@ -43,58 +43,23 @@ CONFIGURATIONS = {
 
 
 def phantom_plans(name: str, patch_edge: int = None) -> dict:
+    """The in-memory BraTS-like plans (``dante_nnunet.inmemory``) with this configuration's patch, widths
+    and batch size (two convolutions per decoder stage and masked normalisation, as nnU-Net plans them)."""
+    from dante_nnunet.inmemory import plans
     patch, features, batch = CONFIGURATIONS[name]
-    if patch_edge:
-        patch = [patch_edge] * 3
-    n = len(features)
-    arch = {"n_stages": n, "features_per_stage": features, "conv_op": "torch.nn.modules.conv.Conv3d",
-            "kernel_sizes": [[3, 3, 3]] * n, "strides": [[1, 1, 1]] + [[2, 2, 2]] * (n - 1),
-            "n_conv_per_stage": [2] * n, "n_conv_per_stage_decoder": [2] * (n - 1), "conv_bias": True,
-            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-            "norm_op_kwargs": {"eps": 1e-5, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
-            "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}}
-    fg = {str(i): {"mean": 0.0, "std": 1.0, "percentile_00_5": -3.0, "percentile_99_5": 3.0} for i in range(4)}
-    cfg = {"data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
-           "batch_size": batch, "patch_size": patch, "median_image_size_in_voxels": [140, 170, 140],
-           "spacing": [1.0, 1.0, 1.0], "normalization_schemes": ["ZScoreNormalization"] * 4,
-           "use_mask_for_norm": [True] * 4, "batch_dice": False,
-           "resampling_fn_data": "resample_data_or_seg_to_shape",
-           "resampling_fn_seg": "resample_data_or_seg_to_shape",
-           "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-           "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-           "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-           "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0,
-                                                  "force_separate_z": None},
-           "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                            "arch_kwargs": arch,
-                            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}}
-    return {"dataset_name": "Dataset900_BenchPhantom", "plans_name": "nnUNetPlans",
-            "original_median_spacing_after_transp": [1.0, 1.0, 1.0],
-            "original_median_shape_after_transp": [140, 170, 140], "image_reader_writer": "SimpleITKIO",
-            "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-            "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-            "foreground_intensity_properties_per_channel": fg, "configurations": {name: cfg}}
-
-
-DATASET_JSON = {"channel_names": {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"},
-                "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
-                "regions_class_order": [1, 2, 3], "numTraining": 1, "file_ending": ".nii.gz",
-                "dante": {"privileged_channels": ["T1ce"]}}
+    return plans("Dataset900_BenchPhantom", name, features=features, patch=[patch_edge] * 3 if patch_edge else patch,
+                 batch_size=batch, n_conv_decoder=2, use_mask_for_norm=True)
 
 
 def _scratch_environment() -> str:
-    """nnUNet_* folders in a temporary directory (removed at exit): the user's are never touched."""
+    """nnUNet_* folders in a temporary directory (removed at exit): the user's are never touched. Set
+    before nnunetv2 is imported (it reads them at import)."""
     import atexit
     import shutil
+    from dante_nnunet.nnunet_jobs import nnunet_environment
     root = tempfile.mkdtemp(prefix="dante_bench_")
     atexit.register(shutil.rmtree, root, True)
-    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        os.environ[k] = os.path.join(root, k)
-        os.makedirs(os.environ[k])
-    # nnUNetTrainer.initialize looks at the preprocessed folder to pick its file format
-    folder = os.path.join(os.environ["nnUNet_preprocessed"], "Dataset900_BenchPhantom", "nnUNetPlans_3d_fullres")
-    os.makedirs(folder)
-    open(os.path.join(folder, "case.b2nd"), "w").close()
+    os.environ.update(nnunet_environment(root))
     return root
 
 
@@ -102,33 +67,17 @@ PATCH_EDGE = None   # --patch-size: the configuration's widths with another (cub
 
 
 def make_trainer(cls, configuration: str, device):
-    import torch
-    plans = phantom_plans(configuration, PATCH_EDGE)
-    plans["continue_training"] = False
-    t = cls(plans, configuration, 0, dict(DATASET_JSON), device=torch.device(device))
+    from dante_nnunet.inmemory import initialisable_trainer
+    t = initialisable_trainer(cls, plans_dict=phantom_plans(configuration, PATCH_EDGE),
+                              configuration_name=configuration, device=device)
     t.print_to_log_file = lambda *a, **k: None
     t.initialize()
     return t
 
 
 def make_batch(trainer, seed: int = 0) -> dict:
-    """A random batch shaped like nnU-Net's loader output for this trainer (region targets at every
-    deep-supervision scale)."""
-    import torch
-    import torch.nn.functional as F
-    g = torch.Generator().manual_seed(seed)
-    patch = trainer.configuration_manager.patch_size
-    b = trainer.configuration_manager.batch_size
-    data = torch.randn(b, 4, *patch, generator=g)
-    seg = torch.randint(0, 4, (b, 1, *patch), generator=g).float()
-    regions = torch.cat([seg >= 1, seg >= 2, seg == 3], 1).float()
-    scales = trainer._get_deep_supervision_scales() if trainer.enable_deep_supervision else None
-    if scales is None:
-        target = regions
-    else:
-        target = [F.interpolate(regions, size=[round(p * s) for p, s in zip(patch, sc)], mode="nearest")
-                  for sc in scales]
-    return {"data": data, "target": target}
+    from dante_nnunet.inmemory import trainer_batch
+    return trainer_batch(trainer, seed)
 
 
 def _sync(device: str) -> None:
@@ -180,13 +129,14 @@ def inference_contenders(dante, configuration: str, device: str, volume) -> Dict
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    from dante_nnunet.deploy import limited_dataset_json, limited_plans
+    from dante_nnunet.deployment import limited_dataset_json, limited_plans
+    from dante_nnunet.inmemory import dataset_json
     from dante_nnunet.networks.builder import deployed_state_dict
     from dante_nnunet.training import DANTETrainer
 
     split = dante.channel_split
     plans = PlansManager(limited_plans(phantom_plans(configuration, PATCH_EDGE), split))
-    dj = limited_dataset_json(dict(DATASET_JSON), split)
+    dj = limited_dataset_json(dataset_json(), split)
     cm = plans.get_configuration(configuration)
     n_in, n_out = len(split.limited_indices), 3
     image = torch.randn(n_in, *volume)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """One-command benchmark: python scripts/run_benchmark.py --config configs/NAME.json [--sweep] [--tsne]
-(see dante_nnunet/benchmark.py for the steps and outputs)."""
+(see dante_nnunet/benchmark/runner.py for the steps and outputs)."""
 import sys
 
 from dante_nnunet.benchmark import main

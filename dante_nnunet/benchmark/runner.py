@@ -41,94 +41,22 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from typing import Dict, List, Optional
 
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
 
-from dante_nnunet.demo import add_configuration, ext_trainer_value
+from dante_nnunet.benchmark.config import BenchmarkConfigError, load_config, sweep_points
+from dante_nnunet.benchmark import report as _report
+from dante_nnunet.nnunet_jobs import add_configuration, nnunet_environment, run_command
 from dante_nnunet.rawdata import dataset_folders
 from dante_nnunet.training.sweep import sweep_trainer_name
 
-BIN = os.path.dirname(sys.executable)
-_PROGRESS = re.compile(r"(Epoch \d+|Pseudo dice|train_loss|val_loss|Validation Dice|Predicting|done with)")
 
-
-# the gap closure (DANTE - lower) / (upper - lower) is reported only where upper - lower is at least this
-GAP_MIN_DICE = 0.02
-
-
-class BenchmarkConfigError(ValueError):
-    """A benchmark config that cannot run; the message names the file and key."""
-
-
-# ------------------------------------------------------------------------------------------ config
-_REQUIRED = ("name", "dataset", "configuration", "methods", "lower")   # "upper", "dante": optional
-
-
-def load_config(path: str) -> dict:
-    if not isfile(path):
-        raise FileNotFoundError(f"no config file {path}")
-    try:
-        cfg = load_json(path)
-    except json.JSONDecodeError as e:
-        raise BenchmarkConfigError(f"{path}: not valid JSON ({e})") from None
-    missing = [k for k in _REQUIRED if k not in cfg]
-    if missing:
-        raise BenchmarkConfigError(f"{path}: missing key(s) {missing}")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", cfg["name"]):
-        raise BenchmarkConfigError(f"{path}: 'name' must be letters, digits, '_', '.', '-', got {cfg['name']!r}")
-    names = [m.get("name") for m in cfg["methods"]]
-    for i, m in enumerate(cfg["methods"]):
-        if not m.get("name") or not m.get("trainer"):
-            raise BenchmarkConfigError(f"{path}: methods[{i}] needs 'name' and 'trainer'")
-        if m.get("inputs", "limited") not in ("limited", "all"):
-            raise BenchmarkConfigError(f"{path}: methods[{i}] 'inputs' must be 'limited' or 'all'")
-    if len(set(names)) != len(names):
-        raise BenchmarkConfigError(f"{path}: method names repeat: {names}")
-    seeds = cfg.get("seeds")
-    if seeds is not None and (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-                              or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds)):
-        raise BenchmarkConfigError(f"{path}: 'seeds' must be a list of distinct non-negative integers, got {seeds!r}")
-    for k in ("lower", "upper", "dante"):
-        if k in cfg and cfg[k] not in names:
-            raise BenchmarkConfigError(f"{path}: '{k}' is {cfg[k]!r}, not one of the methods {names}")
-    ds = cfg["dataset"]
-    if "id" not in ds:
-        raise BenchmarkConfigError(f"{path}: dataset needs an 'id'")
-    src = ds.get("source")
-    if src is not None and (not isinstance(src, dict) or len(src) != 1
-                            or next(iter(src)) not in ("phantom", "brats", "ct_pairs")):
-        raise BenchmarkConfigError(f"{path}: dataset.source must be one of {{'phantom': {{...}}}}, "
-                                   f"{{'brats': DIR}}, {{'ct_pairs': DIR}}, got {src!r}")
-    if any(m.get("pretrained") for m in cfg["methods"]) and not cfg.get("stage1"):
-        raise BenchmarkConfigError(f"{path}: a method is 'pretrained' but there is no 'stage1' block")
-    s1 = cfg.get("stage1") or {}
-    if s1 and not s1.get("checkpoint"):
-        if not s1.get("trainer"):
-            raise BenchmarkConfigError(f"{path}: stage1 needs a 'trainer' or a 'checkpoint'")
-        if bool(s1.get("images")) != bool(s1.get("dataset")):
-            raise BenchmarkConfigError(f"{path}: stage1 on another dataset needs both 'images' (folders) and "
-                                       f"'dataset' ({{'id': ..., 'name': ...}})")
-        if s1.get("images"):
-            if not isinstance(s1["images"], list) or not s1["images"]:
-                raise BenchmarkConfigError(f"{path}: stage1.images must be a list of folders")
-            if "id" not in s1["dataset"] or int(s1["dataset"]["id"]) == int(ds["id"]):
-                raise BenchmarkConfigError(f"{path}: stage1.dataset needs an 'id' other than dataset.id {ds['id']}")
-            if not re.fullmatch(r"[A-Za-z0-9]*", s1["dataset"].get("name", "")):
-                raise BenchmarkConfigError(f"{path}: stage1.dataset.name must be letters and digits, "
-                                           f"got {s1['dataset']['name']!r}")
-    return cfg
-
-
-# ------------------------------------------------------------------------------------------ running
 class Runner:
     def __init__(self, cfg: dict, out_root: str = "results", device: str = "cpu"):
         self.cfg = cfg
@@ -136,17 +64,9 @@ class Runner:
         self.logs = join(self.out, "logs")
         os.makedirs(self.logs, exist_ok=True)
         self.device = device
-        env = dict(os.environ)
-        if cfg.get("workdir") or not all(env.get(k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")):
-            work = join(self.out, "nnunet")
-            for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-                env[k] = join(work, k)
-                os.makedirs(env[k], exist_ok=True)
-        env["nnUNet_extTrainer"] = ext_trainer_value(env.get("nnUNet_extTrainer"))
-        env["PYTHONUNBUFFERED"] = "1"   # progress lines as they come
-        env.setdefault("nnUNet_n_proc_DA", "1")
-        env.setdefault("nnUNet_def_n_proc", "1")
-        self.env = env
+        folders = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+        own = cfg.get("workdir") or not all(os.environ.get(k) for k in folders)
+        self.env = nnunet_environment(join(self.out, "nnunet") if own else None)
         self.times: Dict[str, float] = {}
         self.fold = str(cfg.get("fold", 0))
         self.configuration = cfg["configuration"]
@@ -166,23 +86,9 @@ class Runner:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
     def run(self, key: str, cmd: List[str], env: Optional[dict] = None) -> None:
-        """Run a command, its whole output into logs/<key>.log, progress lines to the console."""
-        t0 = time.time()
-        log = join(self.logs, f"{key}.log")
-        self.log(f"{key}: {' '.join(cmd)}")
-        with open(log, "a") as fh:
-            p = subprocess.Popen([join(BIN, cmd[0])] + cmd[1:], env=env or self.env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
-            for line in p.stdout:
-                fh.write(line)
-                if _PROGRESS.search(line):
-                    print(f"    {line.rstrip()[:150]}", flush=True)
-            rc = p.wait()
-        if rc != 0:
-            with open(log) as fh:
-                tail = fh.read()[-3000:]
-            raise RuntimeError(f"{key} failed (exit {rc}): {' '.join(cmd)}\n--- end of {log} ---\n{tail}")
-        self.times[key] = round(time.time() - t0, 1)
+        """Run a command (``nnunet_jobs.run_command``), its whole output appended to logs/<key>.log."""
+        self.log(key)
+        self.times[key] = round(run_command(cmd, env or self.env, join(self.logs, f"{key}.log"), append=True).seconds, 1)
 
     @property
     def dataset_id(self) -> int:
@@ -397,7 +303,6 @@ class Runner:
         if s1 and not s1.get("checkpoint"):
             names += [("stage1", self.seeded(s1.get("trainer", ""), seed)) for seed in self.seeds]
         if sweep:
-            from dante_nnunet.benchmark_figures import sweep_points
             names += [("sweep", p["trainer"]) for p in sweep_points(self.cfg.get("sweep") or {"trainer": ""})]
         old = os.environ.get("nnUNet_extTrainer")
         os.environ["nnUNet_extTrainer"] = self.env["nnUNet_extTrainer"]
@@ -435,11 +340,9 @@ class Runner:
                 metrics[m["name"]][seed] = self.step_method(m, test, seed)
         results = self.report(metrics)
         if sweep:
-            from dante_nnunet.benchmark_figures import run_sweep
-            run_sweep(self, test)
+            self.run_sweep(test)
         if tsne:
-            from dante_nnunet.benchmark_figures import tsne_figure
-            tsne_figure(self)
+            self.tsne()
         self.log(f"finished in {time.time() - t0:.0f} s; {join(self.out, 'table.md')}")
         return results
 
@@ -450,126 +353,39 @@ class Runner:
         times.update(self.times)
         return times
 
+    # -- optional figures
+    def run_sweep(self, test: dict) -> List[dict]:
+        """Fig. 4: each sweep point trained, predicted and evaluated like a method; sweep.json/.md/.png."""
+        sw = self.cfg.get("sweep")
+        if not sw:
+            raise BenchmarkConfigError(f"config {self.cfg['name']!r} has no 'sweep' block")
+        rows = [{**p, "mean": self.step_method({"name": f"sweep {p['trainer']}", "trainer": p["trainer"]}, test)["mean"]}
+                for p in sweep_points(sw)]
+        _report.sweep_report(rows, self.out)
+        return rows
+
+    def tsne(self, num_cases: int = 4) -> str:
+        """Fig. 5: Z_L, Z_A, Z_P of the trained DANTE model (the first seed's) -> tsne.png."""
+        from dante_nnunet.benchmark.features import encoder_feature_rows
+        method = next(m for m in self.cfg["methods"] if m["name"] == self.cfg["dante"])
+        trainer = self.seeded(method["trainer"], self.seeds[0])
+        ck_file = join(self.results_folder(trainer), f"fold_{self.fold}", "checkpoint_final.pth")
+        if not isfile(ck_file):
+            raise FileNotFoundError(f"t-SNE needs the trained DANTE model: {ck_file} does not exist")
+        pre = join(self.env["nnUNet_preprocessed"], os.path.basename(self.raw_folder()))
+        rows = encoder_feature_rows(ck_file, pre, self.configuration, num_cases)
+        out = _report.tsne_figure(rows, self.out, num_cases=len(next(iter(rows.values()))))
+        self.log(f"t-SNE: {out}")
+        return out
+
     # -- 8 report
     def report(self, metrics: Dict[str, Dict[Optional[int], dict]]) -> dict:
         """``metrics[method][seed]`` is one run's ``dante_nnunet evaluate`` output."""
         from dante_nnunet.evaluation import regions_from_dataset_json
         regions = list(regions_from_dataset_json(load_json(join(self.raw_folder(), "dataset.json"))))  # BraTS order
-        seeded = self.seeds != [None]
-        methods = {}
-        for m in self.cfg["methods"]:
-            runs = metrics[m["name"]]
-            entry = {"trainer": m["trainer"], "inputs": m.get("inputs", "limited")}
-            if seeded:
-                entry.update(summarize_seeds({str(seed): runs[seed]["mean"] for seed in self.seeds}, regions))
-            else:
-                entry["mean"] = runs[None]["mean"]
-            methods[m["name"]] = entry
-        if seeded:
-            lower = methods[self.cfg["lower"]]["per_seed"]
-            for name, entry in methods.items():
-                if name != self.cfg["lower"] and entry["inputs"] == "limited":
-                    entry["vs_lower"] = paired_difference(entry["per_seed"], lower, regions)
-        gap = None
-        if "upper" in self.cfg and "dante" in self.cfg:
-            lo, up, da = (methods[self.cfg[k]]["mean"] for k in ("lower", "upper", "dante"))
-            gap = {}
-            for r in regions:   # undefined where the privileged channels add (almost) nothing: n/a
-                d = up[r]["dice"] - lo[r]["dice"]
-                gap[r] = (da[r]["dice"] - lo[r]["dice"]) / d if d >= GAP_MIN_DICE else None
-        results = {"name": self.cfg["name"], "dataset_id": self.dataset_id, "configuration": self.configuration,
-                   "fold": self.fold, "regions": regions, "seeds": self.seeds if seeded else None,
-                   "methods": methods, "gap_closure": gap, "seconds": self._all_times()}
-        if seeded:
-            results["paired"] = methods[self.cfg["dante"]].get("vs_lower") if "dante" in self.cfg else None
-            results["lower"] = self.cfg["lower"]
-        save_json(results, join(self.out, "results.json"))
-        with open(join(self.out, "table.md"), "w") as fh:
-            fh.write(results_table(results))
-        bar_chart(results, join(self.out, "dice_bars.png"))
+        results = _report.build_results(self.cfg, self.seeds, regions, metrics, self.dataset_id, self._all_times())
+        _report.write_report(results, self.out)
         return results
-
-
-def summarize_seeds(per_seed: Dict[str, dict], regions: List[str]) -> dict:
-    """``per_seed[seed][region]`` (one run's test-case means) -> ``{"per_seed": seed -> region -> {dice, hd95},
-    "mean": region -> {dice, hd95: means over seeds; dice_std, hd95_std: SDs over seeds (n - 1; 0 for one
-    seed)}}``."""
-    out = {"per_seed": {s: {r: {"dice": m[r]["dice"], "hd95": m[r]["hd95"]} for r in regions}
-                        for s, m in per_seed.items()}, "mean": {}}
-    for r in regions:
-        row = {}
-        for k in ("dice", "hd95"):
-            v = np.array([m[r][k] for m in per_seed.values()], dtype=float)
-            row[k] = float(v.mean())
-            row[f"{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-        out["mean"][r] = row
-    return out
-
-
-def paired_difference(a: Dict[str, dict], b: Dict[str, dict], regions: List[str]) -> dict:
-    """Per region, the Dice difference a - b over the seeds both ran (paired by seed): mean, its standard
-    error (SD / sqrt(n), None for one seed) and n."""
-    seeds = [s for s in a if s in b]
-    out = {}
-    for r in regions:
-        d = np.array([a[s][r]["dice"] - b[s][r]["dice"] for s in seeds], dtype=float)
-        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
-        out[r] = {"mean": float(d.mean()), "se": se, "n": len(d)}
-    return out
-
-
-def results_table(results: dict) -> str:
-    regions = results["regions"]
-    head = "| Method | inputs at test | " + " | ".join(f"{r} Dice | {r} HD95 (mm)" for r in regions) + " |\n"
-    head += "| --- | --- |" + " --- | --- |" * len(regions) + "\n"
-    rows = []
-    for name, m in results["methods"].items():
-        cells = [f"{m['mean'][r]['dice'] * 100:.1f} ± {m['mean'][r]['dice_std'] * 100:.1f} | "
-                 f"{m['mean'][r]['hd95']:.2f}" for r in regions]
-        rows.append(f"| {name} (`{m['trainer']}`) | {m['inputs']} | " + " | ".join(cells) + " |")
-    if results["gap_closure"] is not None:
-        gap = " | ".join(("n/a" if g is None else f"{g * 100:.0f}%") + " | -" for g in
-                         (results["gap_closure"][r] for r in regions))
-        rows.append(f"| gap closed by DANTE: (DANTE - lower) / (upper - lower), Dice | | {gap} |")
-    seeds = results.get("seeds")
-    spread = (f"mean ± SD over {len(seeds)} training seeds ({', '.join(map(str, seeds))}) of each run's mean over "
-              f"the test cases" if seeds else "mean ± SD over test cases")
-    text = head + "\n".join(rows) + (f"\n\nDice in %, {spread}; HD95 mean in mm. The gap closure is n/a where the "
-                                     f"upper bound is less than {GAP_MIN_DICE * 100:.0f} Dice points above the lower "
-                                     f"bound.\n")
-    paired = {n: m["vs_lower"] for n, m in results["methods"].items() if "vs_lower" in m}
-    if paired:
-        text += (f"\nPaired difference to the lower bound ({results['lower']}), Dice points: mean ± standard error "
-                 f"over the {len(seeds)} seeds (each seed's run minus the lower bound's run of the same seed).\n\n")
-        text += "| Method | " + " | ".join(f"{r}" for r in regions) + " |\n| --- |" + " --- |" * len(regions) + "\n"
-        for name, d in paired.items():
-            cells = [f"{d[r]['mean'] * 100:+.1f} ± {d[r]['se'] * 100:.1f}" if d[r]["se"] is not None
-                     else f"{d[r]['mean'] * 100:+.1f}" for r in regions]
-            text += f"| {name} | " + " | ".join(cells) + " |\n"
-    return text
-
-
-def bar_chart(results: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    regions, methods = results["regions"], list(results["methods"])
-    fig, ax = plt.subplots(figsize=(3.5 + 1.3 * len(regions) * max(1, len(methods)) / 3, 3.6))
-    width = 0.8 / len(methods)
-    for i, name in enumerate(methods):
-        vals = [results["methods"][name]["mean"][r]["dice"] * 100 for r in regions]
-        err = [results["methods"][name]["mean"][r]["dice_std"] * 100 for r in regions] if results.get("seeds") \
-            else None   # SD over seeds; an SD over test cases would not be comparable between methods
-        ax.bar(np.arange(len(regions)) + i * width, vals, width, yerr=err, capsize=2, label=name)
-    ax.set_xticks(np.arange(len(regions)) + 0.4 - width / 2)
-    ax.set_xticklabels(regions)
-    ax.set_ylabel("Dice (%)")
-    ax.set_title(f"{results['name']}: test Dice")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
 
 def main(argv: Optional[List[str]] = None) -> int:
     import argparse

@@ -1,0 +1,169 @@
+"""Driving nnU-Net as a job: the one place that knows how to start it.
+
+- ``nnunet_environment``: the environment nnU-Net's commands read (``nnUNet_raw``,
+  ``nnUNet_preprocessed``, ``nnUNet_results``; this package's trainer folder first on
+  ``nnUNet_extTrainer``; one process for augmentation and preprocessing unless the user set more).
+- ``run_command``: run one of this environment's commands (``nnUNetv2_*``, ``dante_nnunet``) with its
+  whole output in a log named before it starts and nnU-Net's progress lines echoed; a failure raises
+  with the log's tail. Without a log the output is captured and returned (the tests read it).
+- ``add_configuration``: a configuration that inherits the preprocessed data of another one, with other
+  widths or patch size (``dante_nnunet add-configuration``).
+
+Used by the demo, the benchmark runner, the speed benchmark and the tests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+from batchgenerators.utilities.file_and_folder_operations import join, load_json, save_json
+
+# the folder nnUNetv2_train searches for trainer classes (nnUNet_extTrainer), shipped with the package
+TRAINER_FOLDER = join(os.path.dirname(os.path.abspath(__file__)), "nnunet_trainers")
+# where this interpreter's commands live (nnUNetv2_*, dante_nnunet): the environment the job runs in
+BIN = os.path.dirname(sys.executable)
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+
+# the lines of nnU-Net's output echoed while a command runs (all of it goes to the command's log)
+PROGRESS = re.compile(r"Epoch \d+\s*$|train_loss|val_loss|Pseudo dice|Epoch time|Validation Dice|regularisers on|"
+                      r"WARNING|Training done|Fingerprint|Preprocessing|Predicting|done with|exported")
+
+
+def ext_trainer_value(existing: Optional[str] = None, *more_folders: str) -> str:
+    """nnUNet_extTrainer with this package's trainer folder first, then ``more_folders`` and the existing
+    entries (each once)."""
+    parts = [TRAINER_FOLDER]
+    for p in list(more_folders) + (existing or "").split(os.pathsep):
+        if p and os.path.abspath(p) not in {os.path.abspath(q) for q in parts}:
+            parts.append(p)
+    return os.pathsep.join(parts)
+
+
+def nnunet_environment(root: Optional[str] = None, base: Optional[Mapping[str, str]] = None,
+                       trainer_folders: Sequence[str] = ()) -> Dict[str, str]:
+    """The environment of an nnU-Net job, built on ``base`` (default: this process's environment).
+    With ``root``, ``nnUNet_raw``/``_preprocessed``/``_results`` are folders under it (created), so a job
+    never writes into the user's; without it, the base's are kept."""
+    env = dict(os.environ if base is None else base)
+    if root is not None:
+        for k in NNUNET_FOLDERS:
+            env[k] = join(os.path.abspath(root), k)
+            os.makedirs(env[k], exist_ok=True)
+    env["nnUNet_extTrainer"] = ext_trainer_value(env.get("nnUNet_extTrainer"), *trainer_folders)
+    env.setdefault("nnUNet_n_proc_DA", "1")
+    env.setdefault("nnUNet_def_n_proc", "1")
+    env["PYTHONUNBUFFERED"] = "1"   # progress lines as they come
+    return env
+
+
+def _executable(name: str) -> str:
+    """A command of this environment by name (``nnUNetv2_train``); a path is taken as it is."""
+    return join(BIN, name) if os.sep not in name and os.path.isfile(join(BIN, name)) else name
+
+
+@dataclass
+class CommandResult:
+    returncode: int
+    seconds: float
+    stdout: str = ""    # captured runs only (no log)
+    stderr: str = ""
+
+
+class CommandFailed(RuntimeError):
+    """A command exited non-zero; the message holds the command and the end of its output."""
+
+
+def run_command(cmd: Sequence[Union[str, os.PathLike, int]], env: Mapping[str, str], log: Optional[str] = None,
+                check: bool = True, append: bool = False, echo: bool = True) -> CommandResult:
+    """Run ``cmd`` (its first word a command of this environment, or a path) in ``env``.
+
+    With ``log``: the log's path is printed before the command starts, the whole output (stdout and
+    stderr) goes into it, and ``PROGRESS`` lines are echoed (``echo``). Without: the output is
+    captured into the result. ``check``: a non-zero exit raises CommandFailed with the output's tail."""
+    args = [_executable(str(cmd[0]))] + [str(c) for c in cmd[1:]]
+    text = " ".join(args)
+    t0 = time.time()
+    if log is None:
+        p = subprocess.run(args, env=dict(env), capture_output=True, text=True)
+        result = CommandResult(p.returncode, time.time() - t0, p.stdout, p.stderr)
+        if check and p.returncode != 0:
+            raise CommandFailed(f"command failed ({p.returncode}): {text}\n--- last output ---\n"
+                                f"{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        return result
+    if echo:
+        print(f"$ {text}\n  log: {log}", flush=True)
+    with open(log, "a" if append else "w") as fh:
+        p = subprocess.Popen(args, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             bufsize=1)
+        for line in p.stdout:
+            fh.write(line)
+            if echo and PROGRESS.search(line):
+                print("    " + line.rstrip()[:150], flush=True)
+        rc = p.wait()
+    result = CommandResult(rc, time.time() - t0)
+    if check and rc != 0:
+        with open(log) as fh:
+            tail = fh.read()[-4000:]
+        raise CommandFailed(f"command failed ({rc}): {text}\n--- last output ({log}) ---\n{tail}")
+    if echo:
+        print(f"  done in {result.seconds:.1f} s", flush=True)
+    return result
+
+
+# ------------------------------------------------------------------------------------------ plans
+def _check_patch_fits_strides(plans_file: str, name: str, base: str, patch: List[int], strides) -> None:
+    """The U-Net's skips only line up when every patch axis is a multiple of the product of the strides
+    along it; otherwise training fails at the first decoder concatenation, after preprocessing and
+    data loading. Refuse up front, with the nearest sizes that fit."""
+    dim = len(patch)
+    per_stage = [[s] * dim if isinstance(s, int) else list(s) for s in strides]
+    if any(len(s) != dim for s in per_stage):
+        raise ValueError(f"{plans_file}: patch_size {patch} for {name!r} has {dim} axes; {base}'s network has "
+                         f"{len(per_stage[0])}")
+    total = [int(np.prod([s[a] for s in per_stage])) for a in range(dim)]
+    if any(p % t for p, t in zip(patch, total)):
+        fit = [max(t, int(round(p / t)) * t) for p, t in zip(patch, total)]
+        raise ValueError(f"{plans_file}: patch_size {patch} for {name!r} does not fit {base}'s network: each axis "
+                         f"must be a multiple of the total stride {total}; nearest that fits: {fit}")
+
+
+def add_configuration(plans_file: str, name: str, base: str = "3d_fullres",
+                      features_per_stage: Optional[Union[int, Sequence[int]]] = None,
+                      patch_size: Optional[Sequence[int]] = None) -> None:
+    """Add a configuration that ``inherits_from`` ``base`` (same preprocessed data) with other
+    widths and patch size; refuse to change an existing configuration of that name.
+    ``features_per_stage`` as one int is the first stage's width, doubled per stage up to 320 (as
+    nnU-Net's widths grow)."""
+    if not os.path.isfile(plans_file):
+        raise FileNotFoundError(f"{plans_file} does not exist: plan and preprocess the dataset first "
+                                f"(nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres)")
+    plans = load_json(plans_file)
+    cfgs = plans["configurations"]
+    if base not in cfgs:
+        raise KeyError(f"{plans_file}: no configuration {base!r} to inherit from")
+    arch = json.loads(json.dumps(cfgs[base]["architecture"]))
+    new: Dict = {"inherits_from": base}
+    n = arch["arch_kwargs"]["n_stages"]
+    if isinstance(features_per_stage, int):
+        features_per_stage = [min(features_per_stage * 2 ** i, 320) for i in range(n)]
+    if features_per_stage is not None:
+        if len(features_per_stage) != n:
+            raise ValueError(f"{base} has {n} stages; got {len(features_per_stage)} widths {list(features_per_stage)}")
+        arch["arch_kwargs"]["features_per_stage"] = list(features_per_stage)
+        new["architecture"] = arch
+    if patch_size is not None:
+        _check_patch_fits_strides(plans_file, name, base, list(patch_size), arch["arch_kwargs"]["strides"])
+        new["patch_size"] = list(patch_size)
+    if name in cfgs:
+        if cfgs[name] != new:
+            raise ValueError(f"{plans_file}: configuration {name!r} exists with other settings")
+        return
+    cfgs[name] = new
+    save_json(plans, plans_file, sort_keys=False)
