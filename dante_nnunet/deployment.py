@@ -1,0 +1,112 @@
+"""What the deployed model is, below training: the limited channels' model files and prediction inputs.
+
+- ``limited_dataset_json`` / ``limited_plans`` / ``save_deployment_files``: a limited-channel trainer's
+  results folder describes only the limited channels (per-channel entries re-indexed), because
+  nnU-Net's predictor takes its channel count and per-channel normalisation from them.
+- ``check_case_files``: a clear error for a prediction folder whose cases do not hold exactly the
+  limited channels' files.
+
+The trainers write these files (training/base.py); ``export.py`` builds the plugin-free model on them.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence
+
+from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
+
+from dante_nnunet.config import ChannelSplit
+
+DEPLOYMENT_KEY = "dante_deployment"
+
+
+def _reindex(seq_or_map, indices: Sequence[int]):
+    if isinstance(seq_or_map, dict):
+        return {str(new): seq_or_map[str(old)] for new, old in enumerate(indices)}
+    return [seq_or_map[old] for old in indices]
+
+
+def limited_dataset_json(dataset_json: dict, split: ChannelSplit) -> dict:
+    """dataset.json of the deployed model: channel_names re-numbered over the limited channels; the
+    ``dante`` block is replaced by a ``dante_deployment`` record of where the channels came from."""
+    out = copy.deepcopy(dataset_json)
+    out["channel_names"] = _reindex(dataset_json["channel_names"], split.limited_indices)
+    out.pop("dante", None)
+    out[DEPLOYMENT_KEY] = {
+        "training_channel_names": {str(i): n for i, n in enumerate(split.channel_names)},
+        "privileged_channels": list(split.privileged_names),
+        "limited_channel_indices_in_training": list(split.limited_indices),
+    }
+    return out
+
+
+def limited_plans(plans: dict, split: ChannelSplit) -> dict:
+    """plans.json of the deployed model: every per-channel field re-indexed to the limited channels
+    (``foreground_intensity_properties_per_channel``; per configuration ``normalization_schemes`` and
+    ``use_mask_for_norm`` where the configuration sets them itself)."""
+    out = copy.deepcopy(plans)
+    idx = split.limited_indices
+    n = split.num_channels
+    fg = out.get("foreground_intensity_properties_per_channel")
+    if fg is not None:
+        if len(fg) != n:
+            raise ValueError(f"plans: foreground_intensity_properties_per_channel has {len(fg)} channels, "
+                             f"dataset.json {n}")
+        out["foreground_intensity_properties_per_channel"] = _reindex(fg, idx)
+    for name, cfg in out.get("configurations", {}).items():
+        for key in ("normalization_schemes", "use_mask_for_norm"):
+            if key in cfg:
+                if len(cfg[key]) != n:
+                    raise ValueError(f"plans: configuration {name!r} {key} has {len(cfg[key])} entries, "
+                                     f"dataset.json {n} channels")
+                cfg[key] = _reindex(cfg[key], idx)
+    return out
+
+
+def save_deployment_files(output_folder_base: str, plans: dict, dataset_json: dict, split: ChannelSplit) -> None:
+    """Write the limited-channel plans.json and dataset.json into a results folder, and re-index the
+    per-channel intensity properties of its dataset_fingerprint.json if there is one."""
+    save_json(limited_plans(plans, split), join(output_folder_base, "plans.json"), sort_keys=False)
+    save_json(limited_dataset_json(dataset_json, split), join(output_folder_base, "dataset.json"), sort_keys=False)
+    fingerprint = join(output_folder_base, "dataset_fingerprint.json")
+    if isfile(fingerprint):
+        save_json(limited_plans(load_json(fingerprint), split), fingerprint, sort_keys=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# prediction inputs
+
+_CASE_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})(?P<ending>\..+)$")
+
+
+def check_case_files(folder: str, num_channels: int, channel_names: Optional[Sequence[str]] = None) -> List[str]:
+    """Raise ValueError naming the first case whose files are not exactly ``_0000`` ..
+    ``_{num_channels-1:04d}`` (and the channels expected), or a folder without any case; return the
+    case identifiers. Files that do not look like nnU-Net
+    image files (``CASE_XXXX.ending``) are ignored, as nnU-Net ignores them."""
+    if not isdir(folder):
+        raise FileNotFoundError(f"input folder {folder} does not exist")
+    cases: Dict[str, List[int]] = defaultdict(list)
+    files: Dict[str, List[str]] = defaultdict(list)
+    for f in sorted(os.listdir(folder)):
+        m = _CASE_FILE.match(f)
+        if m is None:
+            continue
+        cases[m["case"]].append(int(m["channel"]))
+        files[m["case"]].append(f)
+    if not cases:
+        raise ValueError(f"{folder} holds no image files named CASE_XXXX.ending (e.g. case_0000.nii.gz): nothing to "
+                         f"predict")
+    expected = list(range(num_channels))
+    names = f" ({', '.join(channel_names)})" if channel_names else ""
+    for case, chans in cases.items():
+        if sorted(chans) != expected:
+            raise ValueError(
+                f"{folder}: case '{case}' has {len(chans)} image file(s) {files[case]}, but this model is deployed "
+                f"on {num_channels} limited channel(s){names}, which must be the files _0000.._{num_channels - 1:04d} "
+                f"in that order. Privileged channels are not inputs of the deployed model: leave their files out "
+                f"and number the remaining channels consecutively.")
+    return sorted(cases)
