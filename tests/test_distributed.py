@@ -10,7 +10,7 @@ import pytest
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join, load_json
 
-from commands import E2E_CONFIG, E2E_DATASET_ID
+from tests.support import E2E_CONFIG, E2E_DATASET_ID
 
 pytestmark = pytest.mark.e2e
 WORKER = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
@@ -75,7 +75,7 @@ def test_every_stage1_parameter_takes_a_gradient(cross_modal):
     """nnU-Net wraps the network in DDP without find_unused_parameters: a parameter without a gradient
     stops the second step. The reconstruction decoders have no deep supervision, so their unused output
     heads must not exist."""
-    import plans_fixtures as pf
+    from dante_nnunet import inmemory as pf
     from dante_nnunet.config import ChannelSplit
     from dante_nnunet.losses import ReconstructionLoss
     from dante_nnunet.masking import MultiScaleBlockMasker, apply_mask
@@ -89,11 +89,12 @@ def test_every_stage1_parameter_takes_a_gradient(cross_modal):
 
 
 def test_a_stage1_checkpoint_with_the_old_unused_heads_is_not_continued():
-    import plans_fixtures as pf
+    from dante_nnunet import inmemory as pf
     from dante_nnunet.training import DANTEPretrainTrainer
     t = pf.initialisable_trainer(DANTEPretrainTrainer, "Dataset996_Cuda")
     t.initialize()
-    ck = t._checkpoint_dict(t.unwrapped_network().state_dict(), dante_stage1={})
+    ck = {**t._checkpoint_dict(t.unwrapped_network().state_dict()), "dante_channel_split": t._split_record(),
+          "dante_stage1": {}}
     ck["network_weights"]["decoder_l_rec.seg_layers.0.weight"] = torch.zeros(3, 16, 1, 1, 1)
     with pytest.raises(ValueError, match=r"unused output heads .* cannot be continued with --c"):
         t.load_checkpoint(ck)

@@ -2,7 +2,8 @@
 before anything is written, schedule class attributes, routing of nnU-Net's single network-building
 call to the stage's own network, the parts of checkpoint writing and reading that do not depend on
 the network, and the guards of ``dante_nnunet/guards.py`` (results-folder lock, run record, channel
-split in every checkpoint, non-finite loss stop)."""
+split in every checkpoint, non-finite loss stop). The pieces of nnUNetTrainer they restate live in
+``nnunet_followed.py``."""
 from __future__ import annotations
 
 import os
@@ -18,17 +19,18 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nnunetv2.paths import nnUNet_preprocessed
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.helpers import dummy_context
 
 from dante_nnunet.config import ChannelSplit, DanteConfigError
-from dante_nnunet.deploy import check_inputs_of_predict_command, save_deployment_files
+from dante_nnunet.deployment import save_deployment_files
 from dante_nnunet.guards import (NonFiniteTrainingError, ResultsFolderLock, first_non_finite, non_finite_cases,
                                  read_checkpoint, read_run_record, split_mismatch, split_record, write_run_record)
+from dante_nnunet.predict_input_check import check_inputs_of_predict_command
+from dante_nnunet.training.nnunet_followed import NNUNetFollowed
 from dante_nnunet.training.progress import ThrottledLocalLogger
 from dante_nnunet.training.seeding import make_cudnn_deterministic, seed_everything, seeded_augmenter_workers
 
 
-class DANTEBaseTrainer(nnUNetTrainer):
+class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
     """Not a trainer to run: subclasses implement ``_build_training_network``."""
     # --- schedule (paper, Implementation Details); variants override these class attributes ---
     epochs = 500                      # -> nnUNetTrainer.num_epochs
@@ -215,48 +217,7 @@ class DANTEBaseTrainer(nnUNetTrainer):
             mod = mod.module if isinstance(mod, DDP) else mod._orig_mod
         return mod
 
-    # ------------------------------------------------------------------ training step
-    def _to_device(self, batch: dict):
-        data = batch['data'].to(self.device, non_blocking=True)
-        target = batch['target']
-        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
-            else target.to(self.device, non_blocking=True)
-        return data, target
-
-    def _backward_and_step(self, loss: torch.Tensor) -> None:
-        """nnU-Net's update: (scaled) backward, gradient norm clipped at 12, SGD step."""
-        if self.grad_scaler is not None:
-            self.grad_scaler.scale(loss).backward()
-            self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-            self.optimizer.step()
-
-    def _autocast(self):
-        """nnU-Net's mixed precision: autocast on CUDA only."""
-        return torch.autocast(self.device.type, enabled=True) if self.device.type == 'cuda' else dummy_context()
-
     # ------------------------------------------------------------------ checkpoints
-    def _checkpoint_dict(self, network_weights: dict, **extra) -> dict:
-        """nnU-Net's checkpoint keys with the given ``network_weights``, plus ``extra`` keys."""
-        return {
-            'network_weights': network_weights,
-            'optimizer_state': self.optimizer.state_dict(),
-            'grad_scaler_state': self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
-            'logging': self.logger.get_checkpoint(),
-            '_best_ema': self._best_ema,
-            'current_epoch': self.current_epoch + 1,
-            'init_args': self.my_init_kwargs,
-            'trainer_name': self.__class__.__name__,
-            'inference_allowed_mirroring_axes': self.inference_allowed_mirroring_axes,
-            'dante_channel_split': self._split_record(),
-            **extra,
-        }
-
     def _write_checkpoint(self, filename: str, network_weights: dict, **extra) -> None:
         if self.local_rank != 0:
             return
@@ -264,7 +225,8 @@ class DANTEBaseTrainer(nnUNetTrainer):
             self.print_to_log_file('No checkpoint written, checkpointing is disabled')
             return
         # written beside and renamed: a run killed while saving leaves the previous checkpoint whole
-        torch.save(self._checkpoint_dict(network_weights, **extra), filename + '.partial')
+        ck = {**self._checkpoint_dict(network_weights), 'dante_channel_split': self._split_record(), **extra}
+        torch.save(ck, filename + '.partial')
         os.replace(filename + '.partial', filename)
 
     def _read_checkpoint(self, filename_or_checkpoint: Union[dict, str]):
@@ -322,18 +284,6 @@ class DANTEBaseTrainer(nnUNetTrainer):
         """(keys, numpy array keys x steps) of the per-step device tensors: one host transfer per epoch."""
         keys = list(outputs[0])
         return keys, torch.stack([torch.stack([o[k].float() for o in outputs]) for k in keys]).cpu().numpy()
-
-    def _restore_training_state(self, ck: dict) -> None:
-        """Everything but the network: what nnUNetTrainer.load_checkpoint restores."""
-        self.my_init_kwargs = ck['init_args']
-        self.current_epoch = ck['current_epoch']
-        self.logger.load_checkpoint(ck['logging'])
-        self._best_ema = ck['_best_ema']
-        self.inference_allowed_mirroring_axes = ck.get('inference_allowed_mirroring_axes',
-                                                       self.inference_allowed_mirroring_axes)
-        self.optimizer.load_state_dict(ck['optimizer_state'])
-        if self.grad_scaler is not None and ck.get('grad_scaler_state') is not None:
-            self.grad_scaler.load_state_dict(ck['grad_scaler_state'])
 
 
 class LimitedDeploymentTrainer(DANTEBaseTrainer):

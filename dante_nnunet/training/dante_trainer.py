@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json
 
-from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
 from nnunetv2.utilities.collate_outputs import collate_outputs
 
 from dante_nnunet.diagnostics import FEATURE_STATS, diagnostic_warnings, feature_statistics
@@ -185,31 +184,6 @@ class DANTETrainer(LimitedDeploymentTrainer):
             self.print_to_log_file(f"WARNING DANTE diagnostics: {w}", also_print_to_console=True)
 
     # ------------------------------------------------------------------ online validation
-    def _hard_counts(self, seg, target):
-        """tp/fp/fn of a hard segmentation for nnU-Net's pseudo Dice (foreground classes or regions)."""
-        if isinstance(seg, (list, tuple)):
-            seg, target = seg[0], target[0]
-        lm = self.label_manager
-        axes = [0] + list(range(2, seg.ndim))
-        if lm.has_regions:
-            pred = (torch.sigmoid(seg) > 0.5).long()
-        else:
-            pred = torch.zeros(seg.shape, device=seg.device, dtype=torch.float16)
-            pred.scatter_(1, seg.argmax(1, keepdim=True), 1)
-        mask = None
-        if lm.has_ignore_label:
-            if lm.has_regions:
-                mask = ~target[:, -1:] if target.dtype == torch.bool else 1 - target[:, -1:]
-                target = target[:, :-1]
-            else:
-                mask = (target != lm.ignore_label).float()
-                target = torch.where(target == lm.ignore_label, torch.zeros_like(target), target)
-        tp, fp, fn, _ = get_tp_fp_fn_tn(pred, target, axes=axes, mask=mask)
-        tp, fp, fn = (t.detach().cpu().numpy() for t in (tp, fp, fn))
-        if not lm.has_regions:
-            tp, fp, fn = tp[1:], fp[1:], fn[1:]
-        return tp, fp, fn
-
     def validation_step(self, batch: dict) -> dict:
         data, target = self._to_device(batch)
         with self._autocast():

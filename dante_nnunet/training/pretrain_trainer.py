@@ -129,7 +129,7 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
             self.print_to_log_file(f"{split}_loss {np.round(log(f'{split}_losses', step=e), 4)} {terms}")
         seconds = log('epoch_end_timestamps', step=e) - log('epoch_start_timestamps', step=e)
         self.print_to_log_file(f"Epoch time: {np.round(seconds, 2)} s")
-        if (e + 1) % self.save_every == 0 and e != self.num_epochs - 1:
+        if self._latest_checkpoint_due():   # nnU-Net's periodic checkpoint
             self.save_checkpoint(join(self.output_folder, 'checkpoint_latest.pth'))
         # nnU-Net keeps its best-checkpoint criterion in _best_ema; here it is the lowest validation loss
         val = log('val_losses', step=e)
