@@ -13,24 +13,23 @@ os.environ.pop("nnUNet_extTrainer", None)
 os.environ.setdefault("nnUNet_n_proc_DA", "1")
 os.environ.setdefault("nnUNet_def_n_proc", "1")
 
-from commands import E2E_CONFIG, E2E_DATASET_ID, TEST_TRAINERS, run  # noqa: E402
+from tests.support import E2E_CONFIG, E2E_DATASET_ID, TEST_TRAINERS, run  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def e2e_dataset(tmp_path_factory):
-    """A synthetic 4-channel dataset (T1ce privileged), planned and preprocessed by the stock command,
-    with a tiny configuration (16^3 patch, widths 8..64) added to its plans; shared by the
+    """A BraTS-like 4-channel phantom (``--kind rim``, T1ce privileged), planned and preprocessed by the
+    stock command, with a tiny configuration (16^3 patch, widths 8..64) added to its plans; shared by the
     end-to-end modules."""
     from batchgenerators.utilities.file_and_folder_operations import join
-    from dante_nnunet.demo import add_configuration, ext_trainer_value
-    from dante_nnunet.synthetic import write_synthetic_dataset
+    from dante_nnunet.nnunet_jobs import add_configuration, nnunet_environment
+    from dante_nnunet.phantom import write_phantom
 
     root = tmp_path_factory.mktemp("e2e")
-    env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
-               nnUNet_results=str(root / "res"), nnUNet_n_proc_DA="1", nnUNet_def_n_proc="1",
-               nnUNet_extTrainer=ext_trainer_value(TEST_TRAINERS))
-    raw = write_synthetic_dataset(env["nnUNet_raw"], E2E_DATASET_ID, name="DANTEe2e", num_train=8, num_test=2,
-                                  seed=1)
+    env = nnunet_environment(base=dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
+                                       nnUNet_results=str(root / "res")), trainer_folders=[TEST_TRAINERS])
+    raw = write_phantom("rim", E2E_DATASET_ID, "DANTEe2e", num_train=8, num_test=2, seed=1, shape=(32, 32, 32),
+                        raw_root=env["nnUNet_raw"])
     run(["nnUNetv2_plan_and_preprocess", "-d", E2E_DATASET_ID, "-c", "3d_fullres", "-np", "1"], env)
     name = os.path.basename(raw)
     add_configuration(join(env["nnUNet_preprocessed"], name, "nnUNetPlans.json"), E2E_CONFIG,

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import plans_fixtures as pf
-from cuda_tagged import resave_as_if_on_cuda
+from dante_nnunet import inmemory as pf
+from tests.support import resave_as_if_on_cuda
 from dante_nnunet.losses.distillation import DistillationLoss, feature_distillation, logit_distillation
 from dante_nnunet.networks.builder import build_stock_network
 from dante_nnunet.networks.input_channels import (ModalityDropout, drop_input_channels, first_convolution,
@@ -111,10 +111,6 @@ def _trainer(cls, **dj):
     return pf.initialisable_trainer(cls, "Dataset997_Baselines", **dj)
 
 
-def _batch(n=2):
-    return pf.region_batch(n)
-
-
 @pytest.mark.parametrize("cls,n_in", [(LowerBoundTrainer, 3), (ModalityDropoutTrainer, 4), (UpperBoundTrainer, 4)])
 def test_baseline_networks_and_a_training_step(cls, n_in):
     t = _trainer(cls)
@@ -122,7 +118,7 @@ def test_baseline_networks_and_a_training_step(cls, n_in):
     net = t.unwrapped_network()
     assert first_convolution(net.encoder)[1].in_channels == n_in
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    out = t.train_step(_batch())
+    out = t.train_step(pf.region_batch())
     assert math.isfinite(float(out["loss"]))
     assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items())
 
@@ -158,7 +154,7 @@ def test_distillation_step_uses_frozen_teacher(tmp_path, monkeypatch):
     t.on_train_epoch_start()
     t_before = {k: v.clone() for k, v in t.teacher.state_dict().items()}
     assert all(not p.requires_grad for p in t.teacher.parameters())
-    out = t.train_step(_batch())
+    out = t.train_step(pf.region_batch())
     terms = t.loss.last_terms
     assert terms["feature"] > 0 and terms["logit"] > 0
     expected = terms["task"] + t.feature_weight * terms["feature"] + t.logit_weight * terms["logit"]
@@ -166,5 +162,5 @@ def test_distillation_step_uses_frozen_teacher(tmp_path, monkeypatch):
     assert all(torch.equal(t_before[k], v) for k, v in t.teacher.state_dict().items())
     # validation scores the student with nnU-Net's task loss only
     t.network.eval()
-    val = t.validation_step(_batch())
+    val = t.validation_step(pf.region_batch())
     assert math.isfinite(float(val["loss"])) and len(val["tp_hard"]) == 3

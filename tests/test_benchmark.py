@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from commands import TEST_TRAINERS
+from tests.support import TEST_TRAINERS
 from dante_nnunet.benchmark import (BenchmarkConfigError, Runner, load_config, paired_difference, results_table,
                                     summarize_seeds)
 from dante_nnunet.phantom import write_phantom
@@ -64,8 +64,8 @@ def test_added_configuration_patch_must_fit_the_strides(tmp_path):
     the plans file is left as it was."""
     from batchgenerators.utilities.file_and_folder_operations import save_json
 
-    from dante_nnunet.demo import add_configuration
-    from plans_fixtures import plans
+    from dante_nnunet.nnunet_jobs import add_configuration
+    from dante_nnunet.inmemory import plans
     path = str(tmp_path / "nnUNetPlans.json")
     save_json(plans(features=(4, 8, 16)), path)   # strides 1, 2, 2: total 4 per axis
     before = open(path).read()
@@ -80,7 +80,7 @@ def test_added_configuration_patch_must_fit_the_strides(tmp_path):
 
 
 def test_sweep_points_vary_one_lambda_at_a_time():
-    from dante_nnunet.benchmark_figures import sweep_points
+    from dante_nnunet.benchmark import sweep_points
     pts = sweep_points({"trainer": "DANTETrainer_50epochs", "lambda_pib": [0, 0.1], "lambda_align": [1.0]})
     assert [(p["lambda"], p["value"], p["trainer"]) for p in pts] == [
         ("lambda_pib", 0.0, "DANTETrainer_50epochs_pib0"), ("lambda_pib", 0.1, "DANTETrainer_50epochs_pib0.1"),
@@ -205,7 +205,7 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
     assert [(p["trainer"], p["value"]) for p in sweep] == [("DANTETrainer_tiny_pib0", 0.0)]
     assert (out / "sweep.png").stat().st_size > 1000 and (out / "tsne.png").stat().st_size > 1000
     # baselines deploy like DANTE: the modality-dropout model exports as a plain 3-channel nnU-Net model
-    from dante_nnunet.deploy import export_model
+    from dante_nnunet.export import export_model
     runner = Runner(cfg, str(tmp_path))
     monkeypatch.setenv("nnUNet_results", runner.env["nnUNet_results"])
     dest = export_model("Dataset703_BraTSPhantom", "3d_t", "ModalityDropoutTrainer_tiny_seed0", ["0"],

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from commands import E2E_DATASET_ID, run
+from tests.support import E2E_DATASET_ID, run
 from dante_nnunet.cli import build_parser, main
 
 

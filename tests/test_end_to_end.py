@@ -10,7 +10,7 @@ import SimpleITK as sitk
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join, load_json
 
-from commands import E2E_CONFIG, E2E_DATASET_ID, run
+from tests.support import E2E_CONFIG, E2E_DATASET_ID, run
 
 pytestmark = pytest.mark.e2e
 DATASET_ID, CONFIG, TRAINER = E2E_DATASET_ID, E2E_CONFIG, "DANTETrainer_e2e"
@@ -48,8 +48,8 @@ def test_training_logged_terms_and_both_validations(ws):
     assert all(0 <= v <= 1 for epoch in log["diag_dead_zl"] for v in epoch)
     training_log = open(join(fold, sorted(f for f in os.listdir(fold) if f.startswith("training_log"))[-1])).read()
     assert "DANTE features align_dist per level:" in training_log and "pib off" in training_log
-    # the demo echoes these lines of nnU-Net's output while a training runs (dante_nnunet/demo.py)
-    from dante_nnunet.demo import _PROGRESS
+    # the demo and the benchmark echo these lines of nnU-Net's output while a training runs (nnunet_jobs.PROGRESS)
+    from dante_nnunet.nnunet_jobs import PROGRESS as _PROGRESS
     echoed = [line for line in training_log.splitlines() if _PROGRESS.search(line)]
     for expected in ("Epoch 0", "Epoch 2", "train_loss", "val_loss", "Pseudo dice", "Epoch time",
                      "DANTE regularisers on", "Validation Dice, limited (deployed) pathway"):
@@ -139,11 +139,11 @@ def test_wrong_number_of_files_is_a_clear_error(ws):
 
 def test_a_checkpoint_written_on_a_gpu_loads_on_a_cpu_only_machine(ws, monkeypatch, tmp_path):
     """--c and --val (the trainer's load_checkpoint), nnUNetv2_predict's loading and the export, from a
-    checkpoint whose tensors were saved on CUDA (tests/cuda_tagged.py)."""
+    checkpoint whose tensors were saved on CUDA (tests/support.py)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.run.run_training import get_trainer_from_args
-    from cuda_tagged import resave_as_if_on_cuda
-    from dante_nnunet.deploy import export_model
+    from tests.support import resave_as_if_on_cuda
+    from dante_nnunet.export import export_model
     for k in ("nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
         monkeypatch.setenv(k, ws["env"][k])
     fold = join(ws["model"], "fold_0")

@@ -116,7 +116,7 @@ def test_ct_phantom_plans_with_ct_normalisation_and_splits_by_number(tmp_path):
     channel split (CTPA by number) from the preprocessed dataset.json."""
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
-    from commands import run
+    from tests.support import run
     from dante_nnunet.training import DANTETrainer
     env = dict(os.environ, nnUNet_raw=str(tmp_path / "raw"), nnUNet_preprocessed=str(tmp_path / "pre"),
                nnUNet_results=str(tmp_path / "res"))

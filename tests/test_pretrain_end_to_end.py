@@ -10,7 +10,7 @@ import SimpleITK as sitk
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join, load_json
 
-from commands import E2E_CONFIG, E2E_DATASET_ID, run
+from tests.support import E2E_CONFIG, E2E_DATASET_ID, run
 from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
 
 pytestmark = pytest.mark.e2e
@@ -110,7 +110,7 @@ def test_continue_of_a_run_killed_before_its_first_checkpoint_keeps_the_stage1_w
     without the Stage-1 encoders. The run record makes it stop and say how to restart."""
     import signal
     import subprocess
-    from commands import BIN
+    from tests.support import BIN
     env = dict(stage1["env"], nnUNet_results=str(tmp_path / "res"))
     trainer = "DANTETrainer_guard"
     fold = join(env["nnUNet_results"], stage1["name"], f"{trainer}__nnUNetPlans__{E2E_CONFIG}", "fold_0")
@@ -137,7 +137,7 @@ def test_stage1_checkpoint_written_on_a_gpu_transfers_and_continues_on_a_cpu_onl
     """-pretrained_weights (nnU-Net's maybe_load_checkpoint -> the plugin's loader), the channel check and
     Stage 1's --c, from a Stage-1 checkpoint whose tensors were saved on CUDA."""
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
-    from cuda_tagged import resave_as_if_on_cuda
+    from tests.support import resave_as_if_on_cuda
     for k in ("nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
         monkeypatch.setenv(k, stage1["env"][k])
     ck_file = str(tmp_path / "stage1_cuda.pth")

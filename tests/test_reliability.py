@@ -14,7 +14,7 @@ import pytest
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join, load_json, save_json
 
-from commands import BIN, E2E_CONFIG, E2E_DATASET_ID, run
+from tests.support import BIN, E2E_CONFIG, E2E_DATASET_ID, run
 from dante_nnunet.guards import LOCK_NAME, CheckpointReadError, ResultsFolderLock, read_checkpoint
 
 pytestmark = pytest.mark.e2e

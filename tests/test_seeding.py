@@ -1,7 +1,6 @@
 """Seeded runs (training/seeding.py, `_seed<N>` names): nnU-Net still builds its augmenters the way the
 seeding hook expects, names resolve, and the same seed trains the same weights through nnUNetv2_train."""
 import inspect
-import os
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import join
 
 import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as nnunet_trainer_module
-from commands import E2E_CONFIG, E2E_DATASET_ID, run
+from tests.support import E2E_CONFIG, E2E_DATASET_ID, run
 from dante_nnunet.training.seeding import (AUGMENTER_NAME, derived_seed, seed_everything,
                                            seeded_augmenter_workers)
 from dante_nnunet.training.sweep import sweep_trainer_name
@@ -44,7 +43,7 @@ def test_seed_everything_repeats_draws():
 
 def test_seed_names_resolve_for_every_trainer_family(monkeypatch):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-    from dante_nnunet.demo import TRAINER_FOLDER
+    from dante_nnunet.nnunet_jobs import TRAINER_FOLDER
     monkeypatch.setenv("nnUNet_extTrainer", TRAINER_FOLDER)
     find = recursive_find_trainer_class_by_name
     lower = find("LowerBoundTrainer_demo_seed2")

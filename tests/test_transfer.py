@@ -1,12 +1,11 @@
 """Stage 1 -> Stage 2: -pretrained_weights loads E_L/E_A/E_P only, refuses unfit checkpoints naming the
 tensor, loads GPU-written checkpoints on the CPU, and the encoders stay frozen for the first epochs."""
-import os
 
 import pytest
 import torch
-import torch.serialization as serialization
 
-import plans_fixtures as pf
+from dante_nnunet import inmemory as pf
+from tests.support import cpu_storages_tagged_cuda
 from dante_nnunet.config import ChannelSplit
 from dante_nnunet.networks import build_cross_modal_mae, build_dual_pathway_network, build_stock_network
 from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
@@ -94,28 +93,10 @@ def test_unfit_checkpoints_stop_with_the_first_mismatched_tensor(tmp_path):
     assert dual.transferred_from is None
 
 
-@pytest.fixture
-def cuda_tagged_saves():
-    """Make torch.save record every CPU storage as living on cuda:0, as a checkpoint written on a GPU does."""
-    state = {"on": False}
-
-    def tagger(storage):
-        return "cuda:0" if state["on"] and storage.device.type == "cpu" else None
-
-    def deserializer(storage, location):
-        return None
-
-    entry = (0, tagger, deserializer)
-    serialization.register_package(*entry)
-    state["on"] = True
-    yield
-    state["on"] = False
-    serialization._package_registry.remove(entry)
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks loading a GPU checkpoint without a GPU")
-def test_a_checkpoint_written_on_a_gpu_loads_on_the_cpu(tmp_path, cuda_tagged_saves):
-    mae = _stage1_checkpoint(tmp_path / "gpu.pth")
+def test_a_checkpoint_written_on_a_gpu_loads_on_the_cpu(tmp_path):
+    with cpu_storages_tagged_cuda():
+        mae = _stage1_checkpoint(tmp_path / "gpu.pth")
     with pytest.raises(RuntimeError, match="CUDA"):
         torch.load(tmp_path / "gpu.pth", weights_only=False)       # what the stock loader does
     dual = _dual()
@@ -150,23 +131,13 @@ class _Freeze10(DANTETrainer):
 
 
 def _initialized(cls):
-    plans = pf.plans()
-    plans["continue_training"] = False
-    # nnUNetTrainer.initialize inspects the preprocessed folder for its file format
-    folder = os.path.join(os.environ["nnUNet_preprocessed"], plans["dataset_name"], "nnUNetPlans_test")
-    os.makedirs(folder, exist_ok=True)
-    open(os.path.join(folder, "case.b2nd"), "w").close()
-    t = cls(plans, "3d_fullres", 0, pf.dataset_json(), device=torch.device("cpu"))
+    t = pf.initialisable_trainer(cls, "Dataset999_Unit")
     t.initialize()
     return t
 
 
 def _batch(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    seg = torch.randint(0, 4, (2, 1, 16, 16, 16), generator=g)
-    regions = lambda s: torch.cat([(s >= 1), (s >= 2), (s == 3)], 1).float()   # WT, TC, ET
-    return {"data": torch.randn(2, 4, 16, 16, 16, generator=g),
-            "target": [regions(seg), regions(seg[:, :, ::2, ::2, ::2])]}
+    return pf.region_batch(2, seed)
 
 
 def test_transferred_encoders_frozen_during_the_freeze_epochs_then_trained(tmp_path):
