@@ -143,13 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint file name in each fold folder")
     s.set_defaults(func=_export)
 
-    s = sub.add_parser("demo", help="synthetic 4-channel data -> plan -> train -> predict on limited-only "
-                                    "scans -> export -> plugin-free prediction, on the CPU")
+    s = sub.add_parser("demo", help="4-channel BraTS-like phantom (--kind rim) -> plan -> train -> predict on "
+                                    "limited-only scans -> export -> plugin-free prediction, on the CPU")
     s.add_argument("--workdir", default="demo_output", help="new or empty folder for nnUNet_raw/_preprocessed/"
                                                             "_results and the logs")
-    s.add_argument("--dataset-id", type=int, default=990, help="id of the synthetic dataset inside the workdir")
+    s.add_argument("--dataset-id", type=int, default=990, help="id of the phantom dataset inside the workdir")
     s.add_argument("-tr", default="DANTETrainer_demo", help="trainer to run (a CPU-sized DANTE variant)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    s.add_argument("--seed", type=int, default=0, help="seed of the phantom data")
     s.set_defaults(func=_demo)
 
     s = sub.add_parser("pretrain-dataset", help="an nnU-Net raw dataset for Stage-1 pre-training from images alone "
@@ -203,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_convert_ct_pairs)
 
     s = sub.add_parser("phantom", help="a phantom raw dataset with a held-out test split: BraTS-like (T1ce "
-                                       "privileged), the transfer phantom (T1ce shows a continuous enhancement "
-                                       "strength that T2 shows relative to a per-case offset) or DP2E-like CT "
-                                       "(CTPA privileged)")
+                                       "privileged), its easy rim form (the demo's data), the transfer phantom (T1ce "
+                                       "shows a continuous enhancement strength that T2 shows relative to a per-case "
+                                       "offset) or DP2E-like CT (CTPA privileged)")
     s.add_argument("--kind", choices=sorted(KINDS), default="brats", help="which phantom")
     s.add_argument("-d", type=int, required=True, help="new dataset id (written into $nnUNet_raw, which must be set, "
                                                        "as must nnUNet_preprocessed and nnUNet_results for the "
