@@ -46,7 +46,6 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import join, save_json
-from scipy.ndimage import gaussian_filter
 
 from dante_nnunet.config import ChannelSplit
 from dante_nnunet.converters import BRATS_CHANNEL_NAMES, BRATS_LABELS
@@ -56,6 +55,7 @@ Case = Tuple[np.ndarray, np.ndarray]   # (channels x Z x Y x X float32, Z x Y x 
 
 
 def _smooth_field(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter   # here, not at import: the CLI imports this module for --kind
     f = gaussian_filter(rng.normal(size=shape).astype(np.float32), sigma)
     return (f - f.mean()) / (f.std() + 1e-8)
 

@@ -48,9 +48,8 @@ def _predict_arguments(argv: Sequence[str]):
 
 def check_inputs_of_predict_command(num_input_channels: int, argv: Optional[Sequence[str]] = None) -> None:
     """When the running process is ``nnUNetv2_predict`` (or ``..._from_modelfolder``), check its ``-i``
-    folder before any preprocessing starts. nnU-Net's predictor does not check channel counts; with one
-    file too many it fails deep in normalisation, one too few in a convolution, and an empty folder
-    exits 0 having predicted nothing."""
+    folder (``deployment.check_case_files``) before any preprocessing starts; the module docstring says
+    why here."""
     argv = sys.argv if argv is None else argv
     if not argv or not os.path.basename(argv[0]).startswith("nnUNetv2_predict"):
         return

@@ -9,6 +9,7 @@ from batchgenerators.utilities.file_and_folder_operations import isfile, load_js
 
 from dante_nnunet.training.sweep import sweep_trainer_name
 
+
 class BenchmarkConfigError(ValueError):
     """A benchmark config that cannot run; the message names the file and key."""
 

@@ -11,6 +11,14 @@ from batchgenerators.utilities.file_and_folder_operations import join, save_json
 GAP_MIN_DICE = 0.02
 
 
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (benchmarks run without a display)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def build_results(cfg: dict, seeds: Sequence[Optional[int]], regions: List[str],
                   metrics: Dict[str, Dict[Optional[int], dict]], dataset_id: int, times: Dict[str, float]) -> dict:
     """results.json's content. ``metrics[method][seed]`` is one run's ``dante_nnunet evaluate`` output;
@@ -114,9 +122,7 @@ def results_table(results: dict) -> str:
 
 
 def bar_chart(results: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     regions, methods = results["regions"], list(results["methods"])
     fig, ax = plt.subplots(figsize=(3.5 + 1.3 * len(regions) * max(1, len(methods)) / 3, 3.6))
     width = 0.8 / len(methods)
@@ -146,9 +152,7 @@ def sweep_report(rows: List[dict], out: str) -> None:
               " | ".join(f"{r['mean'][g]['dice'] * 100:.1f}" for g in regions) + " |" for r in rows]
     with open(join(out, "sweep.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     for ax, lam in zip(axes, ("lambda_pib", "lambda_align")):
         pts = sorted((r for r in rows if r["lambda"] == lam), key=lambda r: r["value"])
@@ -175,9 +179,7 @@ def tsne_figure(rows: Dict[str, List[np.ndarray]], out_dir: str, num_cases: int,
         X.append(f[take])
         labels += [name] * len(take)
     emb = TSNE(n_components=2, random_state=seed, init="pca", perplexity=30).fit_transform(np.concatenate(X))
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 4.2))
     labels = np.array(labels)
     for name, colour in (("Z_L", "tab:blue"), ("Z_A", "tab:orange"), ("Z_P", "tab:green")):

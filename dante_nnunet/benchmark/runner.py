@@ -52,7 +52,7 @@ from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, 
 
 from dante_nnunet.benchmark.config import BenchmarkConfigError, load_config, sweep_points
 from dante_nnunet.benchmark import report as _report
-from dante_nnunet.nnunet_jobs import add_configuration, nnunet_environment, run_command
+from dante_nnunet.nnunet_jobs import NNUNET_FOLDERS, add_configuration, nnunet_environment, run_command
 from dante_nnunet.rawdata import dataset_folders
 from dante_nnunet.training.sweep import sweep_trainer_name
 
@@ -64,8 +64,7 @@ class Runner:
         self.logs = join(self.out, "logs")
         os.makedirs(self.logs, exist_ok=True)
         self.device = device
-        folders = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-        own = cfg.get("workdir") or not all(os.environ.get(k) for k in folders)
+        own = cfg.get("workdir") or not all(os.environ.get(k) for k in NNUNET_FOLDERS)
         self.env = nnunet_environment(join(self.out, "nnunet") if own else None)
         self.times: Dict[str, float] = {}
         self.fold = str(cfg.get("fold", 0))
@@ -88,7 +87,8 @@ class Runner:
     def run(self, key: str, cmd: List[str], env: Optional[dict] = None) -> None:
         """Run a command (``nnunet_jobs.run_command``), its whole output appended to logs/<key>.log."""
         self.log(key)
-        self.times[key] = round(run_command(cmd, env or self.env, join(self.logs, f"{key}.log"), append=True).seconds, 1)
+        result = run_command(cmd, env or self.env, join(self.logs, f"{key}.log"), append=True)
+        self.times[key] = round(result.seconds, 1)
 
     @property
     def dataset_id(self) -> int:
@@ -359,8 +359,8 @@ class Runner:
         sw = self.cfg.get("sweep")
         if not sw:
             raise BenchmarkConfigError(f"config {self.cfg['name']!r} has no 'sweep' block")
-        rows = [{**p, "mean": self.step_method({"name": f"sweep {p['trainer']}", "trainer": p["trainer"]}, test)["mean"]}
-                for p in sweep_points(sw)]
+        rows = [{**p, "mean": self.step_method({"name": f"sweep {p['trainer']}", "trainer": p["trainer"]},
+                                               test)["mean"]} for p in sweep_points(sw)]
         _report.sweep_report(rows, self.out)
         return rows
 
