@@ -208,3 +208,16 @@ def test_zero_initialised_fusion_starts_with_no_correction_and_still_learns():
     assert torch.equal(corr[0], torch.zeros_like(corr[0])) and torch.equal(fused[0], z_a)
     (fused[0] * torch.randn_like(fused[0])).sum().backward()
     assert fusion.proj[0].weight.grad.abs().sum() > 0
+
+
+def test_synthesis_loss_by_hand_and_only_the_prediction_learns():
+    from dante_nnunet.losses import synthesis_loss
+    pred = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2).requires_grad_()
+    target = torch.tensor([0.0, 2.0, 5.0, 4.0]).reshape(1, 1, 2, 2).requires_grad_()
+    value = synthesis_loss(pred, target)          # differences 1, 0, -2, 0 -> squares 1, 0, 4, 0
+    assert value.item() == pytest.approx(1.25)
+    value.backward()
+    assert torch.allclose(pred.grad.flatten(), torch.tensor([0.5, 0.0, -1.0, 0.0]))   # 2 d / 4
+    assert target.grad is None                    # X^P is data, not something to pull
+    with pytest.raises(ValueError, match=r"\(1, 1, 2, 2\).*\(1, 2, 2, 2\)"):
+        synthesis_loss(pred, torch.zeros(1, 2, 2, 2))

@@ -129,3 +129,61 @@ def test_activation_checkpointing_changes_neither_outputs_nor_gradients():
     assert torch.allclose(l0, l1)
     assert g0.keys() == g1.keys() and len(g0) > 100
     assert all(torch.allclose(g0[k], g1[k], atol=1e-6) for k in g0)
+
+
+def _synth_net(ds=True):
+    torch.manual_seed(0)
+    return build_dual_pathway_network(configuration_manager("PlainConvUNet", 3), SPLIT, 3, deep_supervision=ds,
+                                      synthesis=True)
+
+
+def test_synthesis_head_predicts_the_privileged_channels_and_is_not_deployed():
+    net = _synth_net()
+    x = torch.randn(2, 4, 16, 16, 16)
+    out = net(x)
+    assert out.synthesis.shape == (2, 1, 16, 16, 16)                   # one map per privileged channel
+    assert torch.equal(out.privileged_input, x[:, 1:2])                # T1ce is channel 1
+    assert not any("synthesis" in k for k in deployed_state_dict(net))
+    stock = build_stock_network(configuration_manager("PlainConvUNet", 3), 3, 3, True)
+    stock.load_state_dict(deployed_state_dict(net))                    # strict: the head is not deployed
+    # the head reads D_L's last feature map: replaying D_L's stages by hand gives the same prediction
+    with torch.no_grad():
+        feats = []
+        h = net.decoder_l.stages[-1].register_forward_hook(lambda m, i, o: feats.append(o))
+        net.forward_limited(x[:, [0, 2, 3]])
+        h.remove()
+        assert torch.allclose(net.synthesis_head(feats[0]), net(x).synthesis, atol=1e-6)
+    assert _net("PlainConvUNet", 3)(x).synthesis is None               # no head, no prediction
+    with pytest.raises(ValueError, match="privileged"):
+        type(net)(net.encoder_l, net.decoder_l, net.encoder_a, net.encoder_p, net.fusion, net.decoder_f,
+                  SPLIT.limited_indices, net.synthesis_head, ())
+
+
+def test_dante_loss_adds_the_synthesis_term_and_refuses_without_a_head():
+    from dante_nnunet.losses import synthesis_loss
+    out = _synth_net()(torch.randn(2, 4, 16, 16, 16))
+    task = lambda seg, t: seg[0].mean() * 0 + 1.0
+    loss = DANTELoss(task, RegressionAlignment(1), 0.0, 0.0, lambda_synthesis=0.7)
+    assert torch.allclose(loss(out, None), 2.0 + 0.7 * synthesis_loss(out.synthesis, out.privileged_input))
+    assert loss.last_terms["synthesis"].item() == pytest.approx(synthesis_loss(out.synthesis,
+                                                                               out.privileged_input).item())
+    off = DANTELoss(task, RegressionAlignment(1), 0.0, 0.0)
+    assert off(out, None).item() == pytest.approx(2.0) and torch.isnan(off.last_terms["synthesis"])
+    with pytest.raises(ValueError, match="no synthesis head"):
+        loss(_net("PlainConvUNet", 3)(torch.randn(2, 4, 16, 16, 16)), None)
+
+
+def test_synthesis_gradients_unchanged_by_activation_checkpointing():
+    from dante_nnunet.losses import synthesis_loss
+    x = torch.randn(2, 4, 16, 16, 16)
+    grads = []
+    for ckpt in (False, True):
+        net = _synth_net(ds=False)
+        net.activation_checkpointing = ckpt
+        out = net(x)
+        synthesis_loss(out.synthesis, out.privileged_input).backward()
+        grads.append({k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None})
+    g0, g1 = grads
+    assert g0.keys() == g1.keys()
+    assert {k.split(".")[0] for k in g0} == {"encoder_l", "decoder_l", "synthesis_head"}   # nothing else learns from it
+    assert all(torch.allclose(g0[k], g1[k], atol=1e-6) for k in g0)

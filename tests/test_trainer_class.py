@@ -147,3 +147,28 @@ def test_save_every_scales_and_the_epoch_end_non_finite_check():
         t._stop_if_non_finite(outputs)
     t.logger.log("train_losses", 0.6, 0)
     t._stop_if_non_finite(outputs[:2])     # a finite epoch passes
+
+
+def test_synthesis_variants_reach_network_loss_and_log():
+    from dante_nnunet.training import DANTETrainer_synth, DANTETrainer_synth_transfer, DANTETrainer_synthOnly_transfer
+    from dante_nnunet.training.progress import DANTELocalLogger
+    assert DANTETrainer.lambda_synthesis == 0 and DANTETrainer_synth.lambda_synthesis == 1.0
+    assert (DANTETrainer_synthOnly_transfer.lambda_pib, DANTETrainer_synthOnly_transfer.lambda_align) == (0, 0)
+    t = pf.initialisable_trainer(DANTETrainer_synth_transfer, "Dataset994_Synth")
+    t.initialize()
+    assert t.dual_network().synthesis_head is not None and t.loss.lambda_synthesis == 1.0
+    t.on_train_epoch_start()                          # epoch 0: synthesis on, Eqs. 3-4 not yet
+    out = t.train_step(pf.trainer_batch(t))
+    assert torch.isfinite(out["train_synthesis"]) and torch.isnan(out["train_pib"])
+    plain = pf.initialisable_trainer(DANTETrainer, "Dataset994_Synth")
+    plain.initialize()
+    assert plain.dual_network().synthesis_head is None and plain.loss.lambda_synthesis == 0
+    # a checkpoint's logging from before the synthesis term loads, the missing curve as NaN
+    old = DANTELocalLogger()
+    for k in old.my_fantastic_logging:
+        old.my_fantastic_logging[k] = [float("nan")] * 2
+    saved = old.get_checkpoint()
+    del saved["train_synthesis"]
+    new = DANTELocalLogger()
+    new.load_checkpoint(saved)
+    assert len(new.my_fantastic_logging["train_synthesis"]) == 2

@@ -20,8 +20,10 @@ def load_dante_model(checkpoint_file: str, preprocessed_folder: str, configurati
     dj = load_json(join(preprocessed_folder, "dataset.json"))
     cm = pm.get_configuration(configuration)
     split = ChannelSplit.from_dataset_json(dj, join(preprocessed_folder, "dataset.json"))
-    net = build_dual_pathway_network(cm, split, pm.get_label_manager(dj).num_segmentation_heads, False)
-    net.load_state_dict(read_checkpoint(checkpoint_file)["dante_network_weights"])
+    weights = read_checkpoint(checkpoint_file)["dante_network_weights"]
+    net = build_dual_pathway_network(cm, split, pm.get_label_manager(dj).num_segmentation_heads, False,
+                                     synthesis=any(k.startswith("synthesis_head.") for k in weights))
+    net.load_state_dict(weights)
     return net.eval(), cm, join(preprocessed_folder, cm.data_identifier)
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
+from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from dante_nnunet.config import ChannelSplit
@@ -50,10 +51,12 @@ def _split_unet(net: nn.Module, arch_name: str):
 
 
 def build_dual_pathway_network(configuration_manager, split: ChannelSplit, num_output_channels: int,
-                               deep_supervision: bool = True, fusion_zero_init: bool = False) -> DualPathwayNet:
+                               deep_supervision: bool = True, fusion_zero_init: bool = False,
+                               synthesis: bool = False) -> DualPathwayNet:
     """E_L on the limited channels; E_A and E_P on all channels; residual fusion at every encoder
     level (proj_i zero-initialised if ``fusion_zero_init``); D_L on Z^L and D_F on Z^F; each part of the
-    plans' architecture (2D or 3D)."""
+    plans' architecture (2D or 3D). ``synthesis``: a 1x1 convolution (with bias) from D_L's last feature
+    map to the privileged channels (losses/synthesis.py), He-initialised as the plans' UNets are."""
     arch = configuration_manager.network_arch_class_name
     n_lim, n_all = len(split.limited_indices), split.num_channels
     enc_l, dec_l = _split_unet(build_stock_network(configuration_manager, n_lim, num_output_channels,
@@ -63,7 +66,12 @@ def build_dual_pathway_network(configuration_manager, split: ChannelSplit, num_o
     enc_p, _ = _split_unet(build_stock_network(configuration_manager, n_all, num_output_channels,
                                                deep_supervision), arch)
     fusion = ResidualFusion(enc_a.output_channels, enc_a.conv_op, zero_init=fusion_zero_init)
-    return DualPathwayNet(enc_l, dec_l, enc_a, enc_p, fusion, dec_f, split.limited_indices)
+    head = None
+    if synthesis:
+        head = enc_l.conv_op(enc_l.output_channels[0], len(split.privileged_indices), 1, 1, 0, bias=True)
+        head.apply(InitWeights_He(1e-2))
+    return DualPathwayNet(enc_l, dec_l, enc_a, enc_p, fusion, dec_f, split.limited_indices, head,
+                          split.privileged_indices)
 
 
 def _drop_unused_heads(decoder: nn.Module) -> nn.Module:

@@ -22,6 +22,9 @@ class DualPathwayOutput(NamedTuple):
     z_alignable: List[torch.Tensor]  # Z^A_i
     z_privileged: List[torch.Tensor]  # Z^P_i
     corrections: List[torch.Tensor]  # proj_i(Z^A_i (+) Z^P_i), the PIB target
+    # with a synthesis head (losses/synthesis.py): its prediction of X^P from D_L's last features, and X^P
+    synthesis: Optional[torch.Tensor] = None
+    privileged_input: Optional[torch.Tensor] = None
 
 
 class DualPathwayNet(nn.Module):
@@ -34,10 +37,15 @@ class DualPathwayNet(nn.Module):
     each encoder, decoder and the fusion, and recomputes their insides during backward
     (``torch.utils.checkpoint``, non-reentrant): less activation memory for about one more forward
     pass of time. Results and gradients are unchanged.
+
+    ``synthesis_head`` (optional, training only like the full pathway): a module from D_L's last feature
+    map (full resolution, before the segmentation layer) to the privileged channels, ``privileged_indices``
+    of the input. It is not part of the deployed network.
     """
 
     def __init__(self, encoder_l: nn.Module, decoder_l: nn.Module, encoder_a: nn.Module, encoder_p: nn.Module,
-                 fusion: ResidualFusion, decoder_f: nn.Module, limited_indices: Sequence[int]):
+                 fusion: ResidualFusion, decoder_f: nn.Module, limited_indices: Sequence[int],
+                 synthesis_head: Optional[nn.Module] = None, privileged_indices: Sequence[int] = ()):
         super().__init__()
         self.encoder_l = encoder_l
         self.decoder_l = decoder_l
@@ -46,6 +54,11 @@ class DualPathwayNet(nn.Module):
         self.fusion = fusion
         self.decoder_f = decoder_f
         self.register_buffer("limited_index", torch.as_tensor(list(limited_indices), dtype=torch.long),
+                             persistent=False)
+        if synthesis_head is not None and len(privileged_indices) == 0:
+            raise ValueError("a synthesis head needs the privileged channels' indices")
+        self.synthesis_head = synthesis_head
+        self.register_buffer("privileged_index", torch.as_tensor(list(privileged_indices), dtype=torch.long),
                              persistent=False)
         # the Stage-1 checkpoint E_L/E_A/E_P were loaded from (set by training.transfer), else None
         self.transferred_from: Optional[str] = None
@@ -68,13 +81,28 @@ class DualPathwayNet(nn.Module):
         fused, _ = self.fusion(self.encoder_a(x_full), self.encoder_p(x_full))
         return self.decoder_f(fused)
 
+    def _decode_limited(self, z_l: List[torch.Tensor]):
+        """D_L(Z^L) and, with a synthesis head, its prediction from D_L's last stage output (caught by a
+        forward hook for this call only: a recomputation under activation checkpointing does not fire it)."""
+        if self.synthesis_head is None:
+            return self._run(self.decoder_l, z_l), None
+        caught = []
+        handle = self.decoder_l.stages[-1].register_forward_hook(lambda _m, _i, out: caught.append(out))
+        try:
+            seg = self._run(self.decoder_l, z_l)
+        finally:
+            handle.remove()
+        return seg, self.synthesis_head(caught[0])
+
     def forward(self, x_full: torch.Tensor) -> DualPathwayOutput:
         z_l = self._run(self.encoder_l, self.select_limited(x_full))
         z_a = self._run(self.encoder_a, x_full)
         z_p = self._run(self.encoder_p, x_full)
         z_f, corrections = self._run(self.fusion, z_a, z_p)
-        return DualPathwayOutput(self._run(self.decoder_l, z_l), self._run(self.decoder_f, z_f), z_l, z_a, z_p,
-                                 corrections)
+        seg_l, synthesis = self._decode_limited(z_l)
+        privileged = x_full.index_select(1, self.privileged_index) if synthesis is not None else None
+        return DualPathwayOutput(seg_l, self._run(self.decoder_f, z_f), z_l, z_a, z_p, corrections, synthesis,
+                                 privileged)
 
     def set_deep_supervision(self, enabled: bool) -> None:
         self.decoder_l.deep_supervision = enabled

@@ -58,6 +58,8 @@ class DANTETrainer(LimitedDeploymentTrainer):
     alignment_stop_gradient = True    # True: Z^A is a detached target (only E_L is pulled)
     pib = "relative"                  # 'l1' (Eq. 3 as written) | 'relative' (to the scale of Z^A)
     fusion_zero_init = True           # True: proj_i starts at 0, so the correction starts at 0
+    lambda_synthesis = 0.0            # > 0: a training-only head on D_L regresses X^P (losses/synthesis.py),
+                                      # on from epoch 0 (it needs no teacher); not in the paper
     regularizer_start_fraction = 0.2  # PIB and alignment join at epoch 100 of 500
     encoder_freeze_fraction = 0.1     # with -pretrained_weights: E_L, E_A, E_P frozen for epochs 0..49 of 500
     infonce_temperature = 0.1
@@ -74,12 +76,19 @@ class DANTETrainer(LimitedDeploymentTrainer):
         s = self.channel_split
         self.print_to_log_file(f"DANTE: limited channels {list(s.limited_names)} (deployed), privileged "
                                f"{list(s.privileged_names)} (training only); {self.regularizer_description()} "
-                               f"from epoch {self.regularizer_start_epoch}", also_print_to_console=True)
+                               f"from epoch {self.regularizer_start_epoch}; {self.synthesis_description()}",
+                               also_print_to_console=True)
 
     def regularizer_description(self) -> str:
         direction = ", Z^A detached" if self.alignment_stop_gradient else ""
         return (f"lambda_pib={self.lambda_pib} (PIB {self.pib}), lambda_align={self.lambda_align} "
                 f"({self.alignment}{direction}), fusion init {'zero' if self.fusion_zero_init else 'default'}")
+
+    def synthesis_description(self) -> str:
+        if self.lambda_synthesis <= 0:
+            return "no privileged synthesis"
+        return (f"privileged synthesis lambda_syn={self.lambda_synthesis} (D_L head -> "
+                f"{list(self.channel_split.privileged_names)}, MSE) from epoch 0")
 
     @property
     def regularizer_start_epoch(self) -> int:
@@ -96,7 +105,8 @@ class DANTETrainer(LimitedDeploymentTrainer):
     def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
                                 num_output_channels: int, enable_deep_supervision: bool = True) -> DualPathwayNet:
         dual = build_dual_pathway_network(configuration_manager, self.channel_split, num_output_channels,
-                                          enable_deep_supervision, fusion_zero_init=self.fusion_zero_init)
+                                          enable_deep_supervision, fusion_zero_init=self.fusion_zero_init,
+                                          synthesis=self.lambda_synthesis > 0)
         dual.activation_checkpointing = self.activation_checkpointing
         return dual
 
@@ -116,7 +126,8 @@ class DANTETrainer(LimitedDeploymentTrainer):
         alignment = build_alignment(self.alignment, self.infonce_temperature, self.infonce_anchors,
                                     stop_gradient=self.alignment_stop_gradient)
         # regulariser weights are set per epoch in on_train_epoch_start
-        return DANTELoss(super()._build_loss(), alignment, lambda_pib=0.0, lambda_align=0.0, pib=build_pib(self.pib))
+        return DANTELoss(super()._build_loss(), alignment, lambda_pib=0.0, lambda_align=0.0, pib=build_pib(self.pib),
+                         lambda_synthesis=self.lambda_synthesis)
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()   # network.train(), lr of the poly schedule

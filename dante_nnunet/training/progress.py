@@ -12,7 +12,7 @@ from nnunetv2.training.logging.nnunet_logger import LocalLogger
 from dante_nnunet.diagnostics import FEATURE_STATS, STAT_LABELS
 from dante_nnunet.losses.reconstruction import RECONSTRUCTION_TERMS
 
-LOSS_TERMS = ("seg_limited", "seg_full", "pib", "align")
+LOSS_TERMS = ("seg_limited", "seg_full", "pib", "align", "synthesis")
 
 
 class ThrottledPlotting:
@@ -119,15 +119,16 @@ class _CurvesLogger(ThrottledPlotting, LocalLogger):
 class DANTELocalLogger(_CurvesLogger):
     """Adds one list per DANTE curve (one value per epoch, like every nnU-Net curve):
 
-    - ``train_<term>`` for each term of Eq. 6 (mean over the epoch's iterations; NaN while a
-      regulariser is off),
+    - ``train_<term>`` for each term of Eq. 6 and the synthesis term (mean over the epoch's iterations;
+      NaN while a term is off),
     - ``mean_fg_dice_full`` / ``dice_per_class_or_region_full``: the full (teacher) pathway's pseudo
       Dice beside nnU-Net's ``mean_fg_dice``, which here is the deployed limited pathway's.
     """
 
     n_curve_panels = 2
     trainer_name = "DANTETrainer"
-    optional_keys = tuple(f"diag_{s}" for s in FEATURE_STATS)
+    # curves added after checkpoints existed: the diagnostics and the synthesis term
+    optional_keys = tuple(f"diag_{s}" for s in FEATURE_STATS) + ("train_synthesis",)
 
     def __init__(self, verbose: bool = False):
         super().__init__(verbose)
@@ -135,8 +136,8 @@ class DANTELocalLogger(_CurvesLogger):
             self.my_fantastic_logging[f"train_{t}"] = []
         self.my_fantastic_logging["mean_fg_dice_full"] = []
         self.my_fantastic_logging["dice_per_class_or_region_full"] = []
-        for k in self.optional_keys:   # per epoch: one value per encoder level (diagnostics.py)
-            self.my_fantastic_logging[k] = []
+        for s in FEATURE_STATS:   # per epoch: one value per encoder level (diagnostics.py)
+            self.my_fantastic_logging[f"diag_{s}"] = []
 
     def _plot_extra(self, output_folder, log: dict, x: list, epoch: int) -> None:
         """diagnostics.png: each feature diagnostic per encoder level and epoch (diagnostics.py)."""
@@ -178,10 +179,14 @@ class DANTELocalLogger(_CurvesLogger):
 
         ax = axes[1]
         styles = {"seg_limited": ("b", "task loss, limited pathway"), "seg_full": ("m", "task loss, full pathway"),
-                  "pib": ("orange", "L_PIB (Eq. 3)"), "align": ("c", "L_Align (Eq. 4/5)")}
+                  "pib": ("orange", "L_PIB (Eq. 3)"), "align": ("c", "L_Align (Eq. 4/5)"),
+                  "synthesis": ("y", "L_Syn (privileged synthesis)")}
         for t in LOSS_TERMS:
+            values = np.asarray(log[f"train_{t}"][:epoch + 1], dtype=float)
+            if t == "synthesis" and np.all(np.isnan(values)):
+                continue   # a trainer without the synthesis term
             color, label = styles[t]
-            ax.plot(x, np.asarray(log[f"train_{t}"][:epoch + 1], dtype=float), color=color, label=label, linewidth=4)
+            ax.plot(x, values, color=color, label=label, linewidth=4)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss term (unweighted)")
 

@@ -7,7 +7,8 @@ Schedule variants scale the whole schedule: the regularisers still join at 20% o
 Regulariser forms (losses/alignment.py, losses/pib.py): DANTETrainer's default is Eq. 4 between
 standardised maps towards a detached Z^A, Eq. 3 relative to |Z^A|, proj_i starting at 0. ``_paper`` is
 Eqs. 3-4 exactly as printed (DANTETrainer's form before the feature-collapse measurements); ``_stdBidir``
-the default with the alignment pulling both pathways (Z^A not detached).
+the default with the alignment pulling both pathways (Z^A not detached). ``_synth`` adds the privileged
+synthesis term (losses/synthesis.py), ``_synthOnly`` has it without Eqs. 3-4.
 """
 from dante_nnunet.training.dante_trainer import DANTETrainer
 from dante_nnunet.training.pretrain_trainer import DANTEPretrainTrainer
@@ -46,7 +47,23 @@ class StandardizedBidirectional:
     alignment_stop_gradient = False
 
 
+class PrivilegedSynthesis:
+    """Adds the output-level term of losses/synthesis.py: a training-only head on D_L regresses the
+    privileged channels (weight 1, from epoch 0). Not in the paper."""
+    lambda_synthesis = 1.0
+
+
+class SynthesisOnly(PrivilegedSynthesis):
+    """Ablation: the synthesis term without Eqs. 3-4 (no PIB, no alignment)."""
+    lambda_pib = 0.0
+    lambda_align = 0.0
+
+
 class DANTETrainer_paper(PaperLiteral, DANTETrainer):
+    pass
+
+
+class DANTETrainer_synth(PrivilegedSynthesis, DANTETrainer):
     pass
 
 
@@ -128,6 +145,14 @@ class DANTETrainer_paper_transfer(TransferSchedule, PaperLiteral, DANTETrainer):
 
 
 class DANTETrainer_stdBidir_transfer(TransferSchedule, StandardizedBidirectional, DANTETrainer):
+    pass
+
+
+class DANTETrainer_synth_transfer(TransferSchedule, PrivilegedSynthesis, DANTETrainer):
+    pass
+
+
+class DANTETrainer_synthOnly_transfer(TransferSchedule, SynthesisOnly, DANTETrainer):
     pass
 
 
