@@ -28,6 +28,11 @@ enhancement strength s (unit SD) runs through each case; ET is the core where s 
   docs/privileged_transfer.md.)
 - T1 and FLAIR: the core is uniform (necrosis-like), the edema as in the BraTS-like kind.
 
+**Reference** (``kind="reference"``): the transfer design (same tumours and strengths for a seed) with the
+per-case T2 offset (SD 0.5) on the whole tumour, edema included. The edema then shows each case's level,
+so ET is fully determined by the limited channels, relative to a reference that moves from case to case.
+A candidate for issue 11's headroom criterion (configs/phantom_reference*.json).
+
 **DP2E-like** (``kind="ct"``): channels non-contrast CT and CT pulmonary angiography, both named "CT"
 (nnU-Net's CT normalisation), the CTPA given by number in the dante block; label 1 embolus. A body
 with two lungs; pulmonary vessels as tubes through the lungs, about blood density without contrast
@@ -149,17 +154,37 @@ T2_CORE = (1.0, 0.25)       # T2 in the core: 1.0 + offset + 0.25 s (3 noise SDs
 T2_OFFSET_SD = 0.3          # per-case offset of the core's T2 level (about 4 noise SDs)
 
 
-def brats_transfer_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
+def _strength_case(rng: np.random.Generator, shape, offset_sd: float, offset_on_edema: bool) -> Case:
+    """ET = core & (s > STRENGTH_THRESHOLD); T1ce shows s in the core, T2 shows it on top of a per-case
+    offset of the core's level, or of the whole tumour's (edema included) if ``offset_on_edema``."""
     brain, core, tumour, _, _ = _brats_anatomy(rng, shape)
     strength = _smooth_field(rng, shape, STRENGTH_SIGMA)
-    offset = rng.normal(0.0, T2_OFFSET_SD)
+    offset = rng.normal(0.0, offset_sd)
     seg = _tumour_labels(core, tumour, strength > STRENGTH_THRESHOLD)
     maps = _tissue_maps(seg)
     maps["T1ce"][core] = T1CE_CORE[0] + T1CE_CORE[1] * strength[core]
-    maps["T2"][core] = T2_CORE[0] + offset + T2_CORE[1] * strength[core]
+    maps["T2"][core] = T2_CORE[0] + (0.0 if offset_on_edema else offset) + T2_CORE[1] * strength[core]
+    if offset_on_edema:
+        maps["T2"][tumour] += offset
     maps["T1"][core] = _TISSUE["T1"][1]
     maps["FLAIR"][core] = _TISSUE["FLAIR"][1]
     return _render(rng, brain, maps), seg
+
+
+def brats_transfer_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
+    return _strength_case(rng, shape, T2_OFFSET_SD, offset_on_edema=False)
+
+
+REFERENCE_OFFSET_SD = 0.5   # kind "reference": per-case offset of the whole tumour's T2 (about 6 noise SDs)
+
+
+def brats_reference_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
+    """The transfer design with the per-case T2 offset on the whole tumour (edema and core), so the
+    edema is the core's reference: ET = core where T2 exceeds the edema's T2 by more than
+    0.25 * STRENGTH_THRESHOLD - 0.3, fully determined by the limited channels, but only relative to a
+    level that changes from case to case. Same random stream as ``brats_transfer_case``: the same
+    tumours and strengths for the same seed."""
+    return _strength_case(rng, shape, REFERENCE_OFFSET_SD, offset_on_edema=True)
 
 
 # ---------------------------------------------------------------------------------------- DP2E-like
@@ -223,6 +248,7 @@ KINDS: Dict[str, dict] = {
     "brats": {**_BRATS_SPEC, "case": brats_case, "name": "BraTSPhantom"},
     "rim": {**_BRATS_SPEC, "case": brats_rim_case, "name": "BraTSRimPhantom"},
     "transfer": {**_BRATS_SPEC, "case": brats_transfer_case, "name": "BraTSTransferPhantom"},
+    "reference": {**_BRATS_SPEC, "case": brats_reference_case, "name": "BraTSReferencePhantom"},
     "ct": {"case": ct_case, "channels": CT_CHANNELS, "privileged": [1], "spacing": CT_SPACING,
            "labels": {"background": 0, "embolus": 1}, "regions_class_order": None, "name": "DP2EPhantom"},
 }

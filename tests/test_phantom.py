@@ -9,7 +9,11 @@ import SimpleITK as sitk
 
 from dante_nnunet.cli import main
 from dante_nnunet.config import ChannelSplit
-from dante_nnunet.phantom import T2_OFFSET_SD, brats_case, brats_transfer_case, ct_case, write_phantom
+from dante_nnunet.phantom import (STRENGTH_THRESHOLD, T2_CORE, T2_OFFSET_SD, brats_case, brats_reference_case,
+                                  brats_transfer_case, ct_case, write_phantom)
+
+
+_TISSUE_T2_EDEMA = 1.3   # phantom._TISSUE["T2"][0]
 
 
 def _read(path):
@@ -52,6 +56,28 @@ def test_transfer_phantom_cues():
     assert 0.2 < np.mean(fractions) < 0.45 and len(within) >= 5
     assert min(within) > 1.0                                   # within a case ET is brighter in T2
     assert np.std(t2_levels) / 1000 > 0.5 * T2_OFFSET_SD       # but the core's T2 level moves from case to case
+
+
+def test_reference_phantom_et_is_t2_relative_to_the_edema():
+    """Kind "reference": the same tumours as kind "transfer"; the case's T2 offset moves the edema too, so
+    ET is read off T2 relative to the edema's level, and no absolute T2 threshold does as well."""
+    rule, absolute_t2, et_all = [], [], []
+    margin = (T2_CORE[0] - _TISSUE_T2_EDEMA + T2_CORE[1] * STRENGTH_THRESHOLD) * 1000
+    for i in range(8):
+        rng_args = [5, i]
+        img, seg = brats_reference_case(np.random.default_rng(rng_args), (32, 32, 32))
+        _, seg_transfer = brats_transfer_case(np.random.default_rng(rng_args), (32, 32, 32))
+        assert np.array_equal(seg, seg_transfer)
+        core, edema = seg >= 2, seg == 1
+        t2 = img[2]
+        relative = t2[core] - np.median(t2[edema])            # the edema's level as the case's reference
+        rule.append(np.mean((relative > margin) == (seg[core] == 3)))
+        absolute_t2.append(t2[core])
+        et_all.append(seg[core] == 3)
+    assert min(rule) > 0.8        # one voxel at a time, so voxel noise only (0.08 against 0.25 per unit s)
+    t2s, ets = np.concatenate(absolute_t2), np.concatenate(et_all)
+    best_absolute = max(np.mean((t2s > thr) == ets) for thr in np.quantile(t2s, np.linspace(0.05, 0.95, 91)))
+    assert best_absolute < np.mean(rule) - 0.05
 
 
 def test_phantom_cases_do_not_depend_on_the_counts(tmp_path):
