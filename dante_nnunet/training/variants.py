@@ -122,6 +122,14 @@ class DANTETrainer_stdBidir_demo(DemoSchedule, StandardizedBidirectional, DANTET
     pass
 
 
+class DANTETrainer_synth_demo(DemoSchedule, PrivilegedSynthesis, DANTETrainer):
+    pass
+
+
+class DANTETrainer_synthOnly_demo(DemoSchedule, SynthesisOnly, DANTETrainer):
+    pass
+
+
 class TransferSchedule:
     """The transfer phantom's CPU schedule (configs/phantom_transfer.json): 100 epochs of 50 iterations,
     5 validation iterations; regularisers from epoch 20, transferred encoders frozen for 10 epochs. Chosen
