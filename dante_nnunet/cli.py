@@ -205,19 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("phantom", help="a phantom raw dataset with a held-out test split: BraTS-like (T1ce "
                                        "privileged), its easy rim form (the demo's data), the transfer phantom (T1ce "
                                        "shows a continuous enhancement strength that T2 shows relative to a per-case "
-                                       "offset) or DP2E-like CT (CTPA privileged)")
+                                       "offset), its reference form (the offset on the whole tumour, so the edema "
+                                       "shows it) or DP2E-like CT (CTPA privileged)")
     s.add_argument("--kind", choices=sorted(KINDS), default="brats", help="which phantom")
     s.add_argument("-d", type=int, required=True, help="new dataset id (written into $nnUNet_raw, which must be set, "
                                                        "as must nnUNet_preprocessed and nnUNet_results for the "
                                                        "next steps)")
-    s.add_argument("--name", default=None, help="dataset name (if not given: BraTSPhantom, BraTSTransferPhantom or "
-                                                "DP2EPhantom)")
+    s.add_argument("--name", default=None, help="dataset name (if not given: BraTSPhantom, BraTSRimPhantom, "
+                                                "BraTSTransferPhantom, BraTSReferencePhantom or DP2EPhantom)")
     s.add_argument("--num-train", type=int, default=24, help="training cases (imagesTr/labelsTr)")
     s.add_argument("--num-test", type=int, default=8, help="held-out test cases (imagesTs, imagesTs_allchannels, "
                                                            "labelsTs)")
     s.add_argument("--seed", type=int, default=0, help="seed of the generator (same seed, same volumes)")
     s.add_argument("--shape", type=int, nargs=3, default=None, help="volume shape Z Y X (if not given: 40 40 40 for "
-                                                                     "brats and transfer, 24 64 64 for ct)")
+                                                                     "brats, transfer and reference, 32 32 32 for rim, "
+                                                                     "24 64 64 for ct)")
     s.set_defaults(func=_phantom)
 
     s = sub.add_parser("sweep", help="print the nnUNetv2_train commands of a lambda1 x lambda2 grid")
