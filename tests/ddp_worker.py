@@ -41,7 +41,7 @@ def _crafted_epoch_ends(stage2, stage1, rank: int) -> dict:
     from dante_nnunet.diagnostics import FEATURE_STATS
     from dante_nnunet.training.progress import LOSS_TERMS
     diag = torch.full((len(stage2.dual_network().encoder_l.output_channels), len(FEATURE_STATS)), r)
-    terms = {f"train_{t}": torch.tensor((i + 1) * r) for i, t in enumerate(LOSS_TERMS)}   # v, 2v, 3v, 4v
+    terms = {f"train_{t}": torch.tensor((i + 1) * r) for i, t in enumerate(LOSS_TERMS)}   # v, 2v, 3v, ...
     train = [{'loss': torch.tensor(r), **terms, 'diag': diag.clone()} for _ in range(2)]
     stage2.on_train_epoch_end(train)
     counts = np.array([[rank + 1, 0, 2], [0, rank, 1], [rank, 1, 0]], dtype=float)   # tp, fp, fn per region

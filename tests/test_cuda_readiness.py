@@ -170,7 +170,7 @@ def _assert_autocast_step_close(t, dtype):
                          ids=[f"{a}-bf16" for a in ALIGNMENTS] + ["std_l1-fp16"])
 def test_stage2_autocast_step_is_finite_and_close_to_fp32(alignment, dtype):
     _assert_autocast_step_close(_stage2(features=WIDE, alignment=alignment, alignment_stop_gradient=False,
-                                        pib="l1" if alignment == "l1" else "relative"), dtype)
+                                        pib="l1" if alignment == "l1" else "relative", lambda_synthesis=1.0), dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
