@@ -1,6 +1,7 @@
 """The benchmark runner: config checks, the table's gap closure by hand, the 70/10/20 split, and a
 tiny config end to end through the stock commands (phantom -> plan -> Stage 1 -> five methods ->
-limited-only prediction -> evaluation -> table), then a rerun that skips every finished step."""
+limited-only prediction -> evaluation -> table -> t-SNE), then a rerun that skips every finished step; the
+sweep step on its own."""
 import json
 import os
 import shutil
@@ -188,11 +189,10 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
                        {"name": "Distill", "trainer": "DistillationTrainer_tiny"},
                        {"name": "DANTE", "trainer": "DANTETrainer_tinyS1", "pretrained": True}],
            "lower": "Lower", "upper": "Upper", "dante": "DANTE", "seeds": [0],
-           "sweep": {"trainer": "DANTETrainer_tiny", "lambda_pib": [0.0]},
            # one preprocessing and one export worker: each spawned worker imports torch and nnU-Net
            # again, which costs more than predicting 2 tiny cases
            "predict_args": ["-npp", "1", "-nps", "1"]}
-    results = Runner(cfg, str(tmp_path)).run_all(sweep=True, tsne=True)
+    results = Runner(cfg, str(tmp_path)).run_all(tsne=True)   # the sweep's own step: test_sweep_step below
     out = tmp_path / "tiny"
     assert set(results["methods"]) == {"Lower", "Upper", "ModDrop", "Distill", "DANTE"}
     for name, m in results["methods"].items():   # one seed: every trainer ran as <trainer>_seed0
@@ -206,9 +206,7 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
     assert moved["configurations"]["3d_t"]["architecture"]["arch_kwargs"]["features_per_stage"][0] == 4
     # limited-only inputs reached the limited-channel methods, all channels the upper bound
     assert "predict_Lower_seed0" in results["seconds"] and "stage1_seed0" in results["seconds"]
-    sweep = json.loads((out / "sweep.json").read_text())
-    assert [(p["trainer"], p["value"]) for p in sweep] == [("DANTETrainer_tiny_pib0", 0.0)]
-    assert (out / "sweep.png").stat().st_size > 1000 and (out / "tsne.png").stat().st_size > 1000
+    assert (out / "tsne.png").stat().st_size > 1000
     # baselines deploy like DANTE: the modality-dropout model exports as a plain 3-channel nnU-Net model
     from dante_nnunet.export import export_model
     runner = Runner(cfg, str(tmp_path))
@@ -220,6 +218,34 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
     again = Runner(cfg, str(tmp_path)).run_all()
     assert again["seconds"] == results["seconds"]   # every step skipped; the first run's times are kept
     assert again["methods"] == json.loads(json.dumps(results["methods"]))
+
+
+def test_sweep_step_trains_each_point_as_a_method_and_reports(tmp_path, monkeypatch):
+    """run_sweep: every point of sweep_points goes through step_method under its suffixed trainer name (a
+    suffixed name trains like any trainer: test_seeding's real trainings, test_trainer_class's nnU-Net lookup;
+    step_method itself: the tiny benchmark above), then sweep.json / .md / .png."""
+    cfg = json.loads(open(_cfg(tmp_path)).read())
+    cfg["sweep"] = {"trainer": "DANTETrainer_demo", "lambda_pib": [0.0, 0.3], "lambda_align": [1.0]}
+    runner = Runner(cfg, str(tmp_path / "results"))
+    runner.check_trainers(sweep=True)                       # the three names resolve to trainer classes
+    seen = []
+
+    def step_method(method, test, seed=None):
+        seen.append((method["name"], method["trainer"], test, seed))
+        et = {"DANTETrainer_demo_pib0": 0.5, "DANTETrainer_demo_pib0.3": 0.6, "DANTETrainer_demo_align1": 0.7}
+        return {"mean": {"whole tumor": {"dice": 0.9}, "enhancing tumor": {"dice": et[method["trainer"]]}}}
+
+    monkeypatch.setattr(runner, "step_method", step_method)
+    os.makedirs(runner.out, exist_ok=True)
+    rows = runner.run_sweep({"limited": "L"})
+    assert seen == [("sweep DANTETrainer_demo_pib0", "DANTETrainer_demo_pib0", {"limited": "L"}, None),
+                    ("sweep DANTETrainer_demo_pib0.3", "DANTETrainer_demo_pib0.3", {"limited": "L"}, None),
+                    ("sweep DANTETrainer_demo_align1", "DANTETrainer_demo_align1", {"limited": "L"}, None)]
+    saved = json.load(open(os.path.join(runner.out, "sweep.json")))
+    assert saved == json.loads(json.dumps(rows)) and [r["value"] for r in saved] == [0.0, 0.3, 1.0]
+    md = open(os.path.join(runner.out, "sweep.md")).read()
+    assert "| lambda_pib | 0.3 | `DANTETrainer_demo_pib0.3` | 90.0 | 60.0 |" in md
+    assert os.path.getsize(os.path.join(runner.out, "sweep.png")) > 1000
 
 
 def test_unknown_trainer_stops_before_any_work(tmp_path, monkeypatch):
