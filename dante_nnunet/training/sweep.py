@@ -53,8 +53,10 @@ def resolve_sweep_trainer(name: str, namespace: dict) -> Optional[type]:
     if name in _cache:
         return _cache[name]
     m = _NAME.match(name)
-    weights = {attr: float(m[key]) for key, attr in _WEIGHTS if m is not None and m[key] is not None}
-    if m is None or (not weights and m["seed"] is None):
+    if m is None:
+        return None
+    weights = {attr: float(m[key]) for key, attr in _WEIGHTS if m[key] is not None}
+    if not weights and m["seed"] is None:
         return None
     base = namespace.get(m["base"])
     needs = DANTETrainer if weights else DANTEBaseTrainer
