@@ -45,7 +45,8 @@ def _pretrain_dataset(args) -> int:
     from dante_nnunet.pretrain_dataset import write_pretrain_dataset
     folder = write_pretrain_dataset(args.sources, args.d, args.n, channel_names=args.channels,
                                     privileged_channels=args.privileged, like=args.like,
-                                    file_ending=args.file_ending)
+                                    file_ending=args.file_ending,
+                                    allow_missing_privileged=args.allow_missing_privileged)
     print(f"wrote {folder}")
     print(f"next: nnUNetv2_plan_and_preprocess -d {args.d} -c 3d_fullres   (or move the fine-tuning dataset's plans "
           f"here: nnUNetv2_extract_fingerprint -d {args.d}; nnUNetv2_move_plans_between_datasets -s FT -t {args.d} "
@@ -99,20 +100,20 @@ def _add_configuration(args) -> int:
 
 def _convert_brats(args) -> int:
     from dante_nnunet.converters import convert_brats
-    print(f"wrote {convert_brats(args.src, args.d, args.name)}")
+    print(f"wrote {convert_brats(args.src, args.d, args.name, allow_missing_privileged=args.allow_missing_privileged)}")
     return 0
 
 
 def _convert_ct_pairs(args) -> int:
     from dante_nnunet.converters import convert_ct_pairs
-    print(f"wrote {convert_ct_pairs(args.src, args.d, args.name)}")
+    print(f"wrote {convert_ct_pairs(args.src, args.d, args.name, allow_missing_privileged=args.allow_missing_privileged)}")
     return 0
 
 
 def _phantom(args) -> int:
     from dante_nnunet.phantom import write_phantom
     folder = write_phantom(args.kind, args.d, args.name, num_train=args.num_train, num_test=args.num_test,
-                           seed=args.seed, shape=args.shape)
+                           seed=args.seed, shape=args.shape, missing_privileged=args.missing_privileged)
     print(f"wrote {folder} (imagesTs: limited channels only; imagesTs_allchannels; labelsTs)")
     return 0
 
@@ -161,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channels", nargs="+", help="channel names in file order (_0000, _0001, ...)")
     s.add_argument("--privileged", nargs="+", help="privileged channel name(s)")
     s.add_argument("--file-ending", help="image file ending (if not given: from --like, else .nii.gz)")
+    s.add_argument("--allow-missing-privileged", action="store_true",
+                   help="convert cases that lack only the privileged image: it is written as zeros and the case "
+                        "listed in dataset.json's \"dante\" -> \"cases_without_privileged\"")
     s.set_defaults(func=_pretrain_dataset)
 
     s = sub.add_parser("evaluate", help="Dice and HD95 (mm) per case and region, BraTS conventions for empty masks")
@@ -193,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("src", help="folder of BraTS case folders (subfolders such as HGG/LGG are searched)")
     s.add_argument("-d", type=int, required=True, help="new dataset id")
     s.add_argument("--name", default="BraTS", help="dataset name (letters and digits)")
+    s.add_argument("--allow-missing-privileged", action="store_true",
+                   help="convert cases that lack only the privileged image: it is written as zeros and the case "
+                        "listed in dataset.json's \"dante\" -> \"cases_without_privileged\"")
     s.set_defaults(func=_convert_brats)
 
     s = sub.add_parser("convert-ct-pairs", help="paired non-contrast CT + CTPA case folders -> nnU-Net raw dataset "
@@ -200,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("src", help="folder of case folders, each with <case>_ncct, <case>_ctpa, <case>_seg .nii.gz")
     s.add_argument("-d", type=int, required=True, help="new dataset id")
     s.add_argument("--name", default="DP2E", help="dataset name (letters and digits)")
+    s.add_argument("--allow-missing-privileged", action="store_true",
+                   help="convert cases that lack only the privileged image: it is written as zeros and the case "
+                        "listed in dataset.json's \"dante\" -> \"cases_without_privileged\"")
     s.set_defaults(func=_convert_ct_pairs)
 
     s = sub.add_parser("phantom", help="a phantom raw dataset with a held-out test split: BraTS-like (T1ce "
@@ -220,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shape", type=int, nargs=3, default=None, help="volume shape Z Y X (if not given: 40 40 40 for "
                                                                      "brats, transfer and reference, 32 32 32 for rim, "
                                                                      "24 64 64 for ct)")
+    s.add_argument("--missing-privileged", type=float, default=0.0, metavar="FRACTION",
+                   help="fraction of the training cases written without their privileged scan (zeros, listed in "
+                        "dataset.json's \"dante\" -> \"cases_without_privileged\"); test cases keep it")
     s.set_defaults(func=_phantom)
 
     s = sub.add_parser("sweep", help="print the nnUNetv2_train commands of a lambda1 x lambda2 grid")

@@ -109,3 +109,51 @@ class ChannelSplit:
             raise DanteConfigError(f'{source}: "dante" block must be an object with a "privileged_channels" list, '
                                    f'got {block!r}')
         return cls.from_names(names, block["privileged_channels"], source)
+
+
+def cases_without_privileged(dataset_json: Mapping, source: str = "dataset.json") -> Tuple[str, ...]:
+    """The training cases that have no privileged scan, from ``"dante": {"cases_without_privileged": [...]}``
+    (case identifiers, as in imagesTr without the ``_XXXX`` suffix). Empty when the key is absent.
+
+    Those cases still carry a file for each privileged channel (nnU-Net needs one per channel): a
+    constant placeholder, e.g. zeros. Only the format is checked here; ``check_cases_without_privileged``
+    checks the list against the dataset's cases.
+    """
+    block = dataset_json.get("dante")
+    if not isinstance(block, Mapping) or "cases_without_privileged" not in block:
+        return ()
+    listed = block["cases_without_privileged"]
+    if not isinstance(listed, Sequence) or isinstance(listed, str) \
+            or not all(isinstance(c, str) and c for c in listed):
+        raise DanteConfigError(f'{source}: "dante" -> "cases_without_privileged" must be a list of case identifiers '
+                               f'(e.g. "BraTS_0012"), got {listed!r}')
+    repeated = sorted({c for c in listed if list(listed).count(c) > 1})
+    if repeated:
+        raise DanteConfigError(f'{source}: "dante" -> "cases_without_privileged" lists {repeated} more than once')
+    return tuple(listed)
+
+
+def check_cases_without_privileged(listed: Sequence[str], cases: Sequence[str], source: str = "dataset.json") -> None:
+    """Refuse a list that names a case the dataset does not have, or that names every case (nothing would
+    teach the full pathway)."""
+    unknown = sorted(set(listed) - set(cases))
+    if unknown:
+        raise DanteConfigError(f'{source}: "dante" -> "cases_without_privileged" names {unknown[:10]}'
+                               f'{" ..." if len(unknown) > 10 else ""} ({len(unknown)} case(s)), which the dataset '
+                               f'does not have (its cases: {sorted(cases)[:5]} ...)')
+    if cases and set(cases) <= set(listed):
+        raise DanteConfigError(f'{source}: "dante" -> "cases_without_privileged" lists every one of the {len(cases)} '
+                               f'cases; at least one case needs its privileged scan')
+
+
+def non_constant_channels(image, channels: Sequence[int], rtol: float = 1e-4) -> Tuple[int, ...]:
+    """Which of ``channels`` of ``image`` (channels first; anything indexable by channel, a blosc2 array
+    included) are not constant: max - min above ``rtol`` x (1 + max |value|). A placeholder stays constant
+    through nnU-Net's resampling and normalisation, up to rounding."""
+    import numpy as np
+    bad = []
+    for c in channels:
+        a = np.asarray(image[c], dtype=np.float64)
+        if a.size and (a.max() - a.min()) > rtol * (1.0 + np.abs(a).max()):
+            bad.append(c)
+    return tuple(bad)

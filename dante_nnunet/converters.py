@@ -23,6 +23,12 @@ x 0.7 mm and patch 64 x 160 x 192, which ``configs/dp2e.json`` applies (``nnUNet
 -overwrite_target_spacing`` and an added configuration). Unlabelled pairs for Stage 1 go through
 ``dante_nnunet pretrain-dataset`` instead.
 
+**Cases without the privileged scan** (``--allow-missing-privileged``): a case folder that lacks only the
+privileged file (``<case>_t1ce``, ``<case>_ctpa``) is converted with a placeholder for it (zeros, the
+geometry of the case's other images) and listed in dataset.json under ``"dante"`` ->
+``"cases_without_privileged"``, which DANTE's trainers read (README, "Training cases without the privileged
+scan"). Without the option such a case is an error, as any other missing file.
+
 Everything is checked before anything is written: exactly the expected files per case (a folder holding
 any of them is a case, so a missing file of any kind is reported, not skipped), one geometry across them,
 finite intensities, label values within the known set, a dataset id unused in nnUNet_raw,
@@ -39,7 +45,7 @@ import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import join, save_json
 
 from dante_nnunet.rawdata import (check_finite, check_new_dataset, check_same_geometry, new_dataset_folder,
-                                  resolve_raw_root, sibling_roots)
+                                  placeholder_image, resolve_raw_root, sibling_roots)
 
 BRATS_MODALITIES = ("t1", "t1ce", "t2", "flair")     # -> _0000.._0003
 BRATS_CHANNEL_NAMES = ("T1", "T1ce", "T2", "FLAIR")
@@ -47,10 +53,12 @@ BRATS_LABEL_MAP = {0: 0, 2: 1, 1: 2, 4: 3}           # BraTS value -> nnU-Net (D
 BRATS_LABELS = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
 
 
-def _case_folders(src: str, kinds: Sequence[str], marker: str, layout: str) -> Dict[str, Dict[str, str]]:
+def _case_folders(src: str, kinds: Sequence[str], marker: str, layout: str,
+                  optional: Sequence[str] = ()) -> Dict[str, Dict[str, str]]:
     """{case: {kind: file}} for every folder under ``src`` holding a ``<folder>_<kind>.nii(.gz)`` file of
     any kind (so that a case lacking one file, ``marker`` included, is reported rather than skipped);
-    each such folder must hold exactly one ``<folder>_<kind>.nii(.gz)`` per kind and nothing else."""
+    each such folder must hold exactly one ``<folder>_<kind>.nii(.gz)`` per kind and nothing else, except
+    that kinds in ``optional`` may be absent."""
     if not os.path.isdir(src):
         raise FileNotFoundError(f"{src} is not a folder")
     pattern = re.compile(r"^(?P<case>.+)_(?P<kind>" + "|".join(map(re.escape, kinds)) + r")\.nii(?:\.gz)?$")
@@ -71,7 +79,7 @@ def _case_folders(src: str, kinds: Sequence[str], marker: str, layout: str) -> D
             if m["kind"] in found:
                 raise ValueError(f"case {case!r}: two {m['kind']} files ({os.path.basename(found[m['kind']])}, {f})")
             found[m["kind"]] = join(folder, f)
-        missing = [k for k in kinds if k not in found]
+        missing = [k for k in kinds if k not in found and k not in optional]
         if missing:
             raise ValueError(f"case {case!r} ({folder}) lacks {', '.join(f'{case}_{k}' for k in missing)}")
         cases[case] = found
@@ -80,9 +88,28 @@ def _case_folders(src: str, kinds: Sequence[str], marker: str, layout: str) -> D
     return cases
 
 
-def _brats_cases(src: str) -> Dict[str, Dict[str, str]]:
+def _brats_cases(src: str, allow_missing_privileged: bool = False) -> Dict[str, Dict[str, str]]:
     return _case_folders(src, BRATS_MODALITIES + ("seg",), "flair",
-                         "<case>_t1, _t1ce, _t2, _flair, _seg .nii.gz")
+                         "<case>_t1, _t1ce, _t2, _flair, _seg .nii.gz",
+                         optional=("t1ce",) if allow_missing_privileged else ())
+
+
+def _missing_privileged(cases: Dict[str, Dict[str, str]], privileged: str, src: str,
+                        allow: bool) -> list:
+    """The cases without their ``privileged`` file (sorted), refused when that is every case."""
+    missing = sorted(c for c, files in cases.items() if privileged not in files)
+    if allow and missing and len(missing) == len(cases):
+        raise ValueError(f"no case under {src} has its {privileged} image; DANTE needs it for some training cases")
+    return missing
+
+
+def _write_image(files: Dict[str, str], kind: str, reference_kind: str, path: str) -> None:
+    """Copy the case's ``kind`` image to ``path``, or write a placeholder (zeros on the geometry of its
+    ``reference_kind`` image) if the case has none."""
+    if kind in files:
+        sitk.WriteImage(sitk.ReadImage(files[kind]), path, True)
+    else:
+        sitk.WriteImage(placeholder_image(sitk.ReadImage(files[reference_kind])), path, True)
 
 
 def _mapped_labels(case: str, seg_file: str) -> sitk.Image:
@@ -101,20 +128,24 @@ def _mapped_labels(case: str, seg_file: str) -> sitk.Image:
     return label
 
 
-def convert_brats(src: str, dataset_id: int, name: str = "BraTS", raw_root: Optional[str] = None) -> str:
+def convert_brats(src: str, dataset_id: int, name: str = "BraTS", raw_root: Optional[str] = None,
+                  allow_missing_privileged: bool = False) -> str:
     others = sibling_roots(raw_root)
     raw_root = resolve_raw_root(raw_root)
     folder_name = check_new_dataset(raw_root, dataset_id, name, others)
-    cases = _brats_cases(src)
+    cases = _brats_cases(src, allow_missing_privileged)
+    missing = _missing_privileged(cases, "t1ce", src, allow_missing_privileged)
     for case, files in cases.items():   # all checks first (files are read twice rather than held in memory)
-        check_same_geometry(case, [files[k] for k in BRATS_MODALITIES + ("seg",)])
+        check_same_geometry(case, [files[k] for k in BRATS_MODALITIES + ("seg",) if k in files])
         for kind in BRATS_MODALITIES:
-            check_finite(case, files[kind])
+            if kind in files:
+                check_finite(case, files[kind])
         _mapped_labels(case, files["seg"])
+    dante = {"privileged_channels": ["T1ce"], **({"cases_without_privileged": missing} if missing else {})}
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for case, files in cases.items():
             for c, kind in enumerate(BRATS_MODALITIES):
-                sitk.WriteImage(sitk.ReadImage(files[kind]), join(tmp, "imagesTr", f"{case}_{c:04d}.nii.gz"), True)
+                _write_image(files, kind, "t1", join(tmp, "imagesTr", f"{case}_{c:04d}.nii.gz"))
             sitk.WriteImage(_mapped_labels(case, files["seg"]), join(tmp, "labelsTr", f"{case}.nii.gz"), True)
         save_json({
             "channel_names": {str(i): n for i, n in enumerate(BRATS_CHANNEL_NAMES)},
@@ -125,7 +156,7 @@ def convert_brats(src: str, dataset_id: int, name: str = "BraTS", raw_root: Opti
             "name": name,
             "description": f"BraTS converted by dante_nnunet convert-brats from {os.path.abspath(src)}; labels "
                            f"2->1 edema, 1->2 necrosis/non-enhancing, 4->3 enhancing (as Dataset137)",
-            "dante": {"privileged_channels": ["T1ce"]},
+            "dante": dante,
         }, join(tmp, "dataset.json"), sort_keys=False)
     return join(raw_root, folder_name)
 
@@ -144,20 +175,24 @@ def _checked_labels(case: str, seg_file: str, allowed) -> None:
                          f"{sorted(allowed)}")
 
 
-def convert_ct_pairs(src: str, dataset_id: int, name: str = "DP2E", raw_root: Optional[str] = None) -> str:
+def convert_ct_pairs(src: str, dataset_id: int, name: str = "DP2E", raw_root: Optional[str] = None,
+                     allow_missing_privileged: bool = False) -> str:
     others = sibling_roots(raw_root)
     raw_root = resolve_raw_root(raw_root)
     folder_name = check_new_dataset(raw_root, dataset_id, name, others)
-    cases = _case_folders(src, CT_KINDS + ("seg",), "ncct", "<case>_ncct, _ctpa, _seg .nii.gz")
+    cases = _case_folders(src, CT_KINDS + ("seg",), "ncct", "<case>_ncct, _ctpa, _seg .nii.gz",
+                          optional=("ctpa",) if allow_missing_privileged else ())
+    missing = _missing_privileged(cases, "ctpa", src, allow_missing_privileged)
     for case, files in cases.items():
-        check_same_geometry(case, [files[k] for k in CT_KINDS + ("seg",)])
+        check_same_geometry(case, [files[k] for k in CT_KINDS + ("seg",) if k in files])
         for kind in CT_KINDS:
-            check_finite(case, files[kind])
+            if kind in files:
+                check_finite(case, files[kind])
         _checked_labels(case, files["seg"], CT_LABELS.values())
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for case, files in cases.items():
             for c, kind in enumerate(CT_KINDS):
-                sitk.WriteImage(sitk.ReadImage(files[kind]), join(tmp, "imagesTr", f"{case}_{c:04d}.nii.gz"), True)
+                _write_image(files, kind, "ncct", join(tmp, "imagesTr", f"{case}_{c:04d}.nii.gz"))
             sitk.WriteImage(sitk.ReadImage(files["seg"], sitk.sitkUInt8), join(tmp, "labelsTr", f"{case}.nii.gz"),
                             True)
         save_json({
@@ -168,7 +203,7 @@ def convert_ct_pairs(src: str, dataset_id: int, name: str = "DP2E", raw_root: Op
             "name": name,
             "description": f"paired CT converted by dante_nnunet convert-ct-pairs from {os.path.abspath(src)}; "
                            f"_0000 non-contrast CT (limited), _0001 CTPA (privileged)",
-            "dante": {"privileged_channels": [1]},
+            "dante": {"privileged_channels": [1], **({"cases_without_privileged": missing} if missing else {})},
             "dante_plans": {"target_spacing": DP2E_TARGET_SPACING, "patch_size": DP2E_PATCH_SIZE},
         }, join(tmp, "dataset.json"), sort_keys=False)
     return join(raw_root, folder_name)

@@ -47,7 +47,7 @@ and ``labelsTs``. The dataset is written to a temporary folder and renamed into 
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -261,13 +261,32 @@ def _image(arr: np.ndarray, spacing_zyx: Sequence[float]) -> sitk.Image:
     return im
 
 
+def cases_missing_privileged(num_train: int, fraction: float, seed: int) -> List[int]:
+    """The training case numbers whose privileged scan a phantom with ``--missing-privileged fraction``
+    leaves out: round(fraction x num_train) of them, drawn from their own seeded stream (so the images
+    of every case are those of the complete phantom with the same seed)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the fraction of training cases without the privileged channel must be in [0, 1), "
+                         f"got {fraction}")
+    n = int(round(fraction * num_train))
+    if n >= num_train:
+        raise ValueError(f"--missing-privileged {fraction} of {num_train} training cases leaves none with the "
+                         f"privileged channel")
+    return sorted(int(i) for i in np.random.default_rng([seed, 2]).choice(num_train, n, replace=False))
+
+
 def write_phantom(kind: str, dataset_id: int, name: Optional[str] = None, num_train: int = 24, num_test: int = 8,
-                  seed: int = 0, shape: Optional[Sequence[int]] = None, raw_root: Optional[str] = None) -> str:
-    """Write ``nnUNet_raw/DatasetXXX_NAME`` (refuses an id in use) and return its folder."""
+                  seed: int = 0, shape: Optional[Sequence[int]] = None, raw_root: Optional[str] = None,
+                  missing_privileged: float = 0.0) -> str:
+    """Write ``nnUNet_raw/DatasetXXX_NAME`` (refuses an id in use) and return its folder.
+
+    ``missing_privileged``: the fraction of training cases written without their privileged scan (its
+    files are zeros, the cases listed in "dante" -> "cases_without_privileged"); test cases keep it."""
     if kind not in KINDS:
         raise ValueError(f"unknown phantom kind {kind!r}; choose from {sorted(KINDS)}")
     if num_train < 2 or num_test < 1:
         raise ValueError(f"need at least 2 training and 1 test case, got {num_train} and {num_test}")
+    missing = cases_missing_privileged(num_train, missing_privileged, seed)
     spec = KINDS[kind]
     name = name or spec["name"]
     others = sibling_roots(raw_root)
@@ -286,6 +305,10 @@ def write_phantom(kind: str, dataset_id: int, name: Optional[str] = None, num_tr
     if spec["regions_class_order"] is not None:
         dataset_json["regions_class_order"] = spec["regions_class_order"]
     split = ChannelSplit.from_dataset_json(dataset_json, f"phantom {kind}")
+    if missing:
+        dataset_json["dante"]["cases_without_privileged"] = [f"{name}_{i:03d}" for i in missing]
+        dataset_json["description"] += (f"; --missing-privileged {missing_privileged}: the privileged channels of "
+                                        f"{len(missing)} training cases are zeros")
     make_case: Callable = spec["case"]
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for sub in ("imagesTs", "imagesTs_allchannels", "labelsTs"):
@@ -296,6 +319,9 @@ def write_phantom(kind: str, dataset_id: int, name: Optional[str] = None, num_tr
             rng = np.random.default_rng([seed, int(test), i - num_train if test else i])
             img, seg = make_case(rng) if shape is None else make_case(rng, tuple(shape))
             cid = f"{name}_{i:03d}"
+            if not test and i in missing:
+                img = img.copy()
+                img[list(split.privileged_indices)] = 0
             for ch in range(img.shape[0]):
                 sitk.WriteImage(_image(img[ch], spec["spacing"]),
                                 join(tmp, "imagesTs_allchannels" if test else "imagesTr", f"{cid}_{ch:04d}.nii.gz"))

@@ -34,12 +34,14 @@ from batchgenerators.utilities.file_and_folder_operations import join, load_json
 
 from dante_nnunet.config import ChannelSplit
 from dante_nnunet.rawdata import (check_finite, check_new_dataset, check_same_geometry, new_dataset_folder,
-                                  resolve_raw_root, sibling_roots)
+                                  placeholder_image, resolve_raw_root, sibling_roots)
 
 PLACEHOLDER_LABEL = "non-background (placeholder)"
 
 
-def _find_cases(source_dirs: Sequence[str], file_ending: str, num_channels: int) -> Dict[str, List[str]]:
+def _find_cases(source_dirs: Sequence[str], file_ending: str, num_channels: int,
+                optional: Sequence[int] = ()) -> Dict[str, List[Optional[str]]]:
+    """{case: one file per channel}; the channels in ``optional`` may be absent as a group (None)."""
     pattern = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})" + re.escape(file_ending) + "$")
     found: Dict[str, Dict[int, str]] = defaultdict(dict)
     origin: Dict[str, str] = {}
@@ -61,10 +63,12 @@ def _find_cases(source_dirs: Sequence[str], file_ending: str, num_channels: int)
         raise ValueError(f"no images named <case>_XXXX{file_ending} in {list(source_dirs)}")
     cases = {}
     for case, files in sorted(found.items()):
-        if sorted(files) != list(range(num_channels)):
+        without_optional = [c for c in range(num_channels) if c not in optional]
+        if sorted(files) != list(range(num_channels)) and not (optional and sorted(files) == without_optional):
             raise ValueError(f"case {case!r} ({origin[case]}) has channel files {sorted(files)}; expected "
-                             f"exactly {list(range(num_channels))} (one per channel)")
-        cases[case] = [files[c] for c in range(num_channels)]
+                             f"exactly {list(range(num_channels))} (one per channel)"
+                             + (f" or, without the privileged scan, {without_optional}" if optional else ""))
+        cases[case] = [files.get(c) for c in range(num_channels)]
     return cases
 
 
@@ -83,11 +87,13 @@ def write_pretrain_dataset(source_dirs: Sequence[str], dataset_id: int, name: st
                            channel_names: Optional[Sequence[str]] = None,
                            privileged_channels: Optional[Sequence[str]] = None,
                            like: Optional[str] = None, file_ending: Optional[str] = None,
-                           raw_root: Optional[str] = None) -> str:
+                           raw_root: Optional[str] = None, allow_missing_privileged: bool = False) -> str:
     """Write the dataset (see the module docstring) and return its folder.
 
     Channels come either from ``like`` (a dataset.json to copy channel_names, the dante block and
-    file_ending from) or from ``channel_names`` + ``privileged_channels``."""
+    file_ending from) or from ``channel_names`` + ``privileged_channels``. ``allow_missing_privileged``:
+    a case with the limited channels' files only gets zero placeholders for the privileged ones and is
+    listed under "dante" -> "cases_without_privileged" (Stage 1 trains Eq. 7 only on it)."""
     if like is not None:
         if channel_names is not None or privileged_channels is not None:
             raise ValueError("give either a dataset.json to copy channels from, or channel names and privileged "
@@ -104,17 +110,28 @@ def write_pretrain_dataset(source_dirs: Sequence[str], dataset_id: int, name: st
     others = sibling_roots(raw_root)
     raw_root = resolve_raw_root(raw_root)
     folder_name = check_new_dataset(raw_root, dataset_id, name, others)
-    cases = _find_cases(source_dirs, file_ending, split.num_channels)
+    cases = _find_cases(source_dirs, file_ending, split.num_channels,
+                        split.privileged_indices if allow_missing_privileged else ())
+    missing = sorted(c for c, files in cases.items() if None in files)
+    if missing and len(missing) == len(cases):
+        raise ValueError(f"no case in {list(source_dirs)} has its privileged channel(s) "
+                         f"{list(split.privileged_names)}; Stage 1 needs them for some cases")
     for case, files in cases.items():
-        check_same_geometry(case, files)
-        for f in files:
+        present = [f for f in files if f is not None]
+        check_same_geometry(case, present)
+        for f in present:
             check_finite(case, f)
 
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for case, files in cases.items():
+            reference = next(f for f in files if f is not None)
             for c, f in enumerate(files):
-                shutil.copyfile(f, join(tmp, "imagesTr", f"{case}_{c:04d}{file_ending}"))
-            label = placeholder_label([sitk.ReadImage(f) for f in files])
+                out = join(tmp, "imagesTr", f"{case}_{c:04d}{file_ending}")
+                if f is None:
+                    sitk.WriteImage(placeholder_image(sitk.ReadImage(reference)), out, True)
+                else:
+                    shutil.copyfile(f, out)
+            label = placeholder_label([sitk.ReadImage(f) for f in files if f is not None])
             sitk.WriteImage(label, join(tmp, "labelsTr", f"{case}{file_ending}"), True)
         save_json({
             "channel_names": {str(i): n for i, n in enumerate(split.channel_names)},
@@ -124,6 +141,6 @@ def write_pretrain_dataset(source_dirs: Sequence[str], dataset_id: int, name: st
             "name": name,
             "description": "DANTE Stage-1 pre-training images; labels are placeholders (non-background), "
                            "not annotations",
-            "dante": split.dante_block(),
+            "dante": {**split.dante_block(), **({"cases_without_privileged": missing} if missing else {})},
         }, join(tmp, "dataset.json"), sort_keys=False)
     return join(raw_root, folder_name)

@@ -115,3 +115,12 @@ def check_same_geometry(case: str, files: Sequence[str]) -> None:
         if g != ref:
             raise ValueError(f"case {case!r}: {os.path.basename(f)} has geometry (size, spacing, origin, direction) "
                              f"{g}, but {os.path.basename(files[0])} has {ref}")
+
+
+def placeholder_image(reference: sitk.Image) -> sitk.Image:
+    """A zero image with ``reference``'s size, spacing, origin, direction and pixel type: the file a case
+    without its privileged scan gets for each privileged channel (dataset.json lists the case under
+    "dante" -> "cases_without_privileged")."""
+    out = sitk.Image(reference.GetSize(), reference.GetPixelID(), reference.GetNumberOfComponentsPerPixel())
+    out.CopyInformation(reference)
+    return out

@@ -178,3 +178,31 @@ def test_an_id_left_in_preprocessed_or_results_is_refused(tmp_path, monkeypatch,
     assert "dataset id 506 is still used by" in err and "Dataset506_Old" in err
     assert not (tmp_path / "nnUNet_raw").exists() or os.listdir(tmp_path / "nnUNet_raw") == []
     assert main(["convert-brats", str(tmp_path / "src"), "-d", "507"]) == 0
+
+
+def test_missing_privileged_scan_gets_a_placeholder_and_is_listed(tmp_path):
+    from dante_nnunet.converters import convert_ct_pairs
+    _case(tmp_path / "src", "BraTS20_Training_001")
+    _case(tmp_path / "src", "BraTS20_Training_002", skip=("t1ce",))
+    # without the option, the missing T1ce is an error like any missing file
+    _refused(tmp_path, tmp_path / "src", r"case 'BraTS20_Training_002' .* lacks BraTS20_Training_002_t1ce")
+    out = convert_brats(str(tmp_path / "src"), 503, raw_root=str(tmp_path / "raw"), allow_missing_privileged=True)
+    d = json.load(open(os.path.join(out, "dataset.json")))
+    assert d["dante"] == {"privileged_channels": ["T1ce"], "cases_without_privileged": ["BraTS20_Training_002"]}
+    ph = sitk.ReadImage(os.path.join(out, "imagesTr", "BraTS20_Training_002_0001.nii.gz"))
+    t1 = sitk.ReadImage(os.path.join(out, "imagesTr", "BraTS20_Training_002_0000.nii.gz"))
+    assert not sitk.GetArrayFromImage(ph).any() and ph.GetSize() == t1.GetSize() and ph.GetSpacing() == t1.GetSpacing()
+    assert sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, "imagesTr", "BraTS20_Training_001_0001.nii.gz"))).any()
+    # every case without it: refused before writing
+    _case(tmp_path / "none", "A", skip=("t1ce",))
+    with pytest.raises(ValueError, match="no case under .* has its t1ce image"):
+        convert_brats(str(tmp_path / "none"), 504, raw_root=str(tmp_path / "raw"), allow_missing_privileged=True)
+    assert not any(n.startswith(("Dataset504", ".Dataset504")) for n in os.listdir(tmp_path / "raw"))
+    # paired CT: a case without its CTPA
+    _ct_case(tmp_path / "ct", "PE001")
+    ncct, _, _ = _ct_case(tmp_path / "ct", "PE002")
+    os.remove(tmp_path / "ct" / "PE002" / "PE002_ctpa.nii.gz")
+    out = convert_ct_pairs(str(tmp_path / "ct"), 512, raw_root=str(tmp_path / "raw"), allow_missing_privileged=True)
+    d = json.load(open(os.path.join(out, "dataset.json")))
+    assert d["dante"] == {"privileged_channels": [1], "cases_without_privileged": ["PE002"]}
+    assert not sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, "imagesTr", "PE002_0001.nii.gz"))).any()

@@ -132,3 +132,22 @@ def test_non_finite_image_names_the_case_and_file(tmp_path):
     a[3, 3, 3] = np.inf
     _img(tmp_path / "src" / "c1_0002.nii.gz", a)
     _refused(tmp_path, r"case 'c1': .*c1_0002.nii.gz holds 1 non-finite voxel\(s\) \(Inf\)")
+
+
+def test_cases_without_the_privileged_channel_get_placeholders(tmp_path):
+    _case(tmp_path / "src", "a")
+    _case(tmp_path / "src", "b", seed=1)
+    os.remove(tmp_path / "src" / "b_0001.nii.gz")
+    _refused(tmp_path, r"case 'b' .* has channel files \[0, 2, 3\]")
+    out = write_pretrain_dataset([str(tmp_path / "src")], 9, "Pre", NAMES, ["T1ce"], raw_root=str(tmp_path / "raw"),
+                                 allow_missing_privileged=True)
+    import json
+    d = json.load(open(os.path.join(out, "dataset.json")))
+    assert d["dante"] == {"privileged_channels": ["T1ce"], "cases_without_privileged": ["b"]}
+    assert not sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, "imagesTr", "b_0001.nii.gz"))).any()
+    # the placeholder label comes from the channels that exist
+    label = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, "labelsTr", "b.nii.gz")))
+    img = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "src" / "b_0000.nii.gz")))
+    assert np.array_equal(label == 1, img > 0)
+    os.remove(tmp_path / "src" / "a_0001.nii.gz")
+    _refused(tmp_path, "no case .* has its privileged", allow_missing_privileged=True)

@@ -122,7 +122,8 @@ class Runner:
         cmd = {"phantom": lambda: ["dante_nnunet", "phantom", "--kind", arg.get("kind", "brats"),
                                    "--num-train", str(arg.get("num_train", 24)), "--num-test",
                                    str(arg.get("num_test", 8)), "--seed", str(arg.get("seed", 0))]
-                   + (["--shape"] + [str(n) for n in arg["shape"]] if arg.get("shape") else []),
+                   + (["--shape"] + [str(n) for n in arg["shape"]] if arg.get("shape") else [])
+                   + (["--missing-privileged", str(arg["missing_privileged"])] if arg.get("missing_privileged") else []),
                "brats": lambda: ["dante_nnunet", "convert-brats", os.path.expanduser(arg)],
                "ct_pairs": lambda: ["dante_nnunet", "convert-ct-pairs", os.path.expanduser(arg)]}[kind]()
         cmd += ["-d", str(self.dataset_id)] + (["--name", name] if name else [])

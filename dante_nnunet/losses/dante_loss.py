@@ -1,7 +1,8 @@
-"""The Stage-2 objective (paper Eq. 6), with an optional privileged-synthesis term (not in the paper)."""
+"""The Stage-2 objective (paper Eq. 6), with an optional privileged-synthesis term (not in the paper), and
+its per-case masking for training cases without the privileged scan."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -9,6 +10,43 @@ from torch import nn
 from dante_nnunet.losses.pib import PIB
 from dante_nnunet.losses.synthesis import synthesis_loss
 from dante_nnunet.networks.dual_pathway import DualPathwayOutput
+
+
+def select_cases(x, index: torch.Tensor):
+    """The cases ``index`` (a long tensor) of a batch tensor, of each tensor of a list (deep supervision,
+    feature levels), or None."""
+    if x is None:
+        return None
+    if isinstance(x, (list, tuple)):
+        return [t.index_select(0, index.to(t.device)) for t in x]
+    return x.index_select(0, index.to(x.device))
+
+
+def privileged_part(output: DualPathwayOutput, target, has_privileged) -> Optional[tuple]:
+    """(output, target) restricted to the cases that have their privileged scan, or None when no case has
+    it. ``has_privileged``: one bool per case (host values; None = every case has it)."""
+    if has_privileged is None:
+        return output, target
+    keep = torch.as_tensor(has_privileged, dtype=torch.bool).cpu()
+    if keep.numel() != output.z_limited[0].shape[0]:
+        raise ValueError(f"has_privileged gives {keep.numel()} values for a batch of {output.z_limited[0].shape[0]}")
+    if bool(keep.all()):
+        return output, target
+    if not bool(keep.any()):
+        return None
+    index = keep.nonzero().flatten()
+    return DualPathwayOutput(*(select_cases(x, index) for x in output)), select_cases(target, index)
+
+
+def _privileged_graph_zero(output: DualPathwayOutput) -> torch.Tensor:
+    """0 x (sum of every output that only the privileged terms read): adds nothing, but keeps the full
+    pathway's and the synthesis head's parameters in the graph (DDP requires every parameter to get a
+    gradient in every step, also in a step whose batch has no case with the privileged scan)."""
+    seg_full = output.seg_full if isinstance(output.seg_full, (list, tuple)) else [output.seg_full]
+    parts = list(seg_full) + list(output.corrections) + list(output.z_alignable) + list(output.z_privileged)
+    if output.synthesis is not None:
+        parts.append(output.synthesis)
+    return 0.0 * torch.stack([p.float().sum() for p in parts]).sum()
 
 
 class DANTELoss(nn.Module):
@@ -20,6 +58,11 @@ class DANTELoss(nn.Module):
     weights are plain attributes so that the trainer can switch them on at the scheduled epoch; a
     term whose weight is 0 is not computed (and is reported as NaN). ``lambda_synthesis`` weighs
     ``losses/synthesis.py``'s term, which needs a network built with a synthesis head.
+
+    Cases without the privileged scan (``has_privileged`` False; their privileged channels are a
+    placeholder): L_task(f_L) uses every case; L_task(f_F), L_PIB, L_Align and L_Syn use only the cases
+    that have it, each normalised over those cases (the same per-element means on the smaller batch).
+    A batch with none of them is L_task(f_L) alone, and its other terms are logged as NaN.
 
     After each call, ``last_terms`` holds the detached value of every term (no host sync).
     """
@@ -35,12 +78,20 @@ class DANTELoss(nn.Module):
         self.lambda_synthesis = lambda_synthesis
         self.last_terms: Dict[str, torch.Tensor] = {}
 
-    def forward(self, output: DualPathwayOutput, target) -> torch.Tensor:
+    def forward(self, output: DualPathwayOutput, target,
+                has_privileged: Optional[Union[Sequence[bool], torch.Tensor]] = None) -> torch.Tensor:
         seg_l = self.task_loss(output.seg_limited, target)
+        nan = torch.full((), float("nan"), device=seg_l.device)
+        seg_f = pib = align = syn = nan
+        part = privileged_part(output, target, has_privileged)
+        if part is None:
+            total = seg_l + _privileged_graph_zero(output)
+            self.last_terms = {"seg_limited": seg_l.detach(), "seg_full": nan, "pib": nan, "align": nan,
+                               "synthesis": nan}
+            return total
+        output, target = part
         seg_f = self.task_loss(output.seg_full, target)
         total = seg_l + seg_f
-        nan = torch.full((), float("nan"), device=seg_l.device)
-        pib = align = syn = nan
         if self.lambda_pib > 0:
             pib = self.pib(output.corrections, output.z_alignable)
             total = total + self.lambda_pib * pib

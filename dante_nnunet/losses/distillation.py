@@ -40,7 +40,11 @@ def logit_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature
 
 class DistillationLoss(nn.Module):
     """nnU-Net's task loss on the student plus the two distillation terms; ``last_terms`` keeps the
-    unweighted terms (detached) for logging."""
+    unweighted terms (detached) for logging.
+
+    ``has_privileged`` (one bool per case, or None): a case without the privileged scan shows the teacher
+    a placeholder, so it gets the task loss only; the distillation terms are means over the other cases
+    (NaN in ``last_terms`` and 0 in the loss when there are none)."""
 
     def __init__(self, task_loss: nn.Module, feature_weight: float = 1.0, logit_weight: float = 1.0,
                  temperature: float = 2.0, regions: bool = False):
@@ -50,10 +54,22 @@ class DistillationLoss(nn.Module):
         self.temperature, self.regions = temperature, regions
         self.last_terms = {}
 
-    def forward(self, student_out, teacher_out, student_features, teacher_features, target) -> torch.Tensor:
+    def forward(self, student_out, teacher_out, student_features, teacher_features, target,
+                has_privileged=None) -> torch.Tensor:
         task = self.task_loss(student_out, target)
         s = student_out[0] if isinstance(student_out, (list, tuple)) else student_out
         t = teacher_out[0] if isinstance(teacher_out, (list, tuple)) else teacher_out
+        if has_privileged is not None:
+            keep = torch.as_tensor(has_privileged, dtype=torch.bool).cpu()
+            if not bool(keep.any()):
+                nan = torch.full((), float("nan"), device=task.device)
+                self.last_terms = {"task": task.detach(), "feature": nan, "logit": nan}
+                return task
+            if not bool(keep.all()):
+                index = keep.nonzero().flatten().to(s.device)
+                s, t = s.index_select(0, index), t.index_select(0, index)
+                student_features = [f.index_select(0, index) for f in student_features]
+                teacher_features = [f.index_select(0, index) for f in teacher_features]
         feat = feature_distillation(student_features, teacher_features)
         logit = logit_distillation(s, t, self.temperature, self.regions)
         self.last_terms = {"task": task.detach(), "feature": feat.detach(), "logit": logit.detach()}

@@ -1,7 +1,7 @@
 """The Stage-1 reconstruction objective (paper Eqs. 7-9)."""
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -33,6 +33,11 @@ class ReconstructionLoss(nn.Module):
 
     ``cross_modal=False`` drops Eq. 9 (the ablation in which each pathway reconstructs only its own
     input; paper Table 2, "w/o cross-modal pretrain"); its term is then reported as NaN.
+    Cases without the privileged scan (``has_privileged`` False; their privileged channels are a
+    placeholder) train Eq. 7 only: their voxels leave the masks of Eqs. 8 and 9, which are normalised over
+    the masked voxels of the other cases. A batch with no complete case reports Eqs. 8-9 as NaN (they
+    add 0, with the full pathway kept in the graph for DDP).
+
     After each call ``last_terms`` holds the detached value of every term (no host sync).
     """
 
@@ -43,18 +48,29 @@ class ReconstructionLoss(nn.Module):
         self.cross_modal = cross_modal
         self.last_terms: Dict[str, torch.Tensor] = {}
 
-    def forward(self, output, x_full: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``output``: a ``CrossModalMAEOutput``; ``x_full``: the unmasked input, all channels."""
+    def forward(self, output, x_full: torch.Tensor, mask: torch.Tensor,
+                has_privileged: Optional[Union[Sequence[bool], torch.Tensor]] = None) -> torch.Tensor:
+        """``output``: a ``CrossModalMAEOutput``; ``x_full``: the unmasked input, all channels;
+        ``has_privileged``: one bool per case (None: every case has its privileged scan)."""
         x_limited = x_full.index_select(1, self.limited_index.to(x_full.device))
         l_to_l = masked_mse(output.rec_limited, x_limited, mask)
-        ap_to_f = masked_mse(output.rec_full_ap, x_full, mask)
+        full_mask, any_complete = mask, True
+        if has_privileged is not None:
+            keep = torch.as_tensor(has_privileged, dtype=torch.bool).cpu()
+            if keep.numel() != mask.shape[0]:
+                raise ValueError(f"has_privileged gives {keep.numel()} values for a batch of {mask.shape[0]}")
+            any_complete = bool(keep.any())
+            full_mask = mask * keep.to(mask.device, mask.dtype).view(-1, *([1] * (mask.ndim - 1)))
+        nan = torch.full((), float("nan"), device=l_to_l.device)
+        ap_to_f = masked_mse(output.rec_full_ap, x_full, full_mask)
         total = l_to_l + ap_to_f
-        lp_to_f = torch.full((), float("nan"), device=total.device)
+        lp_to_f = nan
         if self.cross_modal:
             if output.rec_full_lp is None:
                 raise ValueError("cross-modal loss needs the L+P->F reconstruction (Eq. 9); the network "
                                  "was built without it")
-            lp_to_f = masked_mse(output.rec_full_lp, x_full, mask)
+            lp_to_f = masked_mse(output.rec_full_lp, x_full, full_mask)
             total = total + lp_to_f
-        self.last_terms = {"l_to_l": l_to_l.detach(), "ap_to_f": ap_to_f.detach(), "lp_to_f": lp_to_f.detach()}
+        self.last_terms = {"l_to_l": l_to_l.detach(), "ap_to_f": ap_to_f.detach() if any_complete else nan,
+                           "lp_to_f": lp_to_f.detach() if any_complete else nan}
         return total

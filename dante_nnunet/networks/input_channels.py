@@ -15,7 +15,7 @@ padding is zero too), so slicing the first convolution's weight gives exactly th
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -34,18 +34,26 @@ def select_channels(encoder: nn.Module, indices: Sequence[int]):
 
 class ModalityDropout:
     """Forward pre-hook: zero the channels ``dropped`` of a case with probability ``p`` in training,
-    of every case in eval mode. Cases are drawn independently; all dropped channels go together."""
+    of every case in eval mode. Cases are drawn independently; all dropped channels go together.
+    ``absent`` (a bool per case of the next batch, or None): cases whose channels are dropped whatever
+    the draw (training cases without the privileged scan)."""
 
     def __init__(self, dropped: Sequence[int], p: float = 0.5):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"drop probability must be in [0, 1], got {p}")
         self.dropped = list(dropped)
         self.p = float(p)
+        self.absent: Optional[torch.Tensor] = None
 
     def __call__(self, module: nn.Module, args):
         x = args[0]
         if module.training:
             keep = (torch.rand(x.shape[0], device=x.device) >= self.p).to(x.dtype)
+            if self.absent is not None:
+                if self.absent.shape != (x.shape[0],):
+                    raise ValueError(f"ModalityDropout.absent has shape {tuple(self.absent.shape)}, the batch "
+                                     f"{x.shape[0]} cases")
+                keep = keep * (~self.absent.to(x.device)).to(x.dtype)
         else:
             keep = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
         x = x.clone()

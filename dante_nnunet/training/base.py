@@ -18,9 +18,12 @@ from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nnunetv2.paths import nnUNet_preprocessed
+from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from dante_nnunet.config import ChannelSplit, DanteConfigError
+from dante_nnunet.config import (ChannelSplit, DanteConfigError, cases_without_privileged,
+                                 check_cases_without_privileged, non_constant_channels)
 from dante_nnunet.deployment import save_deployment_files
 from dante_nnunet.guards import (NonFiniteTrainingError, ResultsFolderLock, first_non_finite, non_finite_cases,
                                  read_checkpoint, read_run_record, split_mismatch, split_record, write_run_record)
@@ -38,6 +41,9 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
     val_iterations_per_epoch = 50     # -> num_val_iterations_per_epoch (nnU-Net's default)
     # None: unseeded, as nnU-Net. An int seeds the run (training/seeding.py); name suffix _seed<N>
     seed: Optional[int] = None
+    # True: cases listed in "dante" -> "cases_without_privileged" are left out of training and validation
+    # (methods that need the privileged channel of every case they see: the upper bound, a teacher)
+    complete_cases_only = False
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -54,6 +60,10 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
             raise DanteConfigError(f"{e}. nnUNetv2_train reads this copy, which planning made of {raw}: edit {raw} "
                                    f"and copy it over this one (the block does not change preprocessing, so "
                                    f"nothing needs to be preprocessed again)") from None
+        self.cases_without_privileged = frozenset(cases_without_privileged(dataset_json, source))
+        if self.cases_without_privileged:
+            self._check_cases_without_privileged(plans, configuration, source)
+        self._validating_teacher = False   # DANTETrainer: the teacher is validated on complete cases only
         super().__init__(plans, configuration, fold, dataset_json, device)
         if self.is_cascaded:
             raise ValueError(f"{type(self).__name__} does not support cascaded configurations ({configuration})")
@@ -70,6 +80,66 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
             self.print_to_log_file(f"Seed {self.seed}: random, numpy, torch and the augmentation workers are seeded"
                                    + (" (cuDNN deterministic)" if self.device.type == 'cuda' else ""),
                                    also_print_to_console=True)
+
+    def _check_cases_without_privileged(self, plans: dict, configuration: str, source: str) -> None:
+        """Before anything is written: every listed case exists in the preprocessed data, not every case is
+        listed, and each listed case's privileged channels are constant (a placeholder; anything else is
+        probably a list naming the wrong cases)."""
+        if not nnUNet_preprocessed.is_set():
+            return
+        folder = join(nnUNet_preprocessed, plans["dataset_name"],
+                      PlansManager(plans).get_configuration(configuration).data_identifier)
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{source} lists cases without the privileged channel, but there is no "
+                                    f"preprocessed data in {folder} to check them against: run "
+                                    f"nnUNetv2_plan_and_preprocess (or nnUNetv2_preprocess -c {configuration}) first")
+        dataset_class = infer_dataset_class(folder)
+        check_cases_without_privileged(sorted(self.cases_without_privileged), dataset_class.get_identifiers(folder),
+                                       source)
+        privileged = self.channel_split.privileged_indices
+        for case in sorted(self.cases_without_privileged):
+            bad = non_constant_channels(dataset_class(folder, [case]).load_case(case)[0], privileged)
+            if bad:
+                names = [self.channel_split.channel_names[c] for c in bad]
+                raise DanteConfigError(
+                    f'{source}: "dante" -> "cases_without_privileged" lists {case}, but its privileged channel(s) '
+                    f'{names} hold an image, not a constant placeholder (in {folder}). Remove {case} from the list, '
+                    f'or replace its {names} file(s) with a constant image (e.g. zeros) and preprocess again')
+
+    def privileged_available(self, keys) -> np.ndarray:
+        """Per case of a batch (its ``keys``): True where the case has its privileged scan."""
+        return np.array([str(k) not in self.cases_without_privileged for k in keys], dtype=bool)
+
+    def do_split(self):
+        """nnU-Net's split; with ``complete_cases_only`` (and while DANTE's teacher is validated) without the
+        cases listed in "cases_without_privileged"."""
+        tr_keys, val_keys = super().do_split()
+        missing = self.cases_without_privileged
+        if missing and (self.complete_cases_only or self._validating_teacher):
+            val_keys = [k for k in val_keys if k not in missing]
+            if self.complete_cases_only:
+                tr_keys = [k for k in tr_keys if k not in missing]
+            if not tr_keys or not val_keys:
+                raise DanteConfigError(f"fold {self.fold}: no {'training' if not tr_keys else 'validation'} case "
+                                       f"with the privileged channel is left once the cases without it are removed "
+                                       f"({type(self).__name__} needs complete cases); use another fold or split")
+        return tr_keys, val_keys
+
+    def incomplete_cases_treatment(self) -> str:
+        """How this trainer treats cases without the privileged channel (one clause for the log)."""
+        if self.complete_cases_only:
+            return "left out of training and validation (this method needs the privileged channel of every case)"
+        return "trained on like every other case (this method does not read the privileged channel)"
+
+    def _log_incomplete_cases(self) -> None:
+        if not self.cases_without_privileged:
+            return
+        tr_keys, val_keys = nnUNetTrainer.do_split(self)
+        n_tr = sum(k in self.cases_without_privileged for k in tr_keys)
+        n_val = sum(k in self.cases_without_privileged for k in val_keys)
+        self.print_to_log_file(f"Cases without the privileged channel(s) {list(self.channel_split.privileged_names)}: "
+                               f"{n_tr} of {len(tr_keys)} training and {n_val} of {len(val_keys)} validation cases of "
+                               f"fold {self.fold}; {self.incomplete_cases_treatment()}", also_print_to_console=True)
 
     @property
     def run_seed(self) -> Optional[int]:
@@ -109,6 +179,7 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
             return super().get_dataloaders()
 
     def on_train_start(self):
+        self._log_incomplete_cases()
         if self.local_rank == 0:
             self._results_lock.acquire(f"training {type(self).__name__}")
             self._check_and_write_run_record()

@@ -20,6 +20,7 @@ on limited-only folders, ``dante_nnunet export``), and validation scores the lim
 from __future__ import annotations
 
 import os
+import warnings
 from typing import List, Union
 
 import numpy as np
@@ -39,7 +40,9 @@ TEACHER_ENV = "DANTE_TEACHER_CHECKPOINT"
 
 
 class UpperBoundTrainer(DANTEBaseTrainer):
-    """Stock nnU-Net on every channel (privileged ones included) with DANTE's schedule attributes."""
+    """Stock nnU-Net on every channel (privileged ones included) with DANTE's schedule attributes. Trains
+    and validates on the cases that have the privileged channel only."""
+    complete_cases_only = True
 
     def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
                                 num_output_channels: int, enable_deep_supervision: bool = True):
@@ -67,9 +70,21 @@ class ModalityDropoutTrainer(LimitedDeploymentTrainer):
                                 num_output_channels: int, enable_deep_supervision: bool = True):
         net = build_stock_network(configuration_manager, num_input_channels, num_output_channels,
                                   enable_deep_supervision)
-        net.encoder.register_forward_pre_hook(ModalityDropout(self.channel_split.privileged_indices,
-                                                              self.drop_probability))
+        self._modality_dropout = ModalityDropout(self.channel_split.privileged_indices, self.drop_probability)
+        net.encoder.register_forward_pre_hook(self._modality_dropout)
         return net
+
+    def incomplete_cases_treatment(self) -> str:
+        return "their privileged channels are always dropped (zeroed), as a dropped case's are"
+
+    def train_step(self, batch: dict) -> dict:
+        """nnU-Net's step; a case without the privileged channel has it dropped in every step."""
+        if self.cases_without_privileged:
+            self._modality_dropout.absent = torch.as_tensor(~self.privileged_available(batch.get('keys', [])))
+        try:
+            return super().train_step(batch)
+        finally:
+            self._modality_dropout.absent = None
 
     def _deployed_weights(self) -> dict:
         """The all-channel network with its (always zero at test) privileged inputs removed from the
@@ -137,15 +152,22 @@ class DistillationTrainer(LowerBoundTrainer):
                 teacher_features = self.teacher.encoder(data)
                 teacher_out = self.teacher.decoder(teacher_features)
             output = self.network(data)
-            loss = self.loss(output, teacher_out, self._student_features, teacher_features, target)
+            has = self.privileged_available(batch.get('keys', [])) if self.cases_without_privileged else None
+            loss = self.loss(output, teacher_out, self._student_features, teacher_features, target, has)
         self._backward_and_step(loss)
         return {'loss': loss.detach(), **{f"kd_{k}": v for k, v in self.loss.last_terms.items()}}
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
         keys, means = self._epoch_means(train_outputs)
         super().on_train_epoch_end([{'loss': v} for v in means[keys.index('loss')]])
-        self.print_to_log_file("distillation terms (unweighted): " +
-                               ", ".join(f"{k[3:]} {np.mean(v):.4f}" for k, v in zip(keys, means) if k != 'loss'))
+        with np.errstate(all='ignore'), warnings.catch_warnings():   # NaN: a step without complete cases
+            warnings.simplefilter('ignore', RuntimeWarning)
+            self.print_to_log_file("distillation terms (unweighted): " +
+                                   ", ".join(f"{k[3:]} {np.nanmean(v):.4f}" for k, v in zip(keys, means) if k != 'loss'))
+
+    def incomplete_cases_treatment(self) -> str:
+        return ("they get the task loss only (the teacher would see a placeholder); the teacher, an upper bound, "
+                "was trained on complete cases only")
 
     def validation_step(self, batch: dict) -> dict:
         # online validation: nnU-Net's task loss and pseudo Dice of the student alone

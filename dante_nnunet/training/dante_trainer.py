@@ -25,6 +25,7 @@ What changes against nnUNetTrainer, hook by hook:
 """
 from __future__ import annotations
 
+import warnings
 from typing import List, Union
 
 import numpy as np
@@ -36,6 +37,7 @@ from nnunetv2.utilities.collate_outputs import collate_outputs
 from dante_nnunet.diagnostics import FEATURE_STATS, diagnostic_warnings, feature_statistics
 from dante_nnunet.guards import read_checkpoint
 from dante_nnunet.losses import DANTELoss, build_alignment, build_pib
+from dante_nnunet.losses.dante_loss import privileged_part
 from dante_nnunet.networks.builder import build_dual_pathway_network, deployed_state_dict
 from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
 from dante_nnunet.networks.dual_pathway import DualPathwayNet, FullPathway, LimitedPathway
@@ -161,7 +163,7 @@ class DANTETrainer(LimitedDeploymentTrainer):
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             output = self.network(data)
-            loss = self.loss(output, target)
+            loss = self.loss(output, target, self._has_privileged(batch))
         self._backward_and_step(loss)
         diag = feature_statistics(output.z_limited, output.z_alignable, output.corrections)
         return {'loss': loss.detach(), **{f"train_{k}": v for k, v in self.loss.last_terms.items()}, 'diag': diag}
@@ -173,7 +175,9 @@ class DANTETrainer(LimitedDeploymentTrainer):
         diag = torch.stack([o.pop('diag') for o in train_outputs]).mean(0).cpu().numpy()   # levels x stats
         keys, means = self._epoch_means(train_outputs)
         super().on_train_epoch_end([{'loss': v} for v in means[keys.index('loss')]])
-        terms = np.array([means[keys.index(f"train_{t}")].mean() for t in LOSS_TERMS])
+        with np.errstate(all='ignore'), warnings.catch_warnings():   # a step without complete cases logs NaN terms
+            warnings.simplefilter('ignore', RuntimeWarning)
+            terms = np.array([np.nanmean(means[keys.index(f"train_{t}")]) for t in LOSS_TERMS])
         both = self._mean_over_ranks(np.concatenate([terms, diag.ravel()]))
         terms, diag = both[:len(terms)], both[len(terms):].reshape(diag.shape)
         for t, v in zip(LOSS_TERMS, terms):
@@ -195,13 +199,27 @@ class DANTETrainer(LimitedDeploymentTrainer):
             self.print_to_log_file(f"WARNING DANTE diagnostics: {w}", also_print_to_console=True)
 
     # ------------------------------------------------------------------ online validation
+    def _has_privileged(self, batch: dict):
+        """Per case of the batch, whether it has its privileged scan (None when every training case has)."""
+        return self.privileged_available(batch.get('keys', [])) if self.cases_without_privileged else None
+
+    def incomplete_cases_treatment(self) -> str:
+        return ("the limited pathway's task loss uses them; the full pathway's task loss, PIB, alignment and "
+                "synthesis use only the cases with the privileged channel (per case, in each batch); the teacher "
+                "is validated on complete cases only")
+
     def validation_step(self, batch: dict) -> dict:
         data, target = self._to_device(batch)
+        has = self._has_privileged(batch)
         with self._autocast():
             output = self.network(data)
-            loss = self.loss(output, target)
+            loss = self.loss(output, target, has)
         tp, fp, fn = self._hard_counts(output.seg_limited, target)
-        tpf, fpf, fnf = self._hard_counts(output.seg_full, target)
+        part = privileged_part(output, target, has)   # the teacher's pseudo Dice: complete cases only
+        if part is None:
+            tpf, fpf, fnf = (np.zeros_like(tp) for _ in range(3))
+        else:
+            tpf, fpf, fnf = self._hard_counts(part[0].seg_full, part[1])
         return {'loss': loss.detach().cpu().numpy(), 'tp_hard': tp, 'fp_hard': fp, 'fn_hard': fn,
                 'tp_hard_full': tpf, 'fp_hard_full': fpf, 'fn_hard_full': fnf}
 
@@ -293,8 +311,14 @@ class DANTETrainer(LimitedDeploymentTrainer):
             if self.validate_full_pathway:
                 self.network = self._validation_network(FullPathway(dual))
                 self.output_folder = join(output_folder, 'full_pathway')
-                self.print_to_log_file("Validating the full pathway (teacher reference, all channels)")
-                super().perform_actual_validation(save_probabilities)
+                self.print_to_log_file("Validating the full pathway (teacher reference, all channels"
+                                       + (", cases with the privileged channel only)" if self.cases_without_privileged
+                                          else ")"))
+                self._validating_teacher = True   # do_split leaves out the cases without the privileged scan
+                try:
+                    super().perform_actual_validation(save_probabilities)
+                finally:
+                    self._validating_teacher = False
                 self.output_folder = output_folder
             self.network = self._validation_network(LimitedPathway(dual))
             self.print_to_log_file(f"Validating the limited pathway (deployed) on "

@@ -79,13 +79,17 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
     def _build_loss(self):
         return ReconstructionLoss(self.channel_split.limited_indices, self.cross_modal)
 
+    def incomplete_cases_treatment(self) -> str:
+        return "they train Eq. 7 (L->L) only; Eqs. 8-9 use the cases with the privileged channel"
+
     # ------------------------------------------------------------------ steps
     def _masked_loss(self, batch: dict, masker: MultiScaleBlockMasker) -> torch.Tensor:
         x = batch['data'].to(self.device, non_blocking=True)
         mask = masker(x.shape[0], x.shape[2:], self.device)
+        has = self.privileged_available(batch.get('keys', [])) if self.cases_without_privileged else None
         with self._autocast():
             output = self.network(apply_mask(x, mask))
-            return self.loss(output, x, mask)
+            return self.loss(output, x, mask, has)
 
     def _step_outputs(self, loss: torch.Tensor, prefix: str) -> Dict[str, torch.Tensor]:
         # detached device tensors: reduced once per epoch, no host sync per step
@@ -107,7 +111,8 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
     # ------------------------------------------------------------------ epoch bookkeeping
     def _log_epoch_means(self, outputs: List[dict], prefix: str, total_key: str) -> None:
         keys = ['loss'] + [f"{prefix}_{t}" for t in RECONSTRUCTION_TERMS]
-        means = self._mean_over_ranks(torch.stack([torch.stack([o[k].float() for o in outputs]).mean()
+        # nanmean: a batch without complete cases logs Eqs. 8-9 as NaN
+        means = self._mean_over_ranks(torch.stack([torch.stack([o[k].float() for o in outputs]).nanmean()
                                                    for k in keys]).cpu().numpy())
         self.logger.log(total_key, float(means[0]), self.current_epoch)
         for k, v in zip(keys[1:], means[1:]):

@@ -253,3 +253,26 @@ class ModalityDropoutTrainer_transfer(TransferSchedule, ModalityDropoutTrainer):
 
 class DistillationTrainer_transfer(TransferSchedule, DistillationTrainer):
     teacher_trainer = "UpperBoundTrainer_transfer"
+
+
+# ---------------------------------------------------------------- training cases without the privileged scan
+class CompleteCasesOnly:
+    """Trains and validates on the cases that have the privileged scan only (the cases listed in
+    "cases_without_privileged" are left out, as a user without this plugin's support would drop them)."""
+    complete_cases_only = True
+
+
+class DANTETrainer_completeOnly(CompleteCasesOnly, DANTETrainer):
+    pass
+
+
+class DANTETrainer_completeOnly_demo(DemoSchedule, CompleteCasesOnly, DANTETrainer):
+    pass
+
+
+class DANTETrainer_synthOnly_completeOnly_demo(DemoSchedule, SynthesisOnly, CompleteCasesOnly, DANTETrainer):
+    pass
+
+
+class LowerBoundTrainer_completeOnly_demo(DemoSchedule, CompleteCasesOnly, LowerBoundTrainer):
+    pass
