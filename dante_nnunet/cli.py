@@ -110,6 +110,15 @@ def _convert_ct_pairs(args) -> int:
     return 0
 
 
+def _fingerprint(args) -> int:
+    from dante_nnunet.fingerprint import fix_fingerprint
+    path = fix_fingerprint(args.d)
+    print(f"wrote {path}: the privileged channels' intensity statistics now come from the cases with the privileged "
+          f"scan only (nnU-Net's file kept beside it as dataset_fingerprint.nnunet.json)")
+    print(f"next: nnUNetv2_plan_experiment -d {args.d}; nnUNetv2_preprocess -d {args.d}")
+    return 0
+
+
 def _phantom(args) -> int:
     from dante_nnunet.phantom import write_phantom
     folder = write_phantom(args.kind, args.d, args.name, num_train=args.num_train, num_test=args.num_test,
@@ -234,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of the training cases written without their privileged scan (zeros, listed in "
                         "dataset.json's \"dante\" -> \"cases_without_privileged\"); test cases keep it")
     s.set_defaults(func=_phantom)
+
+    s = sub.add_parser("fingerprint", help="after nnUNetv2_extract_fingerprint, for a dataset that lists "
+                                           "cases_without_privileged: recompute the privileged channels' intensity "
+                                           "statistics (CT normalisation) from the cases that have the scan, so that "
+                                           "placeholders do not enter them; then plan and preprocess")
+    s.add_argument("-d", required=True, help="dataset name or id")
+    s.set_defaults(func=_fingerprint)
 
     s = sub.add_parser("sweep", help="print the nnUNetv2_train commands of a lambda1 x lambda2 grid")
     s.add_argument("-d", required=True, help="dataset name or id")

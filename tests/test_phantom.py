@@ -139,20 +139,64 @@ def test_cli_refuses_existing_id(tmp_path, monkeypatch, capsys):
 
 def test_ct_phantom_plans_with_ct_normalisation_and_splits_by_number(tmp_path):
     """Through the stock planner: both CT channels get CTNormalization, and DANTETrainer reads the
-    channel split (CTPA by number) from the preprocessed dataset.json."""
+    channel split (CTPA by number) from the preprocessed dataset.json. Two of the five training cases lack
+    the CTPA: the trainer refuses plans whose CT statistics count their placeholders until ``dante_nnunet
+    fingerprint`` (whose computation over every case reproduces nnU-Net's numbers) and re-planning; then
+    DANTETrainer trains on them through nnUNetv2_train."""
+    import glob
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
-    from tests.support import run
+    from tests.support import TEST_TRAINERS, run
+    from dante_nnunet.config import DanteConfigError
+    from dante_nnunet.fingerprint import BACKUP_NAME, privileged_statistics
+    from dante_nnunet.nnunet_jobs import nnunet_environment
     from dante_nnunet.training import DANTETrainer
-    env = dict(os.environ, nnUNet_raw=str(tmp_path / "raw"), nnUNet_preprocessed=str(tmp_path / "pre"),
-               nnUNet_results=str(tmp_path / "res"))
-    out = write_phantom("ct", 604, num_train=3, num_test=1, seed=1, shape=(8, 32, 32), raw_root=env["nnUNet_raw"])
+    env = nnunet_environment(base=dict(os.environ, nnUNet_raw=str(tmp_path / "raw"),
+                                       nnUNet_preprocessed=str(tmp_path / "pre"), nnUNet_results=str(tmp_path / "res")),
+                             trainer_folders=[TEST_TRAINERS])
+    out = write_phantom("ct", 604, num_train=5, num_test=1, seed=1, shape=(8, 32, 32), raw_root=env["nnUNet_raw"],
+                        missing_privileged=0.4)
+    name = os.path.basename(out)
+    listed = load_json(os.path.join(out, "dataset.json"))["dante"]["cases_without_privileged"]
+    assert len(listed) == 2
     run(["nnUNetv2_plan_and_preprocess", "-d", "604", "-c", "3d_fullres", "-np", "1", "--verify_dataset_integrity"],
         env)
-    name = os.path.basename(out)
-    plans = load_json(str(tmp_path / "pre" / name / "nnUNetPlans.json"))
+    pre = tmp_path / "pre" / name
+
+    def trainer():
+        plans = load_json(str(pre / "nnUNetPlans.json"))
+        plans["continue_training"] = False
+        return DANTETrainer(plans, "3d_fullres", 0, load_json(str(pre / "dataset.json")), device=torch.device("cpu"))
+
+    plans = load_json(str(pre / "nnUNetPlans.json"))
     assert plans["configurations"]["3d_fullres"]["normalization_schemes"] == ["CTNormalization"] * 2
-    plans["continue_training"] = False
-    dj = load_json(str(tmp_path / "pre" / name / "dataset.json"))
-    t = DANTETrainer(plans, "3d_fullres", 0, dj, device=torch.device("cpu"))
-    assert t.channel_split.limited_indices == (0,) and t.channel_split.privileged_indices == (1,)
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        os.environ[k], old = env[k], os.environ[k]
+        env.setdefault("_old_" + k, old)
+    try:
+        with pytest.raises(DanteConfigError, match=r"\['CT'\] use CT normalisation.*dante_nnunet fingerprint -d"):
+            trainer()
+        run(["dante_nnunet", "fingerprint", "-d", "604"], env)
+        with pytest.raises(DanteConfigError, match="predate dante_nnunet fingerprint"):
+            trainer()
+        # the same computation over every case is nnU-Net's fingerprint, number for number (drift check)
+        nnunet = load_json(str(pre / BACKUP_NAME))["foreground_intensity_properties_per_channel"]
+        everything = privileged_statistics(name, [f"DP2EPhantom_{i:03d}" for i in range(5)], [0, 1])
+        for c in ("0", "1"):
+            assert everything[c] == pytest.approx(nnunet[c], rel=1e-6)
+        fixed = load_json(str(pre / "dataset_fingerprint.json"))["foreground_intensity_properties_per_channel"]
+        assert fixed["0"] == nnunet["0"] and fixed["1"]["mean"] != pytest.approx(nnunet["1"]["mean"], rel=1e-3)
+        run(["nnUNetv2_plan_experiment", "-d", "604"], env)
+        run(["nnUNetv2_preprocess", "-d", "604", "-c", "3d_fullres", "-np", "1"], env)
+        t = trainer()
+        assert t.channel_split.limited_indices == (0,) and t.channel_split.privileged_indices == (1,)
+        assert t.cases_without_privileged == frozenset(listed)
+    finally:
+        for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+            os.environ[k] = env.pop("_old_" + k)
+    run(["nnUNetv2_train", "604", "3d_fullres", "0", "-tr", "DANTETrainer_tiny", "-device", "cpu"], env)
+    log = open(glob.glob(str(tmp_path / "res" / name / "DANTETrainer_tiny__nnUNetPlans__3d_fullres" / "fold_0"
+                             / "training_log_*.txt"))[0]).read()
+    assert "Cases without the privileged channel(s) ['CT']: 2 of 4 training and 0 of 1 validation" in log \
+        or "Cases without the privileged channel(s) ['CT']: 1 of 4 training and 1 of 1 validation" in log
+    assert "full pathway's task loss, PIB, alignment" in log

@@ -137,6 +137,14 @@ class Runner:
         base = self.cfg.get("base_configuration", "3d_fullres")
         if isfile(join(pre, ".dante_preprocessed")):   # written after a successful plan_and_preprocess
             self.log("plan: preprocessed data exists, skipped")
+        elif self._needs_privileged_statistics():
+            # placeholders of cases without the privileged scan must not enter CT normalisation's statistics
+            d = str(self.dataset_id)
+            self.run("fingerprint", ["nnUNetv2_extract_fingerprint", "-d", d, "-np", "1", "--verify_dataset_integrity"])
+            self.run("fingerprint_privileged", ["dante_nnunet", "fingerprint", "-d", d])
+            self.run("plan", ["nnUNetv2_plan_experiment", "-d", d] + [str(a) for a in self.cfg.get("plan_args", [])])
+            self.run("preprocess", ["nnUNetv2_preprocess", "-d", d, "-c", base, "-np", "1"])
+            open(join(pre, ".dante_preprocessed"), "w").close()
         else:
             self.run("plan", ["nnUNetv2_plan_and_preprocess", "-d", str(self.dataset_id), "-c", base, "-np", "1",
                               "--verify_dataset_integrity"] + [str(a) for a in self.cfg.get("plan_args", [])])
@@ -145,6 +153,15 @@ class Runner:
         if extra:
             add_configuration(plans, extra["name"], base=base, features_per_stage=extra.get("features_per_stage"),
                               patch_size=extra.get("patch_size"))
+
+    def _needs_privileged_statistics(self) -> bool:
+        """The dataset lists cases without the privileged scan and a privileged channel is named CT (nnU-Net's
+        CT normalisation uses dataset-wide statistics; z-scoring is per image)."""
+        from dante_nnunet.config import ChannelSplit, cases_without_privileged
+        dj_file = join(self.raw_folder(), "dataset.json")
+        dj = load_json(dj_file)
+        split = ChannelSplit.from_dataset_json(dj, dj_file)
+        return bool(cases_without_privileged(dj, dj_file)) and any(n.casefold() == "ct" for n in split.privileged_names)
 
     # -- 3 split and test set
     def step_split(self) -> dict:

@@ -25,6 +25,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from dante_nnunet.config import (ChannelSplit, DanteConfigError, cases_without_privileged,
                                  check_cases_without_privileged, non_constant_channels)
 from dante_nnunet.deployment import save_deployment_files
+from dante_nnunet.fingerprint import check_plans_statistics
 from dante_nnunet.guards import (NonFiniteTrainingError, ResultsFolderLock, first_non_finite, non_finite_cases,
                                  read_checkpoint, read_run_record, split_mismatch, split_record, write_run_record)
 from dante_nnunet.predict_input_check import check_inputs_of_predict_command
@@ -96,6 +97,9 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
         dataset_class = infer_dataset_class(folder)
         check_cases_without_privileged(sorted(self.cases_without_privileged), dataset_class.get_identifiers(folder),
                                        source)
+        check_plans_statistics(plans, configuration, join(nnUNet_preprocessed, plans["dataset_name"],
+                                                          "dataset_fingerprint.json"),
+                               sorted(self.cases_without_privileged), self.channel_split, plans["dataset_name"])
         privileged = self.channel_split.privileged_indices
         for case in sorted(self.cases_without_privileged):
             bad = non_constant_channels(dataset_class(folder, [case]).load_case(case)[0], privileged)
