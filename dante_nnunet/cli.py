@@ -127,6 +127,13 @@ def _phantom(args) -> int:
     return 0
 
 
+def _allow_missing_privileged_option(parser: argparse.ArgumentParser) -> None:
+    """The converters' option for training cases without the privileged scan."""
+    parser.add_argument("--allow-missing-privileged", action="store_true",
+                        help="convert cases that lack only the privileged image: it is written as zeros and the "
+                             "case listed in dataset.json's \"dante\" -> \"cases_without_privileged\"")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dante_nnunet.phantom import KINDS
     fmt = argparse.ArgumentDefaultsHelpFormatter    # every option with a help text shows its default
@@ -171,9 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channels", nargs="+", help="channel names in file order (_0000, _0001, ...)")
     s.add_argument("--privileged", nargs="+", help="privileged channel name(s)")
     s.add_argument("--file-ending", help="image file ending (if not given: from --like, else .nii.gz)")
-    s.add_argument("--allow-missing-privileged", action="store_true",
-                   help="convert cases that lack only the privileged image: it is written as zeros and the case "
-                        "listed in dataset.json's \"dante\" -> \"cases_without_privileged\"")
+    _allow_missing_privileged_option(s)
     s.set_defaults(func=_pretrain_dataset)
 
     s = sub.add_parser("evaluate", help="Dice and HD95 (mm) per case and region, BraTS conventions for empty masks")
@@ -206,9 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("src", help="folder of BraTS case folders (subfolders such as HGG/LGG are searched)")
     s.add_argument("-d", type=int, required=True, help="new dataset id")
     s.add_argument("--name", default="BraTS", help="dataset name (letters and digits)")
-    s.add_argument("--allow-missing-privileged", action="store_true",
-                   help="convert cases that lack only the privileged image: it is written as zeros and the case "
-                        "listed in dataset.json's \"dante\" -> \"cases_without_privileged\"")
+    _allow_missing_privileged_option(s)
     s.set_defaults(func=_convert_brats)
 
     s = sub.add_parser("convert-ct-pairs", help="paired non-contrast CT + CTPA case folders -> nnU-Net raw dataset "
@@ -216,9 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("src", help="folder of case folders, each with <case>_ncct, <case>_ctpa, <case>_seg .nii.gz")
     s.add_argument("-d", type=int, required=True, help="new dataset id")
     s.add_argument("--name", default="DP2E", help="dataset name (letters and digits)")
-    s.add_argument("--allow-missing-privileged", action="store_true",
-                   help="convert cases that lack only the privileged image: it is written as zeros and the case "
-                        "listed in dataset.json's \"dante\" -> \"cases_without_privileged\"")
+    _allow_missing_privileged_option(s)
     s.set_defaults(func=_convert_ct_pairs)
 
     s = sub.add_parser("phantom", help="a phantom raw dataset with a held-out test split: BraTS-like (T1ce "

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence, Tuple
 
+import numpy as np
+
 
 class DanteConfigError(ValueError):
     """A dataset.json that cannot drive DANTE training; the message names the key at fault."""
@@ -150,7 +152,6 @@ def non_constant_channels(image, channels: Sequence[int], rtol: float = 1e-4) ->
     """Which of ``channels`` of ``image`` (channels first; anything indexable by channel, a blosc2 array
     included) are not constant: max - min above ``rtol`` x (1 + max |value|). A placeholder stays constant
     through nnU-Net's resampling and normalisation, up to rounding."""
-    import numpy as np
     bad = []
     for c in channels:
         a = np.asarray(image[c], dtype=np.float64)

@@ -11,8 +11,8 @@ samples each case's foreground; the same number of samples per case, the same se
 the fingerprint and records which cases were left out. Run it between ``nnUNetv2_extract_fingerprint``
 and ``nnUNetv2_plan_experiment``. Z-score normalisation (MRI) is per image and reads none of this.
 
-The statistics of the limited channels are nnU-Net's, untouched. ``tests/test_fingerprint.py`` checks,
-on nnU-Net's own fingerprint, that this computation over every case gives exactly its numbers.
+The statistics of the limited channels are nnU-Net's, untouched. ``tests/test_phantom.py`` (the CT phantom test)
+checks, on nnU-Net's own fingerprint, that this computation over every case gives exactly its numbers.
 """
 from __future__ import annotations
 

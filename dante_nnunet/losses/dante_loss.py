@@ -2,35 +2,22 @@
 its per-case masking for training cases without the privileged scan."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional
 
 import torch
 from torch import nn
 
+from dante_nnunet.losses.cases import HasPrivileged, incomplete_mask, select_cases
 from dante_nnunet.losses.pib import PIB
 from dante_nnunet.losses.synthesis import synthesis_loss
 from dante_nnunet.networks.dual_pathway import DualPathwayOutput
 
 
-def select_cases(x, index: torch.Tensor):
-    """The cases ``index`` (a long tensor) of a batch tensor, of each tensor of a list (deep supervision,
-    feature levels), or None."""
-    if x is None:
-        return None
-    if isinstance(x, (list, tuple)):
-        return [t.index_select(0, index.to(t.device)) for t in x]
-    return x.index_select(0, index.to(x.device))
-
-
 def privileged_part(output: DualPathwayOutput, target, has_privileged) -> Optional[tuple]:
     """(output, target) restricted to the cases that have their privileged scan, or None when no case has
     it. ``has_privileged``: one bool per case (host values; None = every case has it)."""
-    if has_privileged is None:
-        return output, target
-    keep = torch.as_tensor(has_privileged, dtype=torch.bool).cpu()
-    if keep.numel() != output.z_limited[0].shape[0]:
-        raise ValueError(f"has_privileged gives {keep.numel()} values for a batch of {output.z_limited[0].shape[0]}")
-    if bool(keep.all()):
+    keep = incomplete_mask(has_privileged, output.z_limited[0].shape[0])
+    if keep is None:
         return output, target
     if not bool(keep.any()):
         return None
@@ -78,8 +65,7 @@ class DANTELoss(nn.Module):
         self.lambda_synthesis = lambda_synthesis
         self.last_terms: Dict[str, torch.Tensor] = {}
 
-    def forward(self, output: DualPathwayOutput, target,
-                has_privileged: Optional[Union[Sequence[bool], torch.Tensor]] = None) -> torch.Tensor:
+    def forward(self, output: DualPathwayOutput, target, has_privileged: HasPrivileged = None) -> torch.Tensor:
         seg_l = self.task_loss(output.seg_limited, target)
         nan = torch.full((), float("nan"), device=seg_l.device)
         seg_f = pib = align = syn = nan

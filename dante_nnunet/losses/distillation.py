@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dante_nnunet.losses.cases import HasPrivileged, incomplete_mask, select_cases
+
 
 def feature_distillation(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
     if len(student) != len(teacher) or len(student) == 0:
@@ -55,21 +57,20 @@ class DistillationLoss(nn.Module):
         self.last_terms = {}
 
     def forward(self, student_out, teacher_out, student_features, teacher_features, target,
-                has_privileged=None) -> torch.Tensor:
+                has_privileged: HasPrivileged = None) -> torch.Tensor:
         task = self.task_loss(student_out, target)
         s = student_out[0] if isinstance(student_out, (list, tuple)) else student_out
         t = teacher_out[0] if isinstance(teacher_out, (list, tuple)) else teacher_out
-        if has_privileged is not None:
-            keep = torch.as_tensor(has_privileged, dtype=torch.bool).cpu()
+        keep = incomplete_mask(has_privileged, s.shape[0])
+        if keep is not None:
             if not bool(keep.any()):
                 nan = torch.full((), float("nan"), device=task.device)
                 self.last_terms = {"task": task.detach(), "feature": nan, "logit": nan}
                 return task
-            if not bool(keep.all()):
-                index = keep.nonzero().flatten().to(s.device)
-                s, t = s.index_select(0, index), t.index_select(0, index)
-                student_features = [f.index_select(0, index) for f in student_features]
-                teacher_features = [f.index_select(0, index) for f in teacher_features]
+            index = keep.nonzero().flatten()
+            s, t = select_cases(s, index), select_cases(t, index)
+            student_features, teacher_features = select_cases(student_features, index), select_cases(teacher_features,
+                                                                                                    index)
         feat = feature_distillation(student_features, teacher_features)
         logit = logit_distillation(s, t, self.temperature, self.regions)
         self.last_terms = {"task": task.detach(), "feature": feat.detach(), "logit": logit.detach()}

@@ -1,10 +1,12 @@
 """The Stage-1 reconstruction objective (paper Eqs. 7-9)."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Sequence
 
 import torch
 from torch import nn
+
+from dante_nnunet.losses.cases import HasPrivileged, incomplete_mask
 
 RECONSTRUCTION_TERMS = ("l_to_l", "ap_to_f", "lp_to_f")
 
@@ -49,16 +51,14 @@ class ReconstructionLoss(nn.Module):
         self.last_terms: Dict[str, torch.Tensor] = {}
 
     def forward(self, output, x_full: torch.Tensor, mask: torch.Tensor,
-                has_privileged: Optional[Union[Sequence[bool], torch.Tensor]] = None) -> torch.Tensor:
+                has_privileged: HasPrivileged = None) -> torch.Tensor:
         """``output``: a ``CrossModalMAEOutput``; ``x_full``: the unmasked input, all channels;
         ``has_privileged``: one bool per case (None: every case has its privileged scan)."""
         x_limited = x_full.index_select(1, self.limited_index.to(x_full.device))
         l_to_l = masked_mse(output.rec_limited, x_limited, mask)
         full_mask, any_complete = mask, True
-        if has_privileged is not None:
-            keep = torch.as_tensor(has_privileged, dtype=torch.bool).cpu()
-            if keep.numel() != mask.shape[0]:
-                raise ValueError(f"has_privileged gives {keep.numel()} values for a batch of {mask.shape[0]}")
+        keep = incomplete_mask(has_privileged, mask.shape[0])
+        if keep is not None:
             any_complete = bool(keep.any())
             full_mask = mask * keep.to(mask.device, mask.dtype).view(-1, *([1] * (mask.ndim - 1)))
         nan = torch.full((), float("nan"), device=l_to_l.device)

@@ -7,6 +7,7 @@ split in every checkpoint, non-finite loss stop). The pieces of nnUNetTrainer th
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Callable, List, Optional, Union
 
 import numpy as np
@@ -110,9 +111,12 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
                     f'{names} hold an image, not a constant placeholder (in {folder}). Remove {case} from the list, '
                     f'or replace its {names} file(s) with a constant image (e.g. zeros) and preprocess again')
 
-    def privileged_available(self, keys) -> np.ndarray:
-        """Per case of a batch (its ``keys``): True where the case has its privileged scan."""
-        return np.array([str(k) not in self.cases_without_privileged for k in keys], dtype=bool)
+    def has_privileged(self, batch: dict) -> Optional[np.ndarray]:
+        """Per case of a batch (from nnU-Net's ``keys``): True where the case has its privileged scan; None
+        when no training case lacks it (the losses' ``has_privileged`` argument)."""
+        if not self.cases_without_privileged:
+            return None
+        return np.array([str(k) not in self.cases_without_privileged for k in batch.get('keys', [])], dtype=bool)
 
     def do_split(self):
         """nnU-Net's split; with ``complete_cases_only`` (and while DANTE's teacher is validated) without the
@@ -353,6 +357,14 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
         """The mean over the DDP ranks; ranks run the same number of steps, so the mean of their epoch
         means is the epoch mean."""
         return self._sum_over_ranks(values) / (dist.get_world_size() if self.is_ddp else 1)
+
+    @staticmethod
+    def _nanmean(values: np.ndarray, axis=None):
+        """numpy's nanmean without its warning for all-NaN input (a term off, or logged NaN in every step
+        because no batch had a case with the privileged scan), which stays NaN."""
+        with np.errstate(all='ignore'), warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)
+            return np.nanmean(values, axis=axis)
 
     @staticmethod
     def _epoch_means(outputs: List[dict]):

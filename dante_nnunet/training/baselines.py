@@ -20,10 +20,8 @@ on limited-only folders, ``dante_nnunet export``), and validation scores the lim
 from __future__ import annotations
 
 import os
-import warnings
 from typing import List, Union
 
-import numpy as np
 import torch
 from batchgenerators.utilities.file_and_folder_operations import isfile, join
 
@@ -79,8 +77,9 @@ class ModalityDropoutTrainer(LimitedDeploymentTrainer):
 
     def train_step(self, batch: dict) -> dict:
         """nnU-Net's step; a case without the privileged channel has it dropped in every step."""
-        if self.cases_without_privileged:
-            self._modality_dropout.absent = torch.as_tensor(~self.privileged_available(batch.get('keys', [])))
+        has = self.has_privileged(batch)
+        if has is not None:
+            self._modality_dropout.absent = torch.as_tensor(~has)
         try:
             return super().train_step(batch)
         finally:
@@ -152,18 +151,17 @@ class DistillationTrainer(LowerBoundTrainer):
                 teacher_features = self.teacher.encoder(data)
                 teacher_out = self.teacher.decoder(teacher_features)
             output = self.network(data)
-            has = self.privileged_available(batch.get('keys', [])) if self.cases_without_privileged else None
-            loss = self.loss(output, teacher_out, self._student_features, teacher_features, target, has)
+            loss = self.loss(output, teacher_out, self._student_features, teacher_features, target,
+                             self.has_privileged(batch))
         self._backward_and_step(loss)
         return {'loss': loss.detach(), **{f"kd_{k}": v for k, v in self.loss.last_terms.items()}}
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
         keys, means = self._epoch_means(train_outputs)
         super().on_train_epoch_end([{'loss': v} for v in means[keys.index('loss')]])
-        with np.errstate(all='ignore'), warnings.catch_warnings():   # NaN: a step without complete cases
-            warnings.simplefilter('ignore', RuntimeWarning)
-            self.print_to_log_file("distillation terms (unweighted): " +
-                                   ", ".join(f"{k[3:]} {np.nanmean(v):.4f}" for k, v in zip(keys, means) if k != 'loss'))
+        # nanmean: a step without complete cases logs NaN distillation terms
+        self.print_to_log_file("distillation terms (unweighted): " +
+                               ", ".join(f"{k[3:]} {self._nanmean(v):.4f}" for k, v in zip(keys, means) if k != 'loss'))
 
     def incomplete_cases_treatment(self) -> str:
         return ("they get the task loss only (the teacher would see a placeholder); the teacher, an upper bound, "

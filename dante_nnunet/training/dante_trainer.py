@@ -25,7 +25,6 @@ What changes against nnUNetTrainer, hook by hook:
 """
 from __future__ import annotations
 
-import warnings
 from typing import List, Union
 
 import numpy as np
@@ -163,7 +162,7 @@ class DANTETrainer(LimitedDeploymentTrainer):
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             output = self.network(data)
-            loss = self.loss(output, target, self._has_privileged(batch))
+            loss = self.loss(output, target, self.has_privileged(batch))
         self._backward_and_step(loss)
         diag = feature_statistics(output.z_limited, output.z_alignable, output.corrections)
         return {'loss': loss.detach(), **{f"train_{k}": v for k, v in self.loss.last_terms.items()}, 'diag': diag}
@@ -175,9 +174,8 @@ class DANTETrainer(LimitedDeploymentTrainer):
         diag = torch.stack([o.pop('diag') for o in train_outputs]).mean(0).cpu().numpy()   # levels x stats
         keys, means = self._epoch_means(train_outputs)
         super().on_train_epoch_end([{'loss': v} for v in means[keys.index('loss')]])
-        with np.errstate(all='ignore'), warnings.catch_warnings():   # a step without complete cases logs NaN terms
-            warnings.simplefilter('ignore', RuntimeWarning)
-            terms = np.array([np.nanmean(means[keys.index(f"train_{t}")]) for t in LOSS_TERMS])
+        # nanmean: a step without complete cases logs NaN terms
+        terms = np.array([self._nanmean(means[keys.index(f"train_{t}")]) for t in LOSS_TERMS])
         both = self._mean_over_ranks(np.concatenate([terms, diag.ravel()]))
         terms, diag = both[:len(terms)], both[len(terms):].reshape(diag.shape)
         for t, v in zip(LOSS_TERMS, terms):
@@ -199,10 +197,6 @@ class DANTETrainer(LimitedDeploymentTrainer):
             self.print_to_log_file(f"WARNING DANTE diagnostics: {w}", also_print_to_console=True)
 
     # ------------------------------------------------------------------ online validation
-    def _has_privileged(self, batch: dict):
-        """Per case of the batch, whether it has its privileged scan (None when every training case has)."""
-        return self.privileged_available(batch.get('keys', [])) if self.cases_without_privileged else None
-
     def incomplete_cases_treatment(self) -> str:
         return ("the limited pathway's task loss uses them; the full pathway's task loss, PIB, alignment and "
                 "synthesis use only the cases with the privileged channel (per case, in each batch); the teacher "
@@ -210,7 +204,7 @@ class DANTETrainer(LimitedDeploymentTrainer):
 
     def validation_step(self, batch: dict) -> dict:
         data, target = self._to_device(batch)
-        has = self._has_privileged(batch)
+        has = self.has_privileged(batch)
         with self._autocast():
             output = self.network(data)
             loss = self.loss(output, target, has)

@@ -86,10 +86,9 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
     def _masked_loss(self, batch: dict, masker: MultiScaleBlockMasker) -> torch.Tensor:
         x = batch['data'].to(self.device, non_blocking=True)
         mask = masker(x.shape[0], x.shape[2:], self.device)
-        has = self.privileged_available(batch.get('keys', [])) if self.cases_without_privileged else None
         with self._autocast():
             output = self.network(apply_mask(x, mask))
-            return self.loss(output, x, mask, has)
+            return self.loss(output, x, mask, self.has_privileged(batch))
 
     def _step_outputs(self, loss: torch.Tensor, prefix: str) -> Dict[str, torch.Tensor]:
         # detached device tensors: reduced once per epoch, no host sync per step
