@@ -122,8 +122,10 @@ def _fingerprint(args) -> int:
 def _phantom(args) -> int:
     from dante_nnunet.phantom import write_phantom
     folder = write_phantom(args.kind, args.d, args.name, num_train=args.num_train, num_test=args.num_test,
-                           seed=args.seed, shape=args.shape, missing_privileged=args.missing_privileged)
-    print(f"wrote {folder} (imagesTs: limited channels only; imagesTs_allchannels; labelsTs)")
+                           seed=args.seed, shape=args.shape, missing_privileged=args.missing_privileged,
+                           num_unlabelled=args.num_unlabelled)
+    print(f"wrote {folder} (imagesTs: limited channels only; imagesTs_allchannels; labelsTs"
+          + ("; imagesUnlabelled: every channel, no labels)" if args.num_unlabelled else ")"))
     return 0
 
 
@@ -226,23 +228,27 @@ def build_parser() -> argparse.ArgumentParser:
                                        "privileged), its easy rim form (the demo's data), the transfer phantom (T1ce "
                                        "shows a continuous enhancement strength that T2 shows relative to a per-case "
                                        "offset), its reference form (the offset on the whole tumour, so the edema "
-                                       "shows it) or DP2E-like CT (CTPA privileged)")
+                                       "shows it), several tumour types whose ET pattern T1/FLAIR announce (types), "
+                                       "or DP2E-like CT (CTPA privileged)")
     s.add_argument("--kind", choices=sorted(KINDS), default="brats", help="which phantom")
     s.add_argument("-d", type=int, required=True, help="new dataset id (written into $nnUNet_raw, which must be set, "
                                                        "as must nnUNet_preprocessed and nnUNet_results for the "
                                                        "next steps)")
     s.add_argument("--name", default=None, help="dataset name (if not given: BraTSPhantom, BraTSRimPhantom, "
-                                                "BraTSTransferPhantom, BraTSReferencePhantom or DP2EPhantom)")
+                                                "BraTSTransferPhantom, BraTSReferencePhantom, BraTSTypesPhantom or DP2EPhantom)")
     s.add_argument("--num-train", type=int, default=24, help="training cases (imagesTr/labelsTr)")
     s.add_argument("--num-test", type=int, default=8, help="held-out test cases (imagesTs, imagesTs_allchannels, "
                                                            "labelsTs)")
     s.add_argument("--seed", type=int, default=0, help="seed of the generator (same seed, same volumes)")
     s.add_argument("--shape", type=int, nargs=3, default=None, help="volume shape Z Y X (if not given: 40 40 40 for "
-                                                                     "brats, transfer and reference, 32 32 32 for rim, "
+                                                                     "brats, transfer and reference, 32 32 32 for rim and types, "
                                                                      "24 64 64 for ct)")
     s.add_argument("--missing-privileged", type=float, default=0.0, metavar="FRACTION",
                    help="fraction of the training cases written without their privileged scan (zeros, listed in "
                         "dataset.json's \"dante\" -> \"cases_without_privileged\"); test cases keep it")
+    s.add_argument("--num-unlabelled", type=int, default=0, metavar="U",
+                   help="also write U unlabelled cases with every channel into imagesUnlabelled/ (the input of "
+                        "pretrain-dataset for Stage 1)")
     s.set_defaults(func=_phantom)
 
     s = sub.add_parser("fingerprint", help="after nnUNetv2_extract_fingerprint, for a dataset that lists "

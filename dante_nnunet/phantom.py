@@ -83,21 +83,24 @@ _NOISE = 0.08
 ET_FRACTION = 0.45
 
 
-def _brats_anatomy(rng: np.random.Generator, shape):
+def _brats_anatomy(rng: np.random.Generator, shape, shift: float = 0.1, core_size=(0.14, 0.2),
+                   edema_size=(0.07, 0.12), wobble_amplitude=(1.2, 1.5)):
     """Brain ellipsoid, tumour core and edema of a BraTS-like case: (brain, core, tumour, distance to the
-    tumour centre, core radius)."""
+    tumour centre, core radius, depth inside the core's wobbly surface). Sizes are fractions of the
+    shortest axis; the wobble amplitudes (core, edema) in voxels."""
     zz, yy, xx = _grid(shape)
     s = np.array(shape, dtype=np.float32)
     c = s / 2
     brain = sum(((g - c[i]) / (0.46 * s[i])) ** 2 for i, g in enumerate((zz, yy, xx))) <= 1
-    centre = c + rng.uniform(-0.1, 0.1, size=3) * s
+    centre = c + rng.uniform(-shift, shift, size=3) * s
     d = np.sqrt((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2)
     wobble = _smooth_field(rng, shape, 3.0)
-    r_core = rng.uniform(0.14, 0.2) * min(shape)
-    r_edema = r_core + rng.uniform(0.07, 0.12) * min(shape)
-    core = (d + 1.2 * wobble <= r_core) & brain
-    tumour = (d + 1.5 * wobble <= r_edema) & brain
-    return brain, core, tumour, d, r_core
+    r_core = rng.uniform(*core_size) * min(shape)
+    r_edema = r_core + rng.uniform(*edema_size) * min(shape)
+    depth = r_core - (d + wobble_amplitude[0] * wobble)
+    core = (depth >= 0) & brain
+    tumour = (d + wobble_amplitude[1] * wobble <= r_edema) & brain
+    return brain, core, tumour, d, r_core, depth
 
 
 def _render(rng: np.random.Generator, brain: np.ndarray, maps: Dict[str, np.ndarray]) -> np.ndarray:
@@ -130,7 +133,7 @@ def _tumour_labels(core: np.ndarray, tumour: np.ndarray, enhancing: np.ndarray) 
 
 
 def brats_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
-    brain, core, tumour, d, r_core = _brats_anatomy(rng, shape)
+    brain, core, tumour, d, r_core, _ = _brats_anatomy(rng, shape)
     # enhancing parts: blobs of a smooth field, weakly favouring the shell; ET_FRACTION of the core
     field = _smooth_field(rng, shape, 1.5) + 0.6 * (d / r_core)
     thr = np.quantile(field[core], 1 - ET_FRACTION) if core.any() else np.inf
@@ -139,7 +142,7 @@ def brats_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
 
 
 def brats_rim_case(rng: np.random.Generator, shape=(32, 32, 32)) -> Case:
-    brain, core, tumour, d, r_core = _brats_anatomy(rng, shape)
+    brain, core, tumour, d, r_core, _ = _brats_anatomy(rng, shape)
     rim = rng.uniform(1.2, 2.2)
     inner = np.zeros_like(core)
     inner[core] = d[core] <= r_core - rim
@@ -158,7 +161,7 @@ T2_OFFSET_SD = 0.3          # per-case offset of the core's T2 level (about 4 no
 def _strength_case(rng: np.random.Generator, shape, offset_sd: float, offset_on_edema: bool) -> Case:
     """ET = core & (s > STRENGTH_THRESHOLD); T1ce shows s in the core, T2 shows it on top of a per-case
     offset of the core's level, or of the whole tumour's (edema included) if ``offset_on_edema``."""
-    brain, core, tumour, _, _ = _brats_anatomy(rng, shape)
+    brain, core, tumour, _, _, _ = _brats_anatomy(rng, shape)
     strength = _smooth_field(rng, shape, STRENGTH_SIGMA)
     offset = rng.normal(0.0, offset_sd)
     seg = _tumour_labels(core, tumour, strength > STRENGTH_THRESHOLD)
@@ -186,6 +189,63 @@ def brats_reference_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
     level that changes from case to case. Same random stream as ``brats_transfer_case``: the same
     tumours and strengths for the same seed."""
     return _strength_case(rng, shape, REFERENCE_OFFSET_SD, offset_on_edema=True)
+
+
+# ---------------------------------------------------------------------------------------- tumour types
+# kind "types": several tumour types in one dataset. Each type has its own enhancement pattern inside the
+# core, and the limited channels announce the type by the core's T1 and FLAIR levels (an arbitrary table:
+# an unseen type cannot be interpolated from the others). Labelled cases draw their type at random, test
+# cases cycle through the types.
+TUMOUR_TYPES = ("solid", "rim", "inner", "band", "patchy")
+TYPE_CUES = {  # (T1 core level, FLAIR core level); brain T1 0.8, edema T1 0.75, FLAIR edema 1.4
+    "solid": (0.40, 1.00),
+    "rim": (0.70, 1.00),
+    "inner": (0.55, 1.00),
+    "band": (0.40, 1.25),
+    "patchy": (0.70, 1.25),
+}
+PATCHY_T2 = 0.16   # patchy type: T2 of the enhancing blobs above the core's (2 noise SDs), their only local cue
+
+
+def _type_enhancement(rng: np.random.Generator, kind: str, depth: np.ndarray, core: np.ndarray,
+                      r_core: float, shape) -> np.ndarray:
+    """The enhancing part of the core for one tumour type; ``depth`` is the distance inside the core's
+    (wobbly) boundary in voxels."""
+    if kind == "solid":
+        return core.copy()
+    if kind == "rim":
+        return core & (depth < rng.uniform(1.3, 2.0))
+    if kind == "inner":
+        return core & (depth > 0.5 * r_core)
+    if kind == "band":
+        return core & (depth > 0.2 * r_core) & (depth < 0.5 * r_core)
+    if kind == "patchy":
+        return core & (_smooth_field(rng, shape, 1.5) > 0.6)
+    raise ValueError(f"unknown tumour type {kind!r}; choose from {TUMOUR_TYPES}")
+
+
+def brats_types_case(rng: np.random.Generator, shape=(32, 32, 32), tumour_type: Optional[int] = None) -> Case:
+    """A BraTS-like case of one of ``TUMOUR_TYPES`` (drawn from ``rng`` unless ``tumour_type`` is given):
+    ET is that type's pattern inside the core; T1ce (privileged) shows it plainly (bright ET, dark
+    non-enhancing core). The limited channels show the core (T1 dark, FLAIR bright, as in the BraTS-like
+    kind) at the type's levels (``TYPE_CUES``) and, apart from the patchy type's faint T2 blobs, nothing of
+    where it enhances: ET follows from the type (read off T1/FLAIR) and the core's geometry, a rule learned
+    per type, so from the number of labelled cases of each type."""
+    drawn = int(rng.integers(len(TUMOUR_TYPES)))
+    kind = TUMOUR_TYPES[drawn if tumour_type is None else tumour_type]
+    # larger cores than the other kinds, so that each type's pattern has room inside them
+    brain, core, tumour, _, r_core, depth = _brats_anatomy(rng, shape, shift=0.08, core_size=(0.18, 0.24),
+                                                           edema_size=(0.07, 0.11), wobble_amplitude=(1.0, 1.3))
+    enhancing = _type_enhancement(rng, kind, depth, core, r_core, shape)
+    seg = _tumour_labels(core, tumour, enhancing)
+    maps = _tissue_maps(seg)
+    t1, flair = TYPE_CUES[kind]
+    maps["T1"][core] = t1
+    maps["FLAIR"][core] = flair
+    maps["T2"][core] = _TISSUE["T2"][1]
+    if kind == "patchy":
+        maps["T2"][core & enhancing] += PATCHY_T2
+    return _render(rng, brain, maps), seg
 
 
 # ---------------------------------------------------------------------------------------- DP2E-like
@@ -250,9 +310,14 @@ KINDS: Dict[str, dict] = {
     "rim": {**_BRATS_SPEC, "case": brats_rim_case, "name": "BraTSRimPhantom"},
     "transfer": {**_BRATS_SPEC, "case": brats_transfer_case, "name": "BraTSTransferPhantom"},
     "reference": {**_BRATS_SPEC, "case": brats_reference_case, "name": "BraTSReferencePhantom"},
+    "types": {**_BRATS_SPEC, "case": brats_types_case, "name": "BraTSTypesPhantom",
+              "test_types": len(TUMOUR_TYPES)},
     "ct": {"case": ct_case, "channels": CT_CHANNELS, "privileged": [1], "spacing": CT_SPACING,
            "labels": {"background": 0, "embolus": 1}, "regions_class_order": None, "name": "DP2EPhantom"},
 }
+
+
+UNLABELLED_FOLDER = "imagesUnlabelled"
 
 
 def _image(arr: np.ndarray, spacing_zyx: Sequence[float]) -> sitk.Image:
@@ -277,13 +342,18 @@ def cases_missing_privileged(num_train: int, fraction: float, seed: int) -> List
 
 def write_phantom(kind: str, dataset_id: int, name: Optional[str] = None, num_train: int = 24, num_test: int = 8,
                   seed: int = 0, shape: Optional[Sequence[int]] = None, raw_root: Optional[str] = None,
-                  missing_privileged: float = 0.0) -> str:
+                  missing_privileged: float = 0.0, num_unlabelled: int = 0) -> str:
     """Write ``nnUNet_raw/DatasetXXX_NAME`` (refuses an id in use) and return its folder.
+
+    ``num_unlabelled``: that many further cases, every channel and no label, in ``imagesUnlabelled/``
+    (nnU-Net naming ``<name>U_<XXXX>_<CCCC>``, the input of ``dante_nnunet pretrain-dataset``).
 
     ``missing_privileged``: the fraction of training cases written without their privileged scan (its
     files are zeros, the cases listed in "dante" -> "cases_without_privileged"); test cases keep it."""
     if kind not in KINDS:
         raise ValueError(f"unknown phantom kind {kind!r}; choose from {sorted(KINDS)}")
+    if num_unlabelled < 0:
+        raise ValueError(f"the number of unlabelled cases must be >= 0, got {num_unlabelled}")
     if num_train < 2 or num_test < 1:
         raise ValueError(f"need at least 2 training and 1 test case, got {num_train} and {num_test}")
     missing = cases_missing_privileged(num_train, missing_privileged, seed)
@@ -309,7 +379,11 @@ def write_phantom(kind: str, dataset_id: int, name: Optional[str] = None, num_tr
         dataset_json["dante"]["cases_without_privileged"] = [f"{name}_{i:03d}" for i in missing]
         dataset_json["description"] += (f"; --missing-privileged {missing_privileged}: the privileged channels of "
                                         f"{len(missing)} training cases are zeros")
+    if num_unlabelled:
+        dataset_json["description"] += (f"; {UNLABELLED_FOLDER} holds {num_unlabelled} unlabelled cases with every "
+                                        f"channel (for Stage-1 pre-training)")
     make_case: Callable = spec["case"]
+    shape_args = () if shape is None else (tuple(shape),)
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for sub in ("imagesTs", "imagesTs_allchannels", "labelsTs"):
             os.makedirs(join(tmp, sub))
@@ -317,7 +391,9 @@ def write_phantom(kind: str, dataset_id: int, name: Optional[str] = None, num_tr
             test = i >= num_train
             # each case its own stream: training case k and test case j are the same whatever the counts
             rng = np.random.default_rng([seed, int(test), i - num_train if test else i])
-            img, seg = make_case(rng) if shape is None else make_case(rng, tuple(shape))
+            # the test set of a kind with tumour types cycles through them
+            kw = {"tumour_type": (i - num_train) % spec["test_types"]} if test and spec.get("test_types") else {}
+            img, seg = make_case(rng, *shape_args, **kw)
             cid = f"{name}_{i:03d}"
             if not test and i in missing:
                 img = img.copy()
@@ -330,5 +406,13 @@ def write_phantom(kind: str, dataset_id: int, name: Optional[str] = None, num_tr
             if test:
                 for new, ch in enumerate(split.limited_indices):
                     sitk.WriteImage(_image(img[ch], spec["spacing"]), join(tmp, "imagesTs", f"{cid}_{new:04d}.nii.gz"))
+        if num_unlabelled:
+            os.makedirs(join(tmp, UNLABELLED_FOLDER))
+        for j in range(num_unlabelled):
+            # their own stream (2 is the missing-privileged draw): the same scans whatever the other counts
+            img, _ = make_case(np.random.default_rng([seed, 3, j]), *shape_args)
+            for ch in range(img.shape[0]):
+                sitk.WriteImage(_image(img[ch], spec["spacing"]),
+                                join(tmp, UNLABELLED_FOLDER, f"{name}U_{j:04d}_{ch:04d}.nii.gz"))
         save_json(dataset_json, join(tmp, "dataset.json"), sort_keys=False)
     return join(raw_root, folder_name)

@@ -7,6 +7,7 @@ import os
 import shutil
 
 import pytest
+import torch
 
 from tests.support import TEST_TRAINERS
 from dante_nnunet.benchmark import (BenchmarkConfigError, Runner, load_config, paired_difference, results_table,
@@ -44,6 +45,30 @@ def test_config_errors_name_file_and_key(tmp_path):
         load_config(_cfg(tmp_path, stage1={"trainer": "T", "images": ["/x"], "dataset": {"id": 9, "name": "a_b"}}))
     with pytest.raises(BenchmarkConfigError, match="needs an 'id' other than dataset.id 701"):
         load_config(_cfg(tmp_path, stage1={"trainer": "T", "images": ["/x"], "dataset": {"id": 701}}))
+    # several Stage-1 blocks: named, each method naming the one it starts from; one dataset id, one set of images
+    blocks = [{"name": "cm", "trainer": "T", "images": ["raw:imagesUnlabelled"], "dataset": {"id": 9, "name": "P"}},
+              {"name": "lim", "trainer": "U", "images": ["raw:imagesUnlabelled"], "dataset": {"id": 9, "name": "P"}}]
+    two = [{"name": "low", "trainer": "A"}, {"name": "up", "trainer": "B"}, {"name": "dante", "trainer": "C",
+                                                                              "stage1": "cm"}]
+    load_config(_cfg(tmp_path, stage1=blocks, methods=two))
+    with pytest.raises(BenchmarkConfigError, match=r"methods\[2\] is 'pretrained' but the config has 2 stage1 blocks"):
+        load_config(_cfg(tmp_path, stage1=blocks, methods=two[:2] + [{"name": "dante", "trainer": "C",
+                                                                       "pretrained": True}]))
+    with pytest.raises(BenchmarkConfigError, match=r"methods\[2\] starts from stage1 'nope'"):
+        load_config(_cfg(tmp_path, stage1=blocks, methods=two[:2] + [{"name": "dante", "trainer": "C",
+                                                                       "stage1": "nope"}]))
+    with pytest.raises(BenchmarkConfigError, match="stage1 block names repeat"):
+        load_config(_cfg(tmp_path, stage1=[blocks[0], blocks[0]], methods=two))
+    with pytest.raises(BenchmarkConfigError, match="uses stage1 dataset id 9 with other images"):
+        load_config(_cfg(tmp_path, stage1=[blocks[0], {**blocks[1], "images": ["/other"]}], methods=two))
+    with pytest.raises(BenchmarkConfigError, match="each with a 'name'"):
+        load_config(_cfg(tmp_path, stage1=[{"trainer": "T"}], methods=two))
+    for bad in ({"validation": 0, "train": [2]}, {"validation": 1, "train": []}, {"train": [2]}, [2, 8]):
+        with pytest.raises(BenchmarkConfigError, match="nested_splits must be"):
+            load_config(_cfg(tmp_path, nested_splits=bad))
+    with pytest.raises(BenchmarkConfigError, match=r"methods\[0\] fold 2 is not one of the 2 nested_splits folds"):
+        load_config(_cfg(tmp_path, nested_splits={"validation": 1, "train": [2, 8]},
+                         methods=[{"name": "low", "trainer": "A", "fold": 2}, *two[1:2], two[2] | {"stage1": None}]))
     for bad in ([], [0, 0], [1, -2], "0,1", [0.5]):
         with pytest.raises(BenchmarkConfigError, match="'seeds' must be a list of distinct non-negative integers"):
             load_config(_cfg(tmp_path, seeds=bad))
@@ -169,6 +194,31 @@ def test_split_70_10_20_holds_out_test_cases(tmp_path, monkeypatch):
     assert runner.step_split() == test     # a rerun keeps the split
 
 
+def test_nested_splits_train_on_the_first_n_cases_and_validate_on_the_same(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    folder = write_phantom("types", 706, num_train=7, num_test=1, shape=(16, 16, 16), raw_root=str(raw))
+    for k, sub in (("nnUNet_raw", raw), ("nnUNet_preprocessed", tmp_path / "pre"), ("nnUNet_results", tmp_path / "res")):
+        monkeypatch.setenv(k, str(sub))
+    pre = tmp_path / "pre" / os.path.basename(folder)
+    os.makedirs(pre)
+    cfg = json.loads(open(_cfg(tmp_path, nested_splits={"validation": 2, "train": [1, 4, 5]})).read())
+    cfg["dataset"]["id"] = 706
+    runner = Runner(cfg, str(tmp_path / "results"))
+    test = runner.step_split()
+    assert test["limited"] == os.path.join(folder, "imagesTs")   # the phantom's own test set
+    cases = [f"BraTSTypesPhantom_{i:03d}" for i in range(7)]
+    folds = json.load(open(pre / "splits_final.json"))
+    assert folds == [{"train": cases[:n], "val": cases[5:]} for n in (1, 4, 5)]
+    runner.step_split()   # a rerun accepts the same folds ...
+    cfg["nested_splits"] = {"validation": 2, "train": [1, 3]}
+    with pytest.raises(FileExistsError, match="other folds than the config's nested_splits"):
+        Runner(cfg, str(tmp_path / "results")).step_split()   # ... and refuses to change them
+    cfg["nested_splits"] = {"validation": 3, "train": [5]}
+    with pytest.raises(BenchmarkConfigError, match="5 training \\+ 3 validation cases; .* has 7"):
+        Runner(cfg, str(tmp_path / "results")).step_split()
+    assert json.load(open(pre / "splits_final.json")) == folds
+
+
 def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.delenv(k, raising=False)
@@ -181,20 +231,27 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
                                                          "shape": [24, 24, 24]}}},
            "configuration": "3d_t", "add_configuration": {"name": "3d_t", "features_per_stage": 4,
                                                           "patch_size": [16, 16, 16]},
-           "stage1": {"trainer": "DANTEPretrainTrainer_tiny", "images": [os.path.join(other, "imagesTr")],
-                      "dataset": {"id": 704, "name": "TinyPre"}},
+           # two Stage-1 pre-trainings on one dataset made from those images, each method naming its own
+           "stage1": [{"name": "crossmodal", "trainer": "DANTEPretrainTrainer_tiny",
+                       "images": [os.path.join(other, "imagesTr")], "dataset": {"id": 704, "name": "TinyPre"}},
+                      {"name": "limited", "trainer": "DANTEPretrainTrainer_limitedMAE_tiny",
+                       "images": [os.path.join(other, "imagesTr")], "dataset": {"id": 704, "name": "TinyPre"}}],
+           # fold 0 trains on 2 cases, fold 1 on 4, both validate on the last one
+           "nested_splits": {"validation": 1, "train": [2, 4]},
            "methods": [{"name": "Lower", "trainer": "LowerBoundTrainer_tiny"},
                        {"name": "Upper", "trainer": "UpperBoundTrainer_tiny", "inputs": "all"},
                        {"name": "ModDrop", "trainer": "ModalityDropoutTrainer_tiny"},
                        {"name": "Distill", "trainer": "DistillationTrainer_tiny"},
-                       {"name": "DANTE", "trainer": "DANTETrainer_tinyS1", "pretrained": True}],
+                       {"name": "DANTE", "trainer": "DANTETrainer_tinyS1", "stage1": "crossmodal"},
+                       {"name": "LowerS1", "trainer": "LowerBoundTrainer_tinyS1", "stage1": "limited", "fold": 1}],
            "lower": "Lower", "upper": "Upper", "dante": "DANTE", "seeds": [0],
            # one preprocessing and one export worker: each spawned worker imports torch and nnU-Net
            # again, which costs more than predicting 2 tiny cases
            "predict_args": ["-npp", "1", "-nps", "1"]}
     results = Runner(cfg, str(tmp_path)).run_all(tsne=True)   # the sweep's own step: test_sweep_step below
     out = tmp_path / "tiny"
-    assert set(results["methods"]) == {"Lower", "Upper", "ModDrop", "Distill", "DANTE"}
+    assert set(results["methods"]) == {"Lower", "Upper", "ModDrop", "Distill", "DANTE", "LowerS1"}
+    assert results["methods"]["LowerS1"]["fold"] == "1" and results["methods"]["LowerS1"]["stage1"] == "limited"
     for name, m in results["methods"].items():   # one seed: every trainer ran as <trainer>_seed0
         assert set(m["mean"]) == set(m["per_seed"]["0"]) == {"whole tumor", "tumor core", "enhancing tumor"}
         assert len(os.listdir(out / "predictions" / f"{name}_seed0")) >= 2
@@ -202,10 +259,23 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
     assert (out / "table.md").read_text().count("\n| ") >= 6 and (out / "dice_bars.png").stat().st_size > 1000
     s1 = out / "nnunet" / "nnUNet_results" / "Dataset704_TinyPre" / "DANTEPretrainTrainer_tiny_seed0__nnUNetPlans__3d_t"
     assert str(s1) in (out / "logs" / "train_DANTE_seed0.log").read_text()   # DANTE started from that Stage 1
+    # the lower bound on fold 1 (4 training cases) started from the limited-channel MAE's E_L, frozen in epoch 0
+    low_s1 = (out / "logs" / "train_LowerS1_seed0.log").read_text()
+    lim = s1.parent / "DANTEPretrainTrainer_limitedMAE_tiny_seed0__nnUNetPlans__3d_t"
+    assert f"Encoder (E_L) transferred from {lim}/fold_0/checkpoint_final.pth; frozen until epoch 1" in low_s1
+    assert "transferred encoder trainable from epoch 1" in low_s1
+    assert "limited-channel MAE" in (out / "logs" / "stage1_limited_seed0.log").read_text()
+    folds = json.loads((out / "nnunet" / "nnUNet_preprocessed" / "Dataset703_BraTSPhantom" / "splits_final.json")
+                       .read_text())
+    assert [len(f["train"]) for f in folds] == [2, 4] and folds[0]["val"] == folds[1]["val"]
+    ck = torch.load(out / "nnunet" / "nnUNet_results" / "Dataset703_BraTSPhantom" /
+                    "LowerBoundTrainer_tinyS1_seed0__nnUNetPlans__3d_t" / "fold_1" / "checkpoint_final.pth",
+                    weights_only=False)
+    assert ck["dante_transferred_from"] == f"{lim}/fold_0/checkpoint_final.pth"
     moved = json.loads((out / "nnunet" / "nnUNet_preprocessed" / "Dataset704_TinyPre" / "nnUNetPlans.json").read_text())
     assert moved["configurations"]["3d_t"]["architecture"]["arch_kwargs"]["features_per_stage"][0] == 4
     # limited-only inputs reached the limited-channel methods, all channels the upper bound
-    assert "predict_Lower_seed0" in results["seconds"] and "stage1_seed0" in results["seconds"]
+    assert "predict_Lower_seed0" in results["seconds"] and "stage1_crossmodal_seed0" in results["seconds"]
     assert (out / "tsne.png").stat().st_size > 1000
     # baselines deploy like DANTE: the modality-dropout model exports as a plain 3-channel nnU-Net model
     from dante_nnunet.export import export_model

@@ -9,8 +9,9 @@ import SimpleITK as sitk
 
 from dante_nnunet.cli import main
 from dante_nnunet.config import ChannelSplit
-from dante_nnunet.phantom import (STRENGTH_THRESHOLD, T2_CORE, T2_OFFSET_SD, brats_case, brats_reference_case,
-                                  brats_transfer_case, ct_case, write_phantom)
+from dante_nnunet.phantom import (PATCHY_T2, STRENGTH_THRESHOLD, T2_CORE, T2_OFFSET_SD, TUMOUR_TYPES, TYPE_CUES,
+                                  UNLABELLED_FOLDER, brats_case, brats_reference_case, brats_transfer_case,
+                                  brats_types_case, ct_case, write_phantom)
 
 
 _TISSUE_T2_EDEMA = 1.3   # phantom._TISSUE["T2"][0]
@@ -78,6 +79,64 @@ def test_reference_phantom_et_is_t2_relative_to_the_edema():
     t2s, ets = np.concatenate(absolute_t2), np.concatenate(et_all)
     best_absolute = max(np.mean((t2s > thr) == ets) for thr in np.quantile(t2s, np.linspace(0.05, 0.95, 91)))
     assert best_absolute < np.mean(rule) - 0.05
+
+
+def test_types_phantom_each_type_its_pattern_announced_by_t1_and_flair():
+    """ET follows the type's rule inside the core; T1ce shows it; the limited channels show the type (the
+    core's T1 and FLAIR levels) and, except the patchy type's faint T2, nothing of where the core enhances."""
+    noise = 80.0   # 0.08 x 1000
+    for t, kind in enumerate(TUMOUR_TYPES):
+        for k in range(2):
+            img, seg = brats_types_case(np.random.default_rng([11, t, k]), tumour_type=t)
+            core, et = seg >= 2, seg == 3
+            t1, t1ce, t2, flair = img[0], img[1], img[2], img[3]
+            assert core.sum() > 300 and et.sum() > 30, kind
+            assert abs(t1[core].mean() / 1000 - TYPE_CUES[kind][0]) < 0.01, kind        # the type's cue
+            assert abs(flair[core].mean() / 1000 - TYPE_CUES[kind][1]) < 0.01, kind
+            if kind == "solid":
+                assert np.array_equal(et, core)
+                continue
+            rest = core & ~et
+            assert (t1ce[et].mean() - t1ce[rest].mean()) / noise > 10, kind              # plain with contrast
+            for ch in (t1, flair) + (() if kind == "patchy" else (t2,)):
+                assert abs(ch[et].mean() - ch[rest].mean()) / noise < 0.3, kind           # no local ET cue
+            if kind == "patchy":
+                assert abs((t2[et].mean() - t2[rest].mean()) / 1000 - PATCHY_T2) < 0.03
+            # where in the core it enhances: distance of ET voxels from the core's surface
+            from scipy.ndimage import distance_transform_edt
+            depth = distance_transform_edt(core)
+            shallow, deep = depth[et].mean(), depth[rest].mean()
+            if kind == "rim":
+                assert shallow < deep
+            if kind in ("inner", "band"):
+                assert shallow > deep
+    # the type cues form no order a model could interpolate along: every pair differs in T1 or FLAIR
+    assert len(set(TYPE_CUES.values())) == len(TUMOUR_TYPES)
+
+
+def test_types_phantom_test_set_cycles_the_types_and_unlabelled_scans_have_every_channel(tmp_path):
+    a = write_phantom("types", 608, num_train=2, num_test=5, seed=1, shape=(24, 24, 24), raw_root=str(tmp_path / "a"),
+                      num_unlabelled=3)
+    levels = []
+    for j in range(5):
+        seg = _read(os.path.join(a, "labelsTs", f"BraTSTypesPhantom_{2 + j:03d}.nii.gz"))
+        t1 = _read(os.path.join(a, "imagesTs", f"BraTSTypesPhantom_{2 + j:03d}_0000.nii.gz"))
+        flair = _read(os.path.join(a, "imagesTs", f"BraTSTypesPhantom_{2 + j:03d}_0002.nii.gz"))
+        level = np.array([t1[seg >= 2].mean(), flair[seg >= 2].mean()]) / 1000
+        levels.append(min(TYPE_CUES, key=lambda k: np.abs(level - TYPE_CUES[k]).sum()))   # the nearest cue's type
+    assert levels == list(TUMOUR_TYPES)
+    un = sorted(os.listdir(os.path.join(a, UNLABELLED_FOLDER)))
+    assert un == [f"BraTSTypesPhantomU_{j:04d}_{c:04d}.nii.gz" for j in range(3) for c in range(4)]
+    assert "3 unlabelled cases" in json.load(open(os.path.join(a, "dataset.json")))["description"]
+    # the same scans whatever the other counts, and other scans than the labelled ones
+    b = write_phantom("types", 608, num_train=4, num_test=1, seed=1, shape=(24, 24, 24), raw_root=str(tmp_path / "b"),
+                      num_unlabelled=2)
+    f = "BraTSTypesPhantomU_0001_0001.nii.gz"
+    assert np.array_equal(_read(os.path.join(a, UNLABELLED_FOLDER, f)), _read(os.path.join(b, UNLABELLED_FOLDER, f)))
+    assert not np.array_equal(_read(os.path.join(a, UNLABELLED_FOLDER, f)),
+                              _read(os.path.join(b, "imagesTr", "BraTSTypesPhantom_001_0001.nii.gz")))
+    assert not os.path.exists(os.path.join(write_phantom("types", 609, num_train=2, num_test=1, shape=(16, 16, 16),
+                                                         raw_root=str(tmp_path / "c")), UNLABELLED_FOLDER))
 
 
 def test_phantom_cases_do_not_depend_on_the_counts(tmp_path):

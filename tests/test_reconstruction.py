@@ -78,6 +78,28 @@ def test_self_reconstruction_ablation_has_no_cross_branch():
     assert net(torch.randn(1, 4, 16, 16, 16)).rec_full_lp is None
 
 
+def test_limited_only_mae_reads_no_privileged_channel_and_trains_eq7_alone():
+    torch.manual_seed(0)
+    net = build_cross_modal_mae(configuration_manager(), SPLIT, cross_modal=False, limited_only=True)
+    assert {k.split(".")[0] for k in net.state_dict()} == {"encoder_l", "decoder_l_rec"}
+    x = torch.randn(2, 4, 16, 16, 16)
+    mask = MultiScaleBlockMasker(seed=1)(2, x.shape[2:])
+    y = x.clone()
+    y[:, 1] += 5.0   # another privileged channel: the output does not change
+    with torch.no_grad():
+        a, b = net(apply_mask(x, mask)), net(apply_mask(y, mask))
+    assert a.rec_full_ap is None and a.rec_full_lp is None and torch.equal(a.rec_limited, b.rec_limited)
+    # the loss is Eq. 7 alone, by hand: error 2 on every limited voxel -> 4; Eqs. 8-9 reported NaN
+    loss = ReconstructionLoss(SPLIT.limited_indices, cross_modal=False)
+    out = CrossModalMAEOutput(x[:, [0, 2, 3]] + 2.0, None, None)
+    assert loss(out, x, mask).item() == pytest.approx(4.0)
+    assert math.isnan(loss.last_terms["ap_to_f"].item()) and math.isnan(loss.last_terms["lp_to_f"].item())
+    with pytest.raises(ValueError, match="limited-only"):
+        ReconstructionLoss(SPLIT.limited_indices)(out, x, mask)
+    with pytest.raises(ValueError, match="cross_modal=False"):
+        build_cross_modal_mae(configuration_manager(), SPLIT, limited_only=True)
+
+
 def test_masked_input_voxels_are_invisible_to_the_network():
     torch.manual_seed(0)
     net = build_cross_modal_mae(configuration_manager(), SPLIT).eval()

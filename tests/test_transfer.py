@@ -11,7 +11,7 @@ from dante_nnunet.networks import build_cross_modal_mae, build_dual_pathway_netw
 from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
 from dante_nnunet.training import DANTEPretrainTrainer, DANTETrainer
 from dante_nnunet.training.transfer import (PretrainedWeightsError, install_pretrained_weights_hook,
-                                            load_stage1_encoders)
+                                            load_stage1_encoders, load_stage1_limited_encoder)
 
 SPLIT = ChannelSplit.from_names(["T1", "T1ce", "T2", "FLAIR"], ["T1ce"])
 
@@ -194,3 +194,44 @@ def test_other_channel_names_in_stage1_are_reported(tmp_path):
     _stage1_checkpoint(tmp_path / "other.pth", dante_stage1=other)
     t._warn_if_stage1_channels_differ(str(tmp_path / "other.pth"))
     assert len(lines) == 1 and "WARNING: Stage 1 was trained with limited ['T1', 'T1ce', 'T2']" in lines[0]
+
+
+@pytest.mark.parametrize("limited_only", [False, True])
+def test_lower_bound_takes_e_l_into_its_encoder_and_refuses_checkpoints_without_it(tmp_path, limited_only):
+    """The lower bound fine-tuned from Stage 1: E_L (of a cross-modal or a limited-only MAE) goes into the
+    stock network's encoder (and so its decoder's registration of it), the decoder stays fresh; through
+    nnU-Net's -pretrained_weights hook; a checkpoint without E_L is refused, naming why."""
+    cm = pf.configuration_manager()
+    torch.manual_seed(1)
+    mae = build_cross_modal_mae(cm, SPLIT, cross_modal=not limited_only, limited_only=limited_only)
+    with torch.no_grad():
+        for q in mae.parameters():
+            q.add_(torch.rand_like(q) + 0.1)
+    torch.save({"network_weights": mae.state_dict(), "trainer_name": "DANTEPretrainTrainer",
+                "dante_stage1": {"limited_only": limited_only}}, tmp_path / "s1.pth")
+    torch.manual_seed(2)
+    net = build_stock_network(cm, 3, 3, True)
+    before = _snapshot(net)
+    install_pretrained_weights_hook()
+    import nnunetv2.run.run_training as run_training
+    run_training.load_pretrained_weights(net, str(tmp_path / "s1.pth"))
+    after = net.state_dict()
+    for k, v in mae.encoder_l.state_dict().items():
+        assert torch.equal(after[f"encoder.{k}"], v) and torch.equal(after[f"decoder.encoder.{k}"], v), k
+    fresh = [k for k in after if k.startswith("decoder.") and not k.startswith("decoder.encoder.")]
+    assert fresh and all(torch.equal(after[k], before[k]) for k in fresh)
+    assert net.transferred_from == str(tmp_path / "s1.pth")
+    # no E_L in the file (e.g. a Stage-2 model): refused, nothing copied
+    other = build_stock_network(cm, 3, 3, True)
+    torch.save({"network_weights": {k: v for k, v in mae.state_dict().items() if not k.startswith("encoder_l.")},
+                "dante_stage1": {}}, tmp_path / "no_el.pth")
+    snap = _snapshot(other)
+    with pytest.raises(PretrainedWeightsError, match="no encoder_l"):
+        load_stage1_limited_encoder(other, str(tmp_path / "no_el.pth"))
+    assert all(torch.equal(other.state_dict()[k], v) for k, v in snap.items())
+    # E_L of another width: refused naming the tensor
+    wide = build_cross_modal_mae(pf.configuration_manager(features=(8, 16, 32)), SPLIT, cross_modal=False,
+                                 limited_only=True)
+    torch.save({"network_weights": wide.state_dict(), "dante_stage1": {}}, tmp_path / "wide.pth")
+    with pytest.raises(PretrainedWeightsError, match=r"'encoder_l\..*' has shape"):
+        load_stage1_limited_encoder(other, str(tmp_path / "wide.pth"))

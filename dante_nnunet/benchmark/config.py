@@ -52,24 +52,98 @@ def load_config(path: str) -> dict:
                             or next(iter(src)) not in ("phantom", "brats", "ct_pairs")):
         raise BenchmarkConfigError(f"{path}: dataset.source must be one of {{'phantom': {{...}}}}, "
                                    f"{{'brats': DIR}}, {{'ct_pairs': DIR}}, got {src!r}")
-    if any(m.get("pretrained") for m in cfg["methods"]) and not cfg.get("stage1"):
-        raise BenchmarkConfigError(f"{path}: a method is 'pretrained' but there is no 'stage1' block")
-    s1 = cfg.get("stage1") or {}
-    if s1 and not s1.get("checkpoint"):
+    blocks = stage1_blocks(cfg)
+    names1 = [b["name"] for b in blocks]
+    if len(set(names1)) != len(names1):
+        raise BenchmarkConfigError(f"{path}: stage1 block names repeat: {names1}")
+    for i, m in enumerate(cfg["methods"]):
+        wanted = method_stage1(m, blocks)
+        if wanted is _AMBIGUOUS:
+            raise BenchmarkConfigError(f"{path}: methods[{i}] is 'pretrained' but the config has {len(blocks)} "
+                                       f"stage1 blocks {names1}: name one with \"stage1\": NAME")
+        if m.get("pretrained") and not blocks:
+            raise BenchmarkConfigError(f"{path}: a method is 'pretrained' but there is no 'stage1' block")
+        if (m.get("pretrained") or m.get("stage1")) and wanted is None:
+            raise BenchmarkConfigError(f"{path}: methods[{i}] starts from stage1 {m.get('stage1')!r}, but the config's "
+                                       f"stage1 blocks are {names1 or 'none'}")
+    by_dataset: dict = {}
+    for s1 in blocks:
+        where = f"stage1 {s1['name']!r}" if isinstance(cfg.get("stage1"), list) else "stage1"
+        if s1.get("checkpoint"):
+            continue
         if not s1.get("trainer"):
-            raise BenchmarkConfigError(f"{path}: stage1 needs a 'trainer' or a 'checkpoint'")
+            raise BenchmarkConfigError(f"{path}: {where} needs a 'trainer' or a 'checkpoint'")
         if bool(s1.get("images")) != bool(s1.get("dataset")):
-            raise BenchmarkConfigError(f"{path}: stage1 on another dataset needs both 'images' (folders) and "
+            raise BenchmarkConfigError(f"{path}: {where} on another dataset needs both 'images' (folders) and "
                                        f"'dataset' ({{'id': ..., 'name': ...}})")
         if s1.get("images"):
             if not isinstance(s1["images"], list) or not s1["images"]:
-                raise BenchmarkConfigError(f"{path}: stage1.images must be a list of folders")
+                raise BenchmarkConfigError(f"{path}: {where}.images must be a list of folders")
             if "id" not in s1["dataset"] or int(s1["dataset"]["id"]) == int(ds["id"]):
-                raise BenchmarkConfigError(f"{path}: stage1.dataset needs an 'id' other than dataset.id {ds['id']}")
+                raise BenchmarkConfigError(f"{path}: {where}.dataset needs an 'id' other than dataset.id {ds['id']}")
             if not re.fullmatch(r"[A-Za-z0-9]*", s1["dataset"].get("name", "")):
-                raise BenchmarkConfigError(f"{path}: stage1.dataset.name must be letters and digits, "
+                raise BenchmarkConfigError(f"{path}: {where}.dataset.name must be letters and digits, "
                                            f"got {s1['dataset']['name']!r}")
+            # blocks that share a Stage-1 dataset share its images: it is made once
+            key = int(s1["dataset"]["id"])
+            seen = by_dataset.setdefault(key, (s1["images"], s1["dataset"].get("name")))
+            if seen != (s1["images"], s1["dataset"].get("name")):
+                raise BenchmarkConfigError(f"{path}: {where} uses stage1 dataset id {key} with other images or name "
+                                           f"than another stage1 block; one id, one dataset")
+    # two methods training one trainer on one fold would share (and overwrite) one results folder
+    runs = [(m["trainer"], str(m.get("fold", cfg.get("fold", 0)))) for m in cfg["methods"]]
+    for i, run in enumerate(runs):
+        if run in runs[:i]:
+            raise BenchmarkConfigError(f"{path}: methods[{i}] {names[i]!r} trains {run[0]} on fold {run[1]} like "
+                                       f"methods[{runs.index(run)}] {names[runs.index(run)]!r}: one results folder "
+                                       f"for both; give one of them another trainer name")
+    splits = cfg.get("nested_splits")
+    if splits is not None:
+        ok = (isinstance(splits, dict) and isinstance(splits.get("validation"), int) and splits["validation"] >= 1
+              and isinstance(splits.get("train"), list) and splits["train"]
+              and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in splits["train"]))
+        if not ok:
+            raise BenchmarkConfigError(f"{path}: nested_splits must be {{\"validation\": V, \"train\": [n0, n1, ...]}} "
+                                       f"with positive integers, got {splits!r}")
+        for i, m in enumerate(cfg["methods"]):
+            if "fold" in m and not (isinstance(m["fold"], int) and 0 <= m["fold"] < len(splits["train"])):
+                raise BenchmarkConfigError(f"{path}: methods[{i}] fold {m['fold']!r} is not one of the "
+                                           f"{len(splits['train'])} nested_splits folds")
     return cfg
+
+
+_AMBIGUOUS = object()
+
+
+def stage1_blocks(cfg: dict) -> List[dict]:
+    """The config's Stage-1 pre-trainings as a list of blocks, each with a ``name``: ``"stage1"`` may be
+    one block (named "stage1") or a list of named blocks."""
+    s1 = cfg.get("stage1")
+    if not s1:
+        return []
+    if isinstance(s1, dict):
+        return [{"name": "stage1", **s1}]
+    if not isinstance(s1, list) or not all(isinstance(b, dict) and b.get("name") for b in s1):
+        raise BenchmarkConfigError(f"config {cfg.get('name')!r}: stage1 must be a block or a list of blocks each "
+                                   f"with a 'name'")
+    for b in s1:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", b["name"]):
+            raise BenchmarkConfigError(f"config {cfg.get('name')!r}: stage1 name {b['name']!r} must be letters, "
+                                       f"digits, '_' or '-'")
+    return list(s1)
+
+
+def method_stage1(method: dict, blocks: List[dict]):
+    """The Stage-1 block a method starts from: the one its ``"stage1"`` names, the only one for
+    ``"pretrained": true``; None for a method trained from scratch (or a name that matches no block)."""
+    name = method.get("stage1")
+    if name:
+        return next((b for b in blocks if b["name"] == name), None)
+    if method.get("pretrained"):
+        if len(blocks) > 1:
+            return _AMBIGUOUS
+        return blocks[0] if blocks else None
+    return None
 
 
 def sweep_points(sweep_cfg: dict) -> List[dict]:

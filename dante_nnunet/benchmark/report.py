@@ -28,6 +28,10 @@ def build_results(cfg: dict, seeds: Sequence[Optional[int]], regions: List[str],
     for m in cfg["methods"]:
         runs = metrics[m["name"]]
         entry = {"trainer": m["trainer"], "inputs": m.get("inputs", "limited")}
+        if "fold" in m:
+            entry["fold"] = str(m["fold"])
+        if m.get("stage1"):
+            entry["stage1"] = m["stage1"]
         if seeded:
             entry.update(summarize_seeds({str(seed): runs[seed]["mean"] for seed in seeds}, regions))
         else:

@@ -8,14 +8,20 @@ Steps, each skipped on a rerun when its output is complete:
 2. **plan**: ``nnUNetv2_plan_and_preprocess``, plus an optional extra configuration (other widths /
    patch size, same preprocessed data).
 3. **split**: with a held-out test set in the raw folder (``imagesTs`` limited-only,
-   ``imagesTs_allchannels``, ``labelsTs``: the phantoms) nnU-Net's own 5-fold split is used;
+   ``imagesTs_allchannels``, ``labelsTs``: the phantoms) nnU-Net's own 5-fold split is used, or, with
+   ``nested_splits``, folds that train on the first n0, n1, ... cases and validate on the same last V
+   (a method's ``"fold"`` picks how many labelled cases it trains on);
    otherwise the paper's 70/10/20 split (seeded): ``splits_final.json`` gets one fold (fold 0,
    70% train / 10% validation) and the 20% test cases are copied out of ``imagesTr`` into
    ``results/NAME/test/`` (limited-only and all-channel inputs, labels). They are preprocessed with the
    rest, but never trained on or validated on.
-4. **stage1** (optional): ``DANTEPretrainTrainer*`` on the same dataset; or on another one made from
-   unlabelled images (``stage1.images`` + ``stage1.dataset``: ``dante_nnunet pretrain-dataset``, this
-   dataset's plans moved onto it so the encoders match, ``nnUNetv2_preprocess``); or a given checkpoint.
+4. **stage1** (optional, one block or a list of named blocks): ``DANTEPretrainTrainer*`` on the same
+   dataset; or on another one made from unlabelled images (``stage1.images`` + ``stage1.dataset``:
+   ``dante_nnunet pretrain-dataset``, this dataset's plans moved onto it so the encoders match,
+   ``nnUNetv2_preprocess``; ``raw:SUB`` names a folder of this raw dataset, e.g. a phantom's
+   ``imagesUnlabelled``); or a given checkpoint. A method names the block it starts from
+   (``"stage1": NAME``; ``"pretrained": true`` with a single block); each block trains once per seed, just
+   before the first method that needs it.
 5. **train**: each method's trainer (``nnUNetv2_train``), the DANTE-with-Stage-1 method with
    ``-pretrained_weights``; an interrupted training continues with ``--c``.
 6. **predict**: ``nnUNetv2_predict`` on the limited-only test inputs (all-channel inputs for methods
@@ -50,7 +56,8 @@ from typing import Dict, List, Optional
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
 
-from dante_nnunet.benchmark.config import BenchmarkConfigError, load_config, sweep_points
+from dante_nnunet.benchmark.config import (BenchmarkConfigError, load_config, method_stage1, stage1_blocks,
+                                           sweep_points)
 from dante_nnunet.benchmark import report as _report
 from dante_nnunet.nnunet_jobs import NNUNET_FOLDERS, add_configuration, nnunet_environment, run_command
 from dante_nnunet.rawdata import dataset_folders
@@ -95,16 +102,40 @@ class Runner:
         return int(self.cfg["dataset"]["id"])
 
     @property
-    def stage1_dataset_id(self) -> int:
-        """Where Stage 1 trains: its own dataset when it pre-trains on other images, else this one."""
-        s1 = self.cfg.get("stage1") or {}
+    def stage1_blocks(self) -> List[dict]:
+        """The Stage-1 pre-trainings that some method starts from, in config order."""
+        used = {id(method_stage1(m, stage1_blocks(self.cfg))) for m in self.cfg["methods"]}
+        return [b for b in stage1_blocks(self.cfg) if id(b) in used]
+
+    def stage1_block(self, name: Optional[str] = None) -> dict:
+        blocks = stage1_blocks(self.cfg)
+        return blocks[0] if name is None else next(b for b in blocks if b["name"] == name)
+
+    def stage1_dataset_id(self, block: Optional[dict] = None) -> int:
+        """Where a Stage-1 block trains: its own dataset when it pre-trains on other images, else this one."""
+        s1 = block if block is not None else (stage1_blocks(self.cfg) or [{}])[0]
         return int(s1["dataset"]["id"]) if s1.get("images") else self.dataset_id
+
+    def stage1_images(self, block: dict) -> List[str]:
+        """A block's image folders; ``raw:SUB`` is the folder SUB of this dataset's raw folder (a phantom's
+        ``imagesUnlabelled``)."""
+        out = []
+        for d in block.get("images", []):
+            if d.startswith("raw:"):
+                raw = self.raw_folder()
+                d = join(raw, d[4:]) if raw is not None else d
+            out.append(os.path.expanduser(d))
+        return out
+
+    def method_fold(self, method: dict) -> str:
+        return str(method.get("fold", self.fold))
 
     def raw_folder(self, dataset_id: Optional[int] = None) -> Optional[str]:
         hits = dataset_folders(self.env["nnUNet_raw"], self.dataset_id if dataset_id is None else dataset_id)
         return hits[0] if hits else None
 
     def results_folder(self, trainer: str, dataset_id: Optional[int] = None) -> str:
+        """nnU-Net's results folder of ``trainer`` on this dataset (or ``dataset_id``), plans and configuration."""
         name = os.path.basename(self.raw_folder(dataset_id))
         return join(self.env["nnUNet_results"], name, f"{trainer}__nnUNetPlans__{self.configuration}")
 
@@ -167,6 +198,8 @@ class Runner:
     def step_split(self) -> dict:
         raw = self.raw_folder()
         if all(isdir(join(raw, d)) for d in ("imagesTs", "imagesTs_allchannels", "labelsTs")):
+            if self.cfg.get("nested_splits"):
+                self.write_nested_splits()
             return {"limited": join(raw, "imagesTs"), "all": join(raw, "imagesTs_allchannels"),
                     "labels": join(raw, "labelsTs")}
         test_root = join(self.out, "test")
@@ -212,60 +245,98 @@ class Runner:
         self.log(f"split: {len(train)} train / {len(val)} validation / {len(test)} test cases")
         return info
 
+    def write_nested_splits(self) -> None:
+        """``nested_splits`` {"validation": V, "train": [n0, n1, ...]}: splits_final.json whose fold i trains
+        on the first n_i training cases (sorted by name) and every fold validates on the same last V cases,
+        so that methods given other folds differ only in how many labelled cases they train on. An existing
+        file must hold exactly these folds."""
+        spec = self.cfg["nested_splits"]
+        raw = self.raw_folder()
+        dj = load_json(join(raw, "dataset.json"))
+        ending = dj["file_ending"]
+        cases = sorted(f[:-len(ending)] for f in os.listdir(join(raw, "labelsTr")) if f.endswith(ending))
+        v, sizes = spec["validation"], spec["train"]
+        if max(sizes) + v > len(cases):
+            raise BenchmarkConfigError(f"config {self.cfg['name']!r}: nested_splits asks for {max(sizes)} training + "
+                                       f"{v} validation cases; {join(raw, 'labelsTr')} has {len(cases)}")
+        train, val = cases[:len(cases) - v], cases[len(cases) - v:]
+        folds = [{"train": train[:n], "val": list(val)} for n in sizes]
+        splits_file = join(self.env["nnUNet_preprocessed"], os.path.basename(raw), "splits_final.json")
+        if isfile(splits_file):
+            if load_json(splits_file) != folds:
+                raise FileExistsError(f"{splits_file} holds other folds than the config's nested_splits {spec}; "
+                                      f"remove it (and the results trained on it) to use the config's")
+            return
+        save_json(folds, splits_file)
+        self.log(f"split: nested folds training on {sizes} cases, validating on the same {v}")
+
     # -- 4 Stage 1
-    def stage1_checkpoint(self, seed: Optional[int] = None) -> Optional[str]:
-        """The Stage-1 checkpoint a pretrained method of this seed starts from (a given checkpoint serves
-        every seed)."""
-        s1 = self.cfg.get("stage1")
+    def stage1_checkpoint(self, seed: Optional[int] = None, block: Optional[dict] = None) -> Optional[str]:
+        """The Stage-1 checkpoint of ``block`` (default: the config's only one) that a method of this seed
+        starts from (a given checkpoint serves every seed)."""
+        s1 = block if block is not None else (stage1_blocks(self.cfg) or [None])[0]
         if not s1:
             return None
+        where = "stage1" if s1["name"] == "stage1" else f"stage1[{s1['name']!r}]"
         if s1.get("checkpoint"):
             path = os.path.expanduser(s1["checkpoint"])
             if not isfile(path):
-                raise BenchmarkConfigError(f"config {self.cfg['name']!r}: stage1.checkpoint {path} does not exist")
+                raise BenchmarkConfigError(f"config {self.cfg['name']!r}: {where}.checkpoint {path} does not exist")
             return path
-        return join(self.results_folder(self.seeded(s1["trainer"], seed), self.stage1_dataset_id),
-                    f"fold_{self.fold}", "checkpoint_final.pth")
+        return join(self.results_folder(self.seeded(s1["trainer"], seed), self.stage1_dataset_id(s1)),
+                    f"fold_{s1.get('fold', self.fold)}", "checkpoint_final.pth")
 
     def check_inputs(self) -> None:
-        """Inputs the config names outside nnU-Net's folders exist (before any work)."""
-        s1 = self.cfg.get("stage1") or {}
-        if s1.get("checkpoint"):
-            self.stage1_checkpoint()   # a given checkpoint must exist before hours go into the other methods
-        if s1.get("images") and self.raw_folder(self.stage1_dataset_id) is None:
-            for d in s1["images"]:
-                if not isdir(os.path.expanduser(d)):
-                    raise BenchmarkConfigError(f"config {self.cfg['name']!r}: stage1.images folder {d} does not exist")
+        """Inputs the config names outside nnU-Net's folders exist (before any work; ``raw:`` folders
+        once the raw dataset exists)."""
+        for s1 in self.stage1_blocks:
+            if s1.get("checkpoint"):
+                self.stage1_checkpoint(block=s1)   # must exist before hours go into the other methods
+            if s1.get("images") and self.raw_folder(self.stage1_dataset_id(s1)) is None:
+                for d, given in zip(self.stage1_images(s1), s1["images"]):
+                    if given.startswith("raw:") and self.raw_folder() is None:
+                        continue
+                    if not isdir(d):
+                        where = "stage1" if s1["name"] == "stage1" else f"stage1[{s1['name']!r}]"
+                        raise BenchmarkConfigError(f"config {self.cfg['name']!r}: {where}.images folder {d} does "
+                                                   f"not exist")
 
     def train(self, key: str, trainer: str, extra: Optional[List[str]] = None,
-              dataset_id: Optional[int] = None) -> None:
+              dataset_id: Optional[int] = None, fold: Optional[str] = None) -> None:
         did = self.dataset_id if dataset_id is None else dataset_id
-        fold_dir = join(self.results_folder(trainer, did), f"fold_{self.fold}")
+        fold = self.fold if fold is None else str(fold)
+        fold_dir = join(self.results_folder(trainer, did), f"fold_{fold}")
         if isfile(join(fold_dir, "checkpoint_final.pth")):
             self.log(f"{key}: {trainer} is trained, skipped")
             return
         cont = ["--c"] if isfile(join(fold_dir, "checkpoint_latest.pth")) else []
-        self.run(key, ["nnUNetv2_train", str(did), self.configuration, self.fold, "-tr", trainer,
+        self.run(key, ["nnUNetv2_train", str(did), self.configuration, fold, "-tr", trainer,
                        "-device", self.device] + (cont or extra or []))
 
-    def step_stage1(self, seed: Optional[int] = None) -> None:
-        s1 = self.cfg.get("stage1")
+    def step_stage1(self, seed: Optional[int] = None, block: Optional[dict] = None) -> None:
+        s1 = block if block is not None else (stage1_blocks(self.cfg) or [None])[0]
         if not s1 or s1.get("checkpoint"):
             return
         if s1.get("images"):
             self.prepare_stage1_dataset(s1)
-        self.train(f"stage1{self.seed_suffix(seed)}", self.seeded(s1["trainer"], seed),
-                   dataset_id=self.stage1_dataset_id)
+        key = "stage1" if s1["name"] == "stage1" else f"stage1_{s1['name']}"
+        self.train(f"{key}{self.seed_suffix(seed)}", self.seeded(s1["trainer"], seed),
+                   dataset_id=self.stage1_dataset_id(s1), fold=s1.get("fold", self.fold))
 
     def prepare_stage1_dataset(self, s1: dict) -> None:
         """The README's Stage-1 recipe: unlabelled images -> raw dataset (channels and dante block like
         this dataset's) -> fingerprint -> this dataset's plans (with the added configuration) moved onto it,
-        so that E_L/E_A/E_P get the same shapes -> preprocessed with them."""
-        did = self.stage1_dataset_id
+        so that E_L/E_A/E_P get the same shapes -> preprocessed with them. Blocks that share a Stage-1
+        dataset id make it once."""
+        did = self.stage1_dataset_id(s1)
         if self.raw_folder(did) is None:
+            images = self.stage1_images(s1)
+            for d in images:
+                if not isdir(d):
+                    raise BenchmarkConfigError(f"config {self.cfg['name']!r}: stage1 {s1['name']!r} images folder "
+                                               f"{d} does not exist")
             name = s1["dataset"].get("name") or re.sub(r"[^A-Za-z0-9]", "", self.cfg["name"]) + "Pre"
-            self.run("stage1_data", ["dante_nnunet", "pretrain-dataset"]
-                     + [os.path.expanduser(d) for d in s1["images"]]
+            self.run("stage1_data", ["dante_nnunet", "pretrain-dataset"] + images
                      + ["-d", str(did), "-n", name, "--like", join(self.raw_folder(), "dataset.json")])
         else:
             self.log(f"stage1_data: {self.raw_folder(did)} exists, skipped")
@@ -291,8 +362,10 @@ class Runner:
         """Train, predict and evaluate one method (one seed's run); returns its metrics."""
         key = self.method_key(method) + self.seed_suffix(seed)
         trainer = self.seeded(method["trainer"], seed)
-        extra = ["-pretrained_weights", self.stage1_checkpoint(seed)] if method.get("pretrained") else None
-        self.train(f"train_{key}", trainer, extra)
+        block = method_stage1(method, stage1_blocks(self.cfg))
+        extra = ["-pretrained_weights", self.stage1_checkpoint(seed, block)] if block is not None else None
+        fold = self.method_fold(method)
+        self.train(f"train_{key}", trainer, extra, fold=fold)
         pred = join(self.out, "predictions", key)
         if isdir(pred):
             self.log(f"predict_{key}: {pred} exists, skipped")
@@ -301,7 +374,7 @@ class Runner:
             shutil.rmtree(tmp, ignore_errors=True)
             self.run(f"predict_{key}", ["nnUNetv2_predict", "-i", test[method.get("inputs", "limited")], "-o", tmp,
                                         "-d", str(self.dataset_id), "-c", self.configuration, "-tr", trainer,
-                                        "-f", self.fold, "-device", self.device]
+                                        "-f", fold, "-device", self.device]
                      + [str(a) for a in self.cfg.get("predict_args", [])])
             os.rename(tmp, pred)
         metrics_file = join(self.out, "metrics", f"{key}.json")
@@ -317,9 +390,9 @@ class Runner:
         from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
         names = [(f"methods {m['name']!r}", self.seeded(m["trainer"], seed)) for m in self.cfg["methods"]
                  for seed in self.seeds]
-        s1 = self.cfg.get("stage1") or {}
-        if s1 and not s1.get("checkpoint"):
-            names += [("stage1", self.seeded(s1.get("trainer", ""), seed)) for seed in self.seeds]
+        for s1 in self.stage1_blocks:
+            if not s1.get("checkpoint"):
+                names += [(f"stage1 {s1['name']!r}", self.seeded(s1.get("trainer", ""), seed)) for seed in self.seeds]
         if sweep:
             names += [("sweep", p["trainer"]) for p in sweep_points(self.cfg.get("sweep") or {"trainer": ""})]
         old = os.environ.get("nnUNet_extTrainer")
@@ -351,10 +424,12 @@ class Runner:
         self.step_plan()
         test = self.step_split()
         metrics: Dict[str, Dict[Optional[int], dict]] = {m["name"]: {} for m in self.cfg["methods"]}
+        self.check_inputs()   # again: raw: image folders exist now
         for seed in self.seeds:
-            if any(m.get("pretrained") for m in self.cfg["methods"]):
-                self.step_stage1(seed)
             for m in self.cfg["methods"]:
+                block = method_stage1(m, stage1_blocks(self.cfg))
+                if block is not None:   # each pre-training once per seed, just before its first method
+                    self.step_stage1(seed, block)
                 metrics[m["name"]][seed] = self.step_method(m, test, seed)
         results = self.report(metrics)
         if sweep:
@@ -387,7 +462,7 @@ class Runner:
         from dante_nnunet.benchmark.features import encoder_feature_rows
         method = next(m for m in self.cfg["methods"] if m["name"] == self.cfg["dante"])
         trainer = self.seeded(method["trainer"], self.seeds[0])
-        ck_file = join(self.results_folder(trainer), f"fold_{self.fold}", "checkpoint_final.pth")
+        ck_file = join(self.results_folder(trainer), f"fold_{self.method_fold(method)}", "checkpoint_final.pth")
         if not isfile(ck_file):
             raise FileNotFoundError(f"t-SNE needs the trained DANTE model: {ck_file} does not exist")
         pre = join(self.env["nnUNet_preprocessed"], os.path.basename(self.raw_folder()))

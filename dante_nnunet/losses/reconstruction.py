@@ -34,7 +34,9 @@ class ReconstructionLoss(nn.Module):
     - Eqs. 8 and 9 compare D_F^REC(...) with all channels of the unmasked input.
 
     ``cross_modal=False`` drops Eq. 9 (the ablation in which each pathway reconstructs only its own
-    input; paper Table 2, "w/o cross-modal pretrain"); its term is then reported as NaN.
+    input; paper Table 2, "w/o cross-modal pretrain"); its term is then reported as NaN. For a network
+    without the full pathway (a limited-only MAE, ``rec_full_ap`` None; ``cross_modal`` False) the loss is
+    Eq. 7 alone and Eqs. 8-9 are reported as NaN.
     Cases without the privileged scan (``has_privileged`` False; their privileged channels are a
     placeholder) train Eq. 7 only: their voxels leave the masks of Eqs. 8 and 9, which are normalised over
     the masked voxels of the other cases. A batch with no complete case reports Eqs. 8-9 as NaN (they
@@ -62,6 +64,12 @@ class ReconstructionLoss(nn.Module):
             any_complete = bool(keep.any())
             full_mask = mask * keep.to(mask.device, mask.dtype).view(-1, *([1] * (mask.ndim - 1)))
         nan = torch.full((), float("nan"), device=l_to_l.device)
+        if output.rec_full_ap is None:   # a limited-only MAE: Eq. 7 alone
+            if self.cross_modal:
+                raise ValueError("cross-modal loss needs the full pathway's reconstructions; the network is a "
+                                 "limited-only MAE")
+            self.last_terms = {"l_to_l": l_to_l.detach(), "ap_to_f": nan, "lp_to_f": nan}
+            return l_to_l
         ap_to_f = masked_mse(output.rec_full_ap, x_full, full_mask)
         total = l_to_l + ap_to_f
         lp_to_f = nan

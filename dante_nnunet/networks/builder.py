@@ -83,15 +83,21 @@ def _drop_unused_heads(decoder: nn.Module) -> nn.Module:
     return decoder
 
 
-def build_cross_modal_mae(configuration_manager, split: ChannelSplit, cross_modal: bool = True) -> CrossModalMAE:
+def build_cross_modal_mae(configuration_manager, split: ChannelSplit, cross_modal: bool = True,
+                          limited_only: bool = False) -> CrossModalMAE:
     """The Stage-1 network: E_L, E_A, E_P built exactly as ``build_dual_pathway_network`` builds them
     (so their state dicts transfer key for key), Psi_1 and Psi_2 (Psi_2 only if ``cross_modal``),
     D_L^REC with one output per limited channel and D_F^REC with one per channel. The reconstruction
     decoders are the plans' UNet decoders without deep supervision (and without its unused heads); their
-    1x1 output convolutions are linear, so they regress intensities."""
+    1x1 output convolutions are linear, so they regress intensities. ``limited_only``: E_L and D_L^REC
+    alone (a masked autoencoder of the limited channels; ``cross_modal`` must then be False)."""
     arch = configuration_manager.network_arch_class_name
     n_lim, n_all = len(split.limited_indices), split.num_channels
     enc_l, dec_l = _split_unet(build_stock_network(configuration_manager, n_lim, n_lim, False), arch)
+    if limited_only:
+        if cross_modal:
+            raise ValueError("a limited-only MAE has no cross-modal branch: pass cross_modal=False")
+        return CrossModalMAE(enc_l, None, None, None, None, _drop_unused_heads(dec_l), None, split.limited_indices)
     enc_a, dec_f = _split_unet(build_stock_network(configuration_manager, n_all, n_all, False), arch)
     enc_p, _ = _split_unet(build_stock_network(configuration_manager, n_all, n_all, False), arch)
     fusion_ap = ResidualFusion(enc_a.output_channels, enc_a.conv_op)

@@ -16,7 +16,7 @@ TRANSFERRED_PARTS = ("encoder_l", "encoder_a", "encoder_p")
 
 class CrossModalMAEOutput(NamedTuple):
     rec_limited: torch.Tensor              # D_L^REC(E_L(X^L)), Eq. 7
-    rec_full_ap: torch.Tensor              # D_F^REC(Psi_1(E_A(X^F), E_P(X^F))), Eq. 8
+    rec_full_ap: Optional[torch.Tensor]    # D_F^REC(Psi_1(E_A(X^F), E_P(X^F))), Eq. 8; None: limited only
     rec_full_lp: Optional[torch.Tensor]    # D_F^REC(Psi_2(E_L(X^L), E_P(X^F))), Eq. 9; None without it
 
 
@@ -27,12 +27,20 @@ class CrossModalMAE(nn.Module):
     ``fusion_lp`` (Psi_2) is None for the self-reconstruction ablation; the L+P->F branch is then not
     computed (and has no parameters, so DDP sees no unused ones). E_L's features Z^L are computed once
     and feed both D_L^REC (Eq. 7) and Psi_2 (Eq. 9).
+
+    ``encoder_a``, ``encoder_p``, ``fusion_ap`` and ``decoder_f_rec`` all None: a masked autoencoder of the
+    limited channels alone (E_L and D_L^REC, Eq. 7 only), what a user without privileged scans would
+    pre-train; privileged channels are never read.
     """
 
-    def __init__(self, encoder_l: nn.Module, encoder_a: nn.Module, encoder_p: nn.Module,
-                 fusion_ap: ResidualFusion, fusion_lp: Optional[ResidualFusion],
-                 decoder_l_rec: nn.Module, decoder_f_rec: nn.Module, limited_indices: Sequence[int]):
+    def __init__(self, encoder_l: nn.Module, encoder_a: Optional[nn.Module], encoder_p: Optional[nn.Module],
+                 fusion_ap: Optional[ResidualFusion], fusion_lp: Optional[ResidualFusion],
+                 decoder_l_rec: nn.Module, decoder_f_rec: Optional[nn.Module], limited_indices: Sequence[int]):
         super().__init__()
+        full = (encoder_a, encoder_p, fusion_ap, decoder_f_rec)
+        if any(m is None for m in full) and not all(m is None for m in full) or (encoder_a is None and fusion_lp is not None):
+            raise ValueError("the full pathway (E_A, E_P, Psi_1, D_F^REC) is given whole or not at all, and Psi_2 "
+                             "needs it")
         self.encoder_l = encoder_l
         self.encoder_a = encoder_a
         self.encoder_p = encoder_p
@@ -47,8 +55,14 @@ class CrossModalMAE(nn.Module):
     def cross_modal(self) -> bool:
         return self.fusion_lp is not None
 
+    @property
+    def limited_only(self) -> bool:
+        return self.encoder_a is None
+
     def forward(self, x_masked: torch.Tensor) -> CrossModalMAEOutput:
         z_l = self.encoder_l(x_masked.index_select(1, self.limited_index))
+        if self.limited_only:
+            return CrossModalMAEOutput(self.decoder_l_rec(z_l), None, None)
         z_a = self.encoder_a(x_masked)
         z_p = self.encoder_p(x_masked)
         rec_l = self.decoder_l_rec(z_l)

@@ -20,7 +20,7 @@ on limited-only folders, ``dante_nnunet export``), and validation scores the lim
 from __future__ import annotations
 
 import os
-from typing import List, Union
+from typing import List, Optional, Union
 
 import torch
 from batchgenerators.utilities.file_and_folder_operations import isfile, join
@@ -33,6 +33,7 @@ from dante_nnunet.networks.builder import build_stock_network
 from dante_nnunet.networks.input_channels import (ModalityDropout, drop_input_channels, first_convolution_keys,
                                                   select_channels)
 from dante_nnunet.training.base import DANTEBaseTrainer, LimitedDeploymentTrainer
+from dante_nnunet.training.transfer import install_pretrained_weights_hook
 
 TEACHER_ENV = "DANTE_TEACHER_CHECKPOINT"
 
@@ -50,14 +51,80 @@ class UpperBoundTrainer(DANTEBaseTrainer):
 
 class LowerBoundTrainer(LimitedDeploymentTrainer):
     """Stock nnU-Net trained on the limited channels only (the data loader's privileged channels are
-    dropped at the encoder's input, so the preprocessed data is shared with DANTE)."""
+    dropped at the encoder's input, so the preprocessed data is shared with DANTE).
+
+    ``-pretrained_weights`` with a Stage-1 checkpoint (any DANTEPretrainTrainer kind) starts the encoder
+    from its E_L (``training/transfer.py``), the decoder fresh, the encoder frozen for the first
+    ``encoder_freeze_fraction`` of the epochs as DANTETrainer freezes its transferred encoders: the
+    lower bound fine-tuned from Stage 1. Any other checkpoint goes to nnU-Net's own loading."""
+    encoder_freeze_fraction = 0.1         # with a Stage-1 start: the encoder frozen for epochs 0..49 of 500
+    requires_pretrained_weights = False   # True: refuse to train without -pretrained_weights (Stage-1 runs)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        install_pretrained_weights_hook()
 
     def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
                                 num_output_channels: int, enable_deep_supervision: bool = True):
         net = build_stock_network(configuration_manager, len(self.channel_split.limited_indices),
                                   num_output_channels, enable_deep_supervision)
         select_channels(net.encoder, self.channel_split.limited_indices)
+        net.transferred_from = None   # set by a Stage-1 -pretrained_weights
         return net
+
+    # ------------------------------------------------------------------ Stage-1 start
+    def _pretrained_source(self) -> Optional[str]:
+        return getattr(self.unwrapped_network(), "transferred_from", None)
+
+    @property
+    def encoder_freeze_end_epoch(self) -> int:
+        """First epoch in which a transferred encoder trains (0 without a Stage-1 start)."""
+        if self._pretrained_source() is None:
+            return 0
+        return int(round(self.encoder_freeze_fraction * self.num_epochs))
+
+    def on_train_start(self):
+        if not self.was_initialized:
+            self.initialize()
+        source = self._pretrained_source()
+        if self.requires_pretrained_weights and source is None:
+            raise RuntimeError(f"{type(self).__name__} fine-tunes a Stage-1 encoder: start it with -pretrained_weights "
+                               f"PATH/checkpoint_final.pth of a DANTEPretrainTrainer run")
+        if source is not None and self.is_ddp and self.current_epoch < self.encoder_freeze_end_epoch:
+            raise RuntimeError(f"{type(self).__name__}: freezing the transferred encoder is not supported under DDP "
+                               f"(it changes which parameters take gradients); set encoder_freeze_fraction = 0")
+        super().on_train_start()
+        if source is not None:
+            self.print_to_log_file(f"Encoder (E_L) transferred from {source}; frozen until epoch "
+                                   f"{self.encoder_freeze_end_epoch}", also_print_to_console=True)
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()   # network.train(), lr of the poly schedule
+        if self._pretrained_source() is None:
+            return
+        encoder = self.unwrapped_network().encoder
+        frozen = self.current_epoch < self.encoder_freeze_end_epoch
+        was_frozen = not next(encoder.parameters()).requires_grad
+        encoder.requires_grad_(not frozen)
+        if frozen:
+            encoder.eval()
+        if frozen != was_frozen or (frozen and self.current_epoch == 0):
+            self.print_to_log_file(f"transferred encoder {'frozen' if frozen else 'trainable'} from epoch "
+                                   f"{self.current_epoch}")
+
+    def save_checkpoint(self, filename: str) -> None:
+        if self._pretrained_source() is None:
+            return super().save_checkpoint(filename)
+        # the stock network under stock keys, and where its encoder came from (the freeze continues after --c)
+        self._write_checkpoint(filename, self.unwrapped_network().state_dict(),
+                               dante_transferred_from=self._pretrained_source())
+
+    def load_checkpoint(self, filename_or_checkpoint: Union[dict, str]) -> None:
+        super().load_checkpoint(filename_or_checkpoint)
+        ck = filename_or_checkpoint if isinstance(filename_or_checkpoint, dict) else \
+            read_checkpoint(filename_or_checkpoint, mmap=True)
+        self.unwrapped_network().transferred_from = ck.get('dante_transferred_from')
 
 
 class ModalityDropoutTrainer(LimitedDeploymentTrainer):

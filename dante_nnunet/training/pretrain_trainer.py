@@ -40,6 +40,8 @@ _VAL_SEED_OFFSET = 7919   # validation masks: their own fixed stream, re-drawn i
 class DANTEPretrainTrainer(DANTEBaseTrainer):
     # epochs = 500, iterations_per_epoch = 250, val_iterations_per_epoch = 50 (DANTEBaseTrainer)
     cross_modal = True                     # False: drop Eq. 9 (each pathway reconstructs its own input)
+    limited_only = False                   # True: E_L and D_L^REC alone, Eq. 7 only (needs cross_modal False):
+                                           # an MAE of the limited channels, no privileged scan read
     mask_ratio = 0.75                      # fraction of blocks masked per case
     mask_block_sizes = DEFAULT_BLOCK_SIZES  # block edges in voxels, one drawn per case (see masking.py)
     mask_seed = 0                          # seeds the training mask stream (+ rank under DDP); None: unseeded
@@ -56,7 +58,7 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
         self.val_masker = MultiScaleBlockMasker(self.mask_ratio, self.mask_block_sizes, 0)
         s = self.channel_split
         self.print_to_log_file(
-            f"DANTE Stage 1 ({'cross-modal' if self.cross_modal else 'self-reconstruction'} MAE): limited "
+            f"DANTE Stage 1 ({self.stage1_kind()} MAE): limited "
             f"{list(s.limited_names)}, privileged {list(s.privileged_names)}; {self.mask_ratio:.0%} of blocks "
             f"masked, block edges {list(self.mask_block_sizes)} voxels; labels are not used",
             also_print_to_console=True)
@@ -71,7 +73,12 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
 
     def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
                                 num_output_channels: int, enable_deep_supervision: bool = True) -> CrossModalMAE:
-        return build_cross_modal_mae(configuration_manager, self.channel_split, self.cross_modal)
+        return build_cross_modal_mae(configuration_manager, self.channel_split, self.cross_modal, self.limited_only)
+
+    def stage1_kind(self) -> str:
+        if self.limited_only:
+            return "limited-channel"
+        return "cross-modal" if self.cross_modal else "self-reconstruction"
 
     def set_deep_supervision_enabled(self, enabled: bool):
         pass   # the reconstruction decoders are built without deep supervision
@@ -154,6 +161,7 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
         self._write_checkpoint(filename, self.unwrapped_network().state_dict(), dante_stage1={
             'channel_names': list(s.channel_names), 'limited_channels': list(s.limited_names),
             'privileged_channels': list(s.privileged_names), 'cross_modal': self.cross_modal,
+            'limited_only': self.limited_only,
             'mask_ratio': self.mask_ratio, 'mask_block_sizes': list(self.mask_block_sizes),
             'configuration': self.configuration_name})
 

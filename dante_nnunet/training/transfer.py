@@ -11,6 +11,7 @@ a GPU then fails on a CPU-only machine).
 is (or wraps) a ``DualPathwayNet`` it calls ``load_stage1_encoders``; for any other network it calls
 the stock function unchanged. DANTETrainer installs the hook when it is constructed, which nnU-Net
 does before it loads weights (both for ``nnUNetv2_train`` and for ``run_training`` called from Python).
+LowerBoundTrainer installs it too: given a Stage-1 checkpoint, it loads E_L into its encoder.
 """
 from __future__ import annotations
 
@@ -36,35 +37,63 @@ def _unwrap(network: nn.Module) -> nn.Module:
     return network
 
 
-def stage1_encoder_weights(checkpoint: Union[str, Mapping], dual: DualPathwayNet) -> Dict[str, torch.Tensor]:
-    """Check a Stage-1 checkpoint against ``dual``'s encoders and return the tensors to load, keyed
-    like ``dual.state_dict()``. Raises ``PretrainedWeightsError`` naming the first tensor that is
-    missing, has another shape, or is extra (a deeper or wider encoder)."""
+def _checkpoint_weights(checkpoint: Union[str, Mapping]):
+    """(name for messages, checkpoint dict, its network weights without DDP's ``module.`` prefix)."""
     source = checkpoint if isinstance(checkpoint, str) else "checkpoint"
     ck = read_checkpoint(checkpoint) if isinstance(checkpoint, str) else checkpoint
     if not isinstance(ck, Mapping) or "network_weights" not in ck:
         raise PretrainedWeightsError(f"{source}: not an nnU-Net checkpoint (no 'network_weights')")
-    weights = {k[7:] if k.startswith("module.") else k: v for k, v in ck["network_weights"].items()}
-    trainer = ck.get("trainer_name")
-    wanted = {f"{p}.{k}": v for p in TRANSFERRED_PARTS for k, v in getattr(dual, p).state_dict().items()}
+    return source, ck, {k[7:] if k.startswith("module.") else k: v for k, v in ck["network_weights"].items()}
+
+
+def _check_fit(source: str, wanted: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor],
+               missing_why: str) -> None:
+    """Every tensor of ``wanted`` (this network's, by checkpoint key) is in ``given`` (the checkpoint's
+    tensors of the transferred parts) with the same shape, and ``given`` has no other; else
+    ``PretrainedWeightsError`` naming the first tensor at fault."""
     for key, ours in wanted.items():
-        if key not in weights:
-            if not any(k.startswith(f"{p}.") for p in TRANSFERRED_PARTS for k in weights):
-                why = (f"it has no {'/'.join(TRANSFERRED_PARTS)} tensors at all: -pretrained_weights with a DANTE "
-                       f"trainer takes a DANTEPretrainTrainer checkpoint")
-            else:
-                why = "another architecture"
+        if key not in given:
             raise PretrainedWeightsError(f"{source}: tensor {key!r} of this network is missing from the checkpoint "
-                                         f"(trainer_name {trainer!r}); {why}")
-        if tuple(weights[key].shape) != tuple(ours.shape):
-            raise PretrainedWeightsError(f"{source}: tensor {key!r} has shape {tuple(weights[key].shape)} in the "
+                                         f"{missing_why}")
+        if tuple(given[key].shape) != tuple(ours.shape):
+            raise PretrainedWeightsError(f"{source}: tensor {key!r} has shape {tuple(given[key].shape)} in the "
                                          f"checkpoint but {tuple(ours.shape)} in this network: another "
                                          f"architecture, width or channel count")
-    for key in weights:
-        if key.startswith(tuple(f"{p}." for p in TRANSFERRED_PARTS)) and key not in wanted:
+    for key in given:
+        if key not in wanted:
             raise PretrainedWeightsError(f"{source}: the checkpoint has tensor {key!r}, which this network's "
                                          f"encoders lack: another architecture (more stages or blocks)")
+
+
+def stage1_encoder_weights(checkpoint: Union[str, Mapping], dual: DualPathwayNet) -> Dict[str, torch.Tensor]:
+    """Check a Stage-1 checkpoint against ``dual``'s encoders and return the tensors to load, keyed
+    like ``dual.state_dict()``. Raises ``PretrainedWeightsError`` naming the first tensor that is
+    missing, has another shape, or is extra (a deeper or wider encoder)."""
+    source, ck, weights = _checkpoint_weights(checkpoint)
+    wanted = {f"{p}.{k}": v for p in TRANSFERRED_PARTS for k, v in getattr(dual, p).state_dict().items()}
+    given = {k: v for k, v in weights.items() if k.startswith(tuple(f"{p}." for p in TRANSFERRED_PARTS))}
+    trainer = ck.get("trainer_name")
+    why = (f"(trainer_name {trainer!r}); it has no {'/'.join(TRANSFERRED_PARTS)} tensors at all: -pretrained_weights "
+           f"with a DANTE trainer takes a DANTEPretrainTrainer checkpoint (a limited-channel MAE has E_L only)"
+           if not given else f"(trainer_name {trainer!r}); another architecture")
+    _check_fit(source, wanted, given, why)
     return {k: weights[k] for k in wanted}
+
+
+def stage1_limited_encoder_weights(checkpoint: Union[str, Mapping], encoder: nn.Module) -> Dict[str, torch.Tensor]:
+    """E_L of a Stage-1 checkpoint (``encoder_l.*``, any Stage-1 kind: cross-modal, self-reconstruction or
+    limited-only) for the encoder of a stock network on the limited channels, keyed like
+    ``encoder.state_dict()``. Raises ``PretrainedWeightsError`` naming the first tensor that is missing,
+    has another shape, or is extra."""
+    source, ck, weights = _checkpoint_weights(checkpoint)
+    given = {k: v for k, v in weights.items() if k.startswith("encoder_l.")}
+    if not given:
+        raise PretrainedWeightsError(f"{source}: no encoder_l (E_L) tensors (trainer_name {ck.get('trainer_name')!r}): "
+                                     f"a Stage-1 start of the lower bound takes a DANTEPretrainTrainer checkpoint")
+    ours = encoder.state_dict()
+    _check_fit(source, {f"encoder_l.{k}": v for k, v in ours.items()}, given,
+               f"(trainer_name {ck.get('trainer_name')!r}); another architecture")
+    return {k: given[f"encoder_l.{k}"] for k in ours}
 
 
 def load_stage1_encoders(dual: DualPathwayNet, checkpoint: Union[str, Mapping]) -> int:
@@ -80,12 +109,32 @@ def load_stage1_encoders(dual: DualPathwayNet, checkpoint: Union[str, Mapping]) 
     return len(weights)
 
 
+def load_stage1_limited_encoder(network: nn.Module, checkpoint: Union[str, Mapping]) -> int:
+    """Copy E_L of a Stage-1 checkpoint into ``network.encoder`` (a stock UNet on the limited channels; its
+    decoder keeps its fresh initialisation, as nnssl's fine-tuning and DANTE's Stage 2 do). Nothing is
+    copied unless every tensor fits. Sets ``network.transferred_from``; returns the number of tensors."""
+    weights = stage1_limited_encoder_weights(checkpoint, network.encoder)
+    with torch.no_grad():
+        state = network.encoder.state_dict()
+        for k, v in weights.items():
+            state[k].copy_(v)
+    network.transferred_from = checkpoint if isinstance(checkpoint, str) else "checkpoint"
+    return len(weights)
+
+
+def is_stage1_checkpoint(checkpoint: Union[str, Mapping]) -> bool:
+    ck = read_checkpoint(checkpoint, mmap=True) if isinstance(checkpoint, str) else checkpoint
+    return isinstance(ck, Mapping) and "dante_stage1" in ck
+
+
 _HOOK_FLAG = "_dante_pretrained_weights_hook"
 
 
 def install_pretrained_weights_hook() -> None:
     """Route nnU-Net's ``-pretrained_weights`` loading to ``load_stage1_encoders`` for DANTE's
-    Stage-2 network; every other network goes to the stock function. Idempotent."""
+    Stage-2 network and, for a stock network given a Stage-1 checkpoint, to ``load_stage1_limited_encoder``
+    (E_L into its encoder: the lower bound fine-tuned from Stage 1); everything else goes to the stock
+    function. Idempotent."""
     import nnunetv2.run.run_training as run_training
     current = run_training.load_pretrained_weights
     if getattr(current, _HOOK_FLAG, False):
@@ -98,6 +147,10 @@ def install_pretrained_weights_hook() -> None:
             n = load_stage1_encoders(target, fname)
             print(f"DANTE: loaded {n} encoder tensors (E_L, E_A, E_P) from {fname}; decoders and fusion start "
                   f"fresh")
+            return
+        if hasattr(target, "encoder") and is_stage1_checkpoint(fname):
+            n = load_stage1_limited_encoder(target, fname)
+            print(f"DANTE: loaded {n} tensors of E_L into the encoder from {fname}; the decoder starts fresh")
             return
         return stock(network, fname, verbose=verbose)
 

@@ -168,6 +168,22 @@ class DANTEPretrainTrainer_transfer(TransferSchedule, DANTEPretrainTrainer):
     epochs = 50   # Stage 1: half the fine-tuning schedule
 
 
+class DANTEPretrainTrainer_selfMAE_transfer(TransferSchedule, DANTEPretrainTrainer):
+    epochs = 50
+    cross_modal = False
+
+
+class DANTEPretrainTrainer_limitedMAE_transfer(TransferSchedule, DANTEPretrainTrainer):
+    epochs = 50
+    cross_modal = False
+    limited_only = True
+
+
+class DANTETrainer_transfer_S1selfMAE(DANTETrainer_transfer_S1):
+    """DANTETrainer_transfer_S1 under its own name, for a run from a self-reconstruction Stage 1 beside one
+    from the cross-modal Stage 1 (one results folder each)."""
+
+
 class DANTEPretrainTrainer_1epoch(DANTEPretrainTrainer):
     epochs = 1
 
@@ -188,6 +204,14 @@ class DANTEPretrainTrainer_selfMAE(DANTEPretrainTrainer):
     """Ablation "w/o cross-modal pretrain" (paper Table 2): each pathway reconstructs only its own
     input (Eqs. 7 and 8), no L+P->F reconstruction (Eq. 9) and no Psi_2."""
     cross_modal = False
+
+
+class DANTEPretrainTrainer_limitedMAE(DANTEPretrainTrainer):
+    """Not DANTE: a masked autoencoder of the limited channels alone (E_L and D_L^REC, Eq. 7), what a user
+    without privileged scans would pre-train on unlabelled ones (nnssl's recipe); fine-tune the lower bound
+    from it with LowerBoundTrainer_S1."""
+    cross_modal = False
+    limited_only = True
 
 
 class DANTETrainer_S1(DANTETrainer):
@@ -222,6 +246,12 @@ class LowerBoundTrainer_demo(DemoSchedule, LowerBoundTrainer):
     pass
 
 
+class LowerBoundTrainer_S1(LowerBoundTrainer):
+    """The lower bound fine-tuned from a Stage-1 E_L (-pretrained_weights required): a cross-modal Stage 1's
+    E_L separates Stage 1's gain from Stage 2's; a limited-only MAE's is self-supervised pre-training."""
+    requires_pretrained_weights = True
+
+
 class ModalityDropoutTrainer_50epochs(ModalityDropoutTrainer):
     epochs = 50
 
@@ -245,6 +275,15 @@ class UpperBoundTrainer_transfer(TransferSchedule, UpperBoundTrainer):
 
 class LowerBoundTrainer_transfer(TransferSchedule, LowerBoundTrainer):
     pass
+
+
+class LowerBoundTrainer_transfer_S1(TransferSchedule, LowerBoundTrainer_S1):
+    pass
+
+
+class LowerBoundTrainer_transfer_SSL(LowerBoundTrainer_transfer_S1):
+    """LowerBoundTrainer_transfer_S1 under its own name, for the lower bound fine-tuned from a limited-channel
+    MAE (self-supervised pre-training without privileged scans) beside one from the cross-modal Stage 1."""
 
 
 class ModalityDropoutTrainer_transfer(TransferSchedule, ModalityDropoutTrainer):

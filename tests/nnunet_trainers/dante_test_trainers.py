@@ -57,6 +57,17 @@ class DANTEPretrainTrainer_tiny(_Tiny, DANTEPretrainTrainer):
     pass
 
 
+class DANTEPretrainTrainer_limitedMAE_tiny(_Tiny, DANTEPretrainTrainer):
+    cross_modal = False
+    limited_only = True
+
+
+class LowerBoundTrainer_tinyS1(LowerBoundTrainer_tiny):
+    """Encoder frozen in epoch 0 (round(0.5 * 2) = 1), trained in epoch 1."""
+    requires_pretrained_weights = True
+    encoder_freeze_fraction = 0.5
+
+
 def __getattr__(name):
     # sweep names (<trainer>_pib<l1>_align<l2>) of this module's trainers, as the package's shim does
     from dante_nnunet.training.sweep import resolve_sweep_trainer
