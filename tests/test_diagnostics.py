@@ -1,6 +1,8 @@
 """Feature diagnostics (dante_nnunet/diagnostics.py) against hand computations, and their warnings."""
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -79,3 +81,20 @@ def test_figures_are_redrawn_at_most_once_per_interval_and_flushed(tmp_path, mon
     lg.flush_plots()                       # end of training: the latest state
     lg.flush_plots()                       # nothing pending any more
     assert drawn[-1] == (162.0, "a") and len(drawn) == 3
+
+
+def test_ridge_probe_r2_by_hand():
+    """The Stage-1 probe's read-out (benchmark/features.py): an exact linear target gives R^2 1 on new rows,
+    a target independent of the features about 0 (never much above), a scaled target the same R^2."""
+    from dante_nnunet.benchmark.features import ridge_r2
+    rng = np.random.default_rng(0)
+    x, xt = rng.normal(size=(500, 3)), rng.normal(size=(200, 3))
+    w = np.array([2.0, -1.0, 0.5])
+    assert ridge_r2(x, x @ w + 1, xt, xt @ w + 1, ridge=1e-9) == pytest.approx(1.0, abs=1e-6)
+    noise, noise_t = rng.normal(size=500), rng.normal(size=200)
+    assert ridge_r2(x, noise, xt, noise_t) < 0.03
+    # R^2 = 1 - SSE / SST by hand for a one-feature fit: y = x on the fit rows, test target y = x + e
+    xf = np.array([[0.0], [1.0], [2.0]])
+    xq, yq = np.array([[0.0], [2.0]]), np.array([1.0, 2.0])   # predictions 0 and 2: SSE 1, SST 0.5
+    assert ridge_r2(xf, xf[:, 0], xq, yq, ridge=0.0) == pytest.approx(1 - 1 / 0.5)
+    assert ridge_r2(x, 10 * (x @ w), xt, 10 * (xt @ w)) == pytest.approx(ridge_r2(x, x @ w, xt, xt @ w))

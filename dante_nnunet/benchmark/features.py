@@ -59,3 +59,79 @@ def encoder_feature_rows(checkpoint_file: str, preprocessed_folder: str, configu
         for name, f in encoder_features(net, torch.from_numpy(x)[None]).items():
             rows[name].append(f.numpy())
     return rows
+
+
+def _multilevel_features(encoder, x: torch.Tensor) -> torch.Tensor:
+    """Every encoder level's output upsampled (trilinear / bilinear) to the input's size and stacked:
+    (channels summed over levels, *spatial)."""
+    with torch.no_grad():
+        skips = encoder(x)
+    mode = "trilinear" if x.ndim == 5 else "bilinear"
+    return torch.cat([torch.nn.functional.interpolate(s, size=x.shape[2:], mode=mode, align_corners=False)
+                      if s.shape[2:] != x.shape[2:] else s for s in skips], 1)[0]
+
+
+def ridge_r2(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+             ridge: float = 1e-3) -> float:
+    """R^2 on (x_test, y_test) of a ridge regression with bias fitted on (x_fit, y_fit); features are
+    standardised with the fitting set's mean and SD, ``ridge`` is relative to the mean feature variance
+    (so 1.0 after standardisation)."""
+    mu, sd = x_fit.mean(0), x_fit.std(0) + 1e-6
+    a, b = (x_fit - mu) / sd, (x_test - mu) / sd
+    a = np.concatenate([a, np.ones((len(a), 1))], 1)
+    b = np.concatenate([b, np.ones((len(b), 1))], 1)
+    reg = ridge * len(a) * np.eye(a.shape[1])
+    reg[-1, -1] = 0.0   # no penalty on the bias
+    w = np.linalg.solve(a.T @ a + reg, a.T @ y_fit)
+    resid = y_test - b @ w
+    return float(1.0 - (resid ** 2).sum() / ((y_test - y_test.mean()) ** 2).sum())
+
+
+def privileged_probe(encoders: Dict[str, "torch.nn.Module"], preprocessed_folder: str, configuration: str,
+                     fit_cases: List[str], test_cases: List[str], max_voxels_per_case: int = 4000,
+                     seed: int = 0) -> Dict[str, Dict[str, float]]:
+    """How well each encoder's features (all levels, upsampled) predict the privileged channel of scans it
+    never saw: a ridge regression from the features of ``fit_cases`` to their (nnU-Net-normalised)
+    privileged channel, scored by R^2 on ``test_cases`` over the brain and over the tumour (label > 0).
+    ``encoders`` maps a name to a stock encoder on the limited channels (E_L of a Stage 1, or a random one);
+    the name ``"inputs"`` given None uses the limited channels themselves as features."""
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from dante_nnunet.config import ChannelSplit
+
+    pm = PlansManager(join(preprocessed_folder, "nnUNetPlans.json"))
+    cm = pm.get_configuration(configuration)
+    split = ChannelSplit.from_dataset_json(load_json(join(preprocessed_folder, "dataset.json")), preprocessed_folder)
+    data_folder = join(preprocessed_folder, cm.data_identifier)
+    ds = infer_dataset_class(data_folder)(data_folder)
+    stride = np.prod(np.array(cm.pool_op_kernel_sizes, dtype=int), axis=0)
+    rng = np.random.default_rng(seed)
+    rows: Dict[str, Dict[str, list]] = {}
+    for part, cases in (("fit", fit_cases), ("test", test_cases)):
+        for case in cases:
+            data, seg = ds.load_case(case)[:2]
+            data, seg = np.asarray(data, dtype=np.float32), np.asarray(seg)[0]
+            pad = [(0, 0)] + [(0, int(-n % s)) for n, s in zip(data.shape[1:], stride)]
+            x = np.pad(data, pad)
+            limited = x[list(split.limited_indices)]
+            target = x[split.privileged_indices[0]]
+            brain = np.any(limited != 0, axis=0)
+            tumour = np.pad(seg, pad[1:]) > 0
+            idx = np.flatnonzero(brain)
+            if len(idx) > max_voxels_per_case:
+                idx = np.sort(rng.choice(idx, max_voxels_per_case, replace=False))
+            for name, enc in encoders.items():
+                feats = limited if enc is None else \
+                    _multilevel_features(enc.eval(), torch.from_numpy(limited)[None]).numpy()
+                f = feats.reshape(feats.shape[0], -1).T
+                r = rows.setdefault(name, {})
+                r.setdefault(f"{part}_x", []).append(f[idx])
+                r.setdefault(f"{part}_y", []).append(target.reshape(-1)[idx])
+                r.setdefault(f"{part}_tumour", []).append(tumour.reshape(-1)[idx])
+    out = {}
+    for name, r in rows.items():
+        xf, yf = np.concatenate(r["fit_x"]), np.concatenate(r["fit_y"])
+        xt, yt, tt = np.concatenate(r["test_x"]), np.concatenate(r["test_y"]), np.concatenate(r["test_tumour"])
+        out[name] = {"r2_brain": ridge_r2(xf, yf, xt, yt), "r2_tumour": ridge_r2(xf, yf, xt[tt], yt[tt]),
+                     "features": int(xf.shape[1])}
+    return out
