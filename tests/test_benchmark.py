@@ -196,14 +196,23 @@ def test_split_70_10_20_holds_out_test_cases(tmp_path, monkeypatch):
 
 def test_nested_splits_train_on_the_first_n_cases_and_validate_on_the_same(tmp_path, monkeypatch):
     raw = tmp_path / "raw"
-    folder = write_phantom("types", 706, num_train=7, num_test=1, shape=(16, 16, 16), raw_root=str(raw))
     for k, sub in (("nnUNet_raw", raw), ("nnUNet_preprocessed", tmp_path / "pre"), ("nnUNet_results", tmp_path / "res")):
         monkeypatch.setenv(k, str(sub))
+        os.makedirs(sub)
+    cfg = json.loads(open(_cfg(tmp_path, nested_splits={"validation": 2, "train": [1, 4, 5]})).read())
+    cfg["dataset"] = {"id": 706, "source": {"phantom": {"kind": "types", "num_train": 7, "num_test": 1,
+                                                        "shape": [16, 16, 16], "num_unlabelled": 2}}}
+    cfg["stage1"] = {"trainer": "DANTEPretrainTrainer", "images": ["raw:imagesUnlabelled"],
+                     "dataset": {"id": 707, "name": "Pre"}}
+    cfg["methods"][2]["pretrained"] = True
+    runner = Runner(cfg, str(tmp_path / "results"))
+    runner.step_data()   # the phantom command, unlabelled scans included
+    folder = runner.raw_folder()
+    assert len(os.listdir(os.path.join(folder, "imagesUnlabelled"))) == 2 * 4
+    runner.check_inputs()   # raw:imagesUnlabelled resolves to that folder
+    assert runner.stage1_images(runner.stage1_block()) == [os.path.join(folder, "imagesUnlabelled")]
     pre = tmp_path / "pre" / os.path.basename(folder)
     os.makedirs(pre)
-    cfg = json.loads(open(_cfg(tmp_path, nested_splits={"validation": 2, "train": [1, 4, 5]})).read())
-    cfg["dataset"]["id"] = 706
-    runner = Runner(cfg, str(tmp_path / "results"))
     test = runner.step_split()
     assert test["limited"] == os.path.join(folder, "imagesTs")   # the phantom's own test set
     cases = [f"BraTSTypesPhantom_{i:03d}" for i in range(7)]

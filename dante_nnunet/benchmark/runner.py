@@ -154,7 +154,8 @@ class Runner:
                                    "--num-train", str(arg.get("num_train", 24)), "--num-test",
                                    str(arg.get("num_test", 8)), "--seed", str(arg.get("seed", 0))]
                    + (["--shape"] + [str(n) for n in arg["shape"]] if arg.get("shape") else [])
-                   + (["--missing-privileged", str(arg["missing_privileged"])] if arg.get("missing_privileged") else []),
+                   + (["--missing-privileged", str(arg["missing_privileged"])] if arg.get("missing_privileged") else [])
+                   + (["--num-unlabelled", str(arg["num_unlabelled"])] if arg.get("num_unlabelled") else []),
                "brats": lambda: ["dante_nnunet", "convert-brats", os.path.expanduser(arg)],
                "ct_pairs": lambda: ["dante_nnunet", "convert-ct-pairs", os.path.expanduser(arg)]}[kind]()
         cmd += ["-d", str(self.dataset_id)] + (["--name", name] if name else [])
