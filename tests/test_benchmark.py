@@ -170,6 +170,20 @@ def test_seeded_report_layout(tmp_path, monkeypatch):
     assert "mean ± SD over 3 training seeds (0, 1, 2)" in table
     assert "| dante | +0.0 ± 0.0 | +0.0 ± 0.0 | +10.3 ± 1.5 |" in table
     assert results["gap_closure"]["enhancing tumor"] == pytest.approx((0.65 - 0.5467) / (0.9 - 0.5467), rel=1e-3)
+    # a run still going: the report of what has finished (lower bound 2 seeds, DANTE 1, upper none)
+    os.makedirs(runner.out + "/metrics")
+    for name, seed, et in (("low", 0, 0.50), ("low", 1, 0.62), ("dante", 0, 0.60)):
+        json.dump(ev(et), open(f"{runner.out}/metrics/{name}_seed{seed}.json", "w"))
+    part = runner.report_so_far()
+    assert set(part["methods"]) == {"low", "dante"} and part["gap_closure"] is None
+    assert part["partial"] == {"low": ["0", "1"], "up": [], "dante": ["0"]}
+    assert part["methods"]["dante"]["vs_lower"]["enhancing tumor"] == {"mean": pytest.approx(0.1), "se": None, "n": 1}
+    assert "**Partial**" in (tmp_path / "results" / "t" / "table.md").read_text()
+    for f in os.listdir(runner.out + "/metrics"):
+        if f.startswith("low"):
+            os.remove(f"{runner.out}/metrics/{f}")
+    with pytest.raises(FileNotFoundError, match="no finished run of the lower bound 'low'"):
+        runner.report_so_far()
 
 
 def test_split_70_10_20_holds_out_test_cases(tmp_path, monkeypatch):

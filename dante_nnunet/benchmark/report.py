@@ -27,13 +27,15 @@ def build_results(cfg: dict, seeds: Sequence[Optional[int]], regions: List[str],
     methods = {}
     for m in cfg["methods"]:
         runs = metrics[m["name"]]
+        if not runs:   # a partial report: this method has not run yet
+            continue
         entry = {"trainer": m["trainer"], "inputs": m.get("inputs", "limited")}
         if "fold" in m:
             entry["fold"] = str(m["fold"])
         if m.get("stage1"):
             entry["stage1"] = m["stage1"]
         if seeded:
-            entry.update(summarize_seeds({str(seed): runs[seed]["mean"] for seed in seeds}, regions))
+            entry.update(summarize_seeds({str(seed): runs[seed]["mean"] for seed in seeds if seed in runs}, regions))
         else:
             entry["mean"] = runs[None]["mean"]
         methods[m["name"]] = entry
@@ -43,7 +45,7 @@ def build_results(cfg: dict, seeds: Sequence[Optional[int]], regions: List[str],
             if name != cfg["lower"] and entry["inputs"] == "limited":
                 entry["vs_lower"] = paired_difference(entry["per_seed"], lower, regions)
     gap = None
-    if "upper" in cfg and "dante" in cfg:
+    if cfg.get("upper") in methods and cfg.get("dante") in methods:
         lo, up, da = (methods[cfg[k]]["mean"] for k in ("lower", "upper", "dante"))
         gap = {}
         for r in regions:   # undefined where the privileged channels add (almost) nothing: n/a
@@ -53,7 +55,7 @@ def build_results(cfg: dict, seeds: Sequence[Optional[int]], regions: List[str],
                "fold": str(cfg.get("fold", 0)), "regions": regions, "seeds": list(seeds) if seeded else None,
                "methods": methods, "gap_closure": gap, "seconds": times}
     if seeded:
-        results["paired"] = methods[cfg["dante"]].get("vs_lower") if "dante" in cfg else None
+        results["paired"] = methods[cfg["dante"]].get("vs_lower") if cfg.get("dante") in methods else None
         results["lower"] = cfg["lower"]
     return results
 
@@ -108,11 +110,15 @@ def results_table(results: dict) -> str:
                          (results["gap_closure"][r] for r in regions))
         rows.append(f"| gap closed by DANTE: (DANTE - lower) / (upper - lower), Dice | | {gap} |")
     seeds = results.get("seeds")
+    partial = results.get("partial")
+    if partial:
+        text_partial = ("\n\n**Partial**: the run is not finished; seeds per method: "
+                        + "; ".join(f"{n} {', '.join(s) or 'none'}" for n, s in partial.items()) + ".")
     spread = (f"mean ± SD over {len(seeds)} training seeds ({', '.join(map(str, seeds))}) of each run's mean over "
               f"the test cases" if seeds else "mean ± SD over test cases")
     text = head + "\n".join(rows) + (f"\n\nDice in %, {spread}; HD95 mean in mm. The gap closure is n/a where the "
                                      f"upper bound is less than {GAP_MIN_DICE * 100:.0f} Dice points above the lower "
-                                     f"bound.\n")
+                                     f"bound.{text_partial if partial else ''}\n")
     paired = {n: m["vs_lower"] for n, m in results["methods"].items() if "vs_lower" in m}
     if paired:
         text += (f"\nPaired difference to the lower bound ({results['lower']}), Dice points: mean ± standard error "

@@ -440,6 +440,22 @@ class Runner:
         self.log(f"finished in {time.time() - t0:.0f} s; {join(self.out, 'table.md')}")
         return results
 
+    def report_so_far(self) -> dict:
+        """results.json / table.md from the metrics written so far (a run still going or stopped): each method
+        with the seeds it has finished, a ``partial`` entry listing them; the lower bound must have one."""
+        metrics: Dict[str, Dict[Optional[int], dict]] = {}
+        for m in self.cfg["methods"]:
+            metrics[m["name"]] = {}
+            for seed in self.seeds:
+                f = join(self.out, "metrics", f"{self.method_key(m)}{self.seed_suffix(seed)}.json")
+                if isfile(f):
+                    metrics[m["name"]][seed] = load_json(f)
+        if not metrics[self.cfg["lower"]]:
+            raise FileNotFoundError(f"no finished run of the lower bound {self.cfg['lower']!r} in {self.out}/metrics")
+        results = self.report(metrics, partial={n: [str(s) for s in runs] for n, runs in metrics.items()})
+        self.log(f"report of the runs so far: {join(self.out, 'table.md')}")
+        return results
+
     def _all_times(self) -> Dict[str, float]:
         """This run's step times over those of earlier runs (a rerun that skips a step keeps its time)."""
         old = join(self.out, "results.json")
@@ -473,11 +489,13 @@ class Runner:
         return out
 
     # -- 8 report
-    def report(self, metrics: Dict[str, Dict[Optional[int], dict]]) -> dict:
+    def report(self, metrics: Dict[str, Dict[Optional[int], dict]], partial: Optional[dict] = None) -> dict:
         """``metrics[method][seed]`` is one run's ``dante_nnunet evaluate`` output."""
         from dante_nnunet.evaluation import regions_from_dataset_json
         regions = list(regions_from_dataset_json(load_json(join(self.raw_folder(), "dataset.json"))))  # BraTS order
         results = _report.build_results(self.cfg, self.seeds, regions, metrics, self.dataset_id, self._all_times())
+        if partial is not None:
+            results["partial"] = partial
         _report.write_report(results, self.out)
         return results
 
@@ -489,7 +507,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps"])
     p.add_argument("--sweep", action="store_true", help="also run the lambda1/lambda2 sweep (Fig. 4)")
     p.add_argument("--tsne", action="store_true", help="also draw the t-SNE of Z_L, Z_A, Z_P (Fig. 5)")
+    p.add_argument("--report-so-far", action="store_true",
+                   help="train nothing: write table.md / results.json from the runs finished so far (marked partial)")
     a = p.parse_args(argv)
     cfg = load_config(a.config)
-    Runner(cfg, a.results, a.device).run_all(sweep=a.sweep, tsne=a.tsne)
+    runner = Runner(cfg, a.results, a.device)
+    if a.report_so_far:
+        runner.report_so_far()
+    else:
+        runner.run_all(sweep=a.sweep, tsne=a.tsne)
     return 0
