@@ -107,13 +107,27 @@ class Runner:
         used = {id(method_stage1(m, stage1_blocks(self.cfg))) for m in self.cfg["methods"]}
         return [b for b in stage1_blocks(self.cfg) if id(b) in used]
 
-    def stage1_block(self, name: Optional[str] = None) -> dict:
-        blocks = stage1_blocks(self.cfg)
-        return blocks[0] if name is None else next(b for b in blocks if b["name"] == name)
+    def stage1_block(self, block: Optional[dict] = None) -> Optional[dict]:
+        """``block`` itself, or by default the config's first (for a single one) Stage-1 block; None without."""
+        return block if block is not None else (stage1_blocks(self.cfg) or [None])[0]
+
+    @staticmethod
+    def stage1_where(block: dict) -> str:
+        """How messages name a block: ``stage1`` (a single block) or ``stage1['NAME']``."""
+        return "stage1" if block["name"] == "stage1" else f"stage1[{block['name']!r}]"
+
+    def check_stage1_images(self, block: dict, skip_raw: bool = False) -> None:
+        """Each image folder of ``block`` exists (``skip_raw``: leave ``raw:`` folders unchecked)."""
+        for d, given in zip(self.stage1_images(block), block.get("images", [])):
+            if skip_raw and given.startswith("raw:"):
+                continue
+            if not isdir(d):
+                raise BenchmarkConfigError(f"config {self.cfg['name']!r}: {self.stage1_where(block)}.images folder "
+                                           f"{d} does not exist")
 
     def stage1_dataset_id(self, block: Optional[dict] = None) -> int:
         """Where a Stage-1 block trains: its own dataset when it pre-trains on other images, else this one."""
-        s1 = block if block is not None else (stage1_blocks(self.cfg) or [{}])[0]
+        s1 = self.stage1_block(block) or {}
         return int(s1["dataset"]["id"]) if s1.get("images") else self.dataset_id
 
     def stage1_images(self, block: dict) -> List[str]:
@@ -275,14 +289,14 @@ class Runner:
     def stage1_checkpoint(self, seed: Optional[int] = None, block: Optional[dict] = None) -> Optional[str]:
         """The Stage-1 checkpoint of ``block`` (default: the config's only one) that a method of this seed
         starts from (a given checkpoint serves every seed)."""
-        s1 = block if block is not None else (stage1_blocks(self.cfg) or [None])[0]
+        s1 = self.stage1_block(block)
         if not s1:
             return None
-        where = "stage1" if s1["name"] == "stage1" else f"stage1[{s1['name']!r}]"
         if s1.get("checkpoint"):
             path = os.path.expanduser(s1["checkpoint"])
             if not isfile(path):
-                raise BenchmarkConfigError(f"config {self.cfg['name']!r}: {where}.checkpoint {path} does not exist")
+                raise BenchmarkConfigError(f"config {self.cfg['name']!r}: {self.stage1_where(s1)}.checkpoint {path} "
+                                           f"does not exist")
             return path
         return join(self.results_folder(self.seeded(s1["trainer"], seed), self.stage1_dataset_id(s1)),
                     f"fold_{s1.get('fold', self.fold)}", "checkpoint_final.pth")
@@ -294,13 +308,7 @@ class Runner:
             if s1.get("checkpoint"):
                 self.stage1_checkpoint(block=s1)   # must exist before hours go into the other methods
             if s1.get("images") and self.raw_folder(self.stage1_dataset_id(s1)) is None:
-                for d, given in zip(self.stage1_images(s1), s1["images"]):
-                    if given.startswith("raw:") and self.raw_folder() is None:
-                        continue
-                    if not isdir(d):
-                        where = "stage1" if s1["name"] == "stage1" else f"stage1[{s1['name']!r}]"
-                        raise BenchmarkConfigError(f"config {self.cfg['name']!r}: {where}.images folder {d} does "
-                                                   f"not exist")
+                self.check_stage1_images(s1, skip_raw=self.raw_folder() is None)
 
     def train(self, key: str, trainer: str, extra: Optional[List[str]] = None,
               dataset_id: Optional[int] = None, fold: Optional[str] = None) -> None:
@@ -315,7 +323,7 @@ class Runner:
                        "-device", self.device] + (cont or extra or []))
 
     def step_stage1(self, seed: Optional[int] = None, block: Optional[dict] = None) -> None:
-        s1 = block if block is not None else (stage1_blocks(self.cfg) or [None])[0]
+        s1 = self.stage1_block(block)
         if not s1 or s1.get("checkpoint"):
             return
         if s1.get("images"):
@@ -331,11 +339,8 @@ class Runner:
         dataset id make it once."""
         did = self.stage1_dataset_id(s1)
         if self.raw_folder(did) is None:
+            self.check_stage1_images(s1)
             images = self.stage1_images(s1)
-            for d in images:
-                if not isdir(d):
-                    raise BenchmarkConfigError(f"config {self.cfg['name']!r}: stage1 {s1['name']!r} images folder "
-                                               f"{d} does not exist")
             name = s1["dataset"].get("name") or re.sub(r"[^A-Za-z0-9]", "", self.cfg["name"]) + "Pre"
             self.run("stage1_data", ["dante_nnunet", "pretrain-dataset"] + images
                      + ["-d", str(did), "-n", name, "--like", join(self.raw_folder(), "dataset.json")])
