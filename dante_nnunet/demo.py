@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -17,11 +17,18 @@ from dante_nnunet.phantom import write_phantom
 
 
 def run_demo(workdir: str, dataset_id: int = 990, trainer: str = "DANTETrainer_demo",
-             configuration: str = "3d_demo", num_train: int = 10, num_test: int = 4, seed: int = 0) -> dict:
+             configuration: str = "3d_demo", num_train: int = 10, num_test: int = 4, seed: int = 0,
+             device: str = "cpu", shape: Sequence[int] = (32, 32, 32),
+             features_per_stage: Union[int, Sequence[int]] = (8, 16, 32, 64), patch_size: Sequence[int] = (16, 16, 16),
+             extra_env: Optional[Dict[str, str]] = None) -> dict:
+    """The demo's job. ``device``, the phantom's ``shape`` and the added configuration's widths and patch
+    default to the CPU demo (an int width: the first stage's, doubled per stage up to 320); the GPU check
+    (scripts/gpu_check.py) runs it at a BraTS-sized configuration. ``extra_env``: further environment for
+    every command (e.g. ``nnUNet_compile``)."""
     workdir = os.path.abspath(workdir)
     if os.path.exists(workdir) and os.listdir(workdir):
         raise FileExistsError(f"{workdir} exists and is not empty; choose a new --workdir or remove it")
-    env = nnunet_environment(workdir)
+    env = dict(nnunet_environment(workdir), **(extra_env or {}))
     logs = join(workdir, "logs")
     os.makedirs(logs)
     times: Dict[str, float] = {}
@@ -30,16 +37,17 @@ def run_demo(workdir: str, dataset_id: int = 990, trainer: str = "DANTETrainer_d
         times[key] = run_command(cmd, step_env, join(logs, f"{key}.log")).seconds
 
     raw = write_phantom("rim", dataset_id, "DANTESynthetic", num_train=num_train, num_test=num_test, seed=seed,
-                        shape=(32, 32, 32), raw_root=env["nnUNet_raw"])
+                        shape=tuple(shape), raw_root=env["nnUNet_raw"])
     dataset_name = os.path.basename(raw)
     step("plan_and_preprocess", ["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", "3d_fullres", "-np", "1",
                                  "--verify_dataset_integrity"])
     add_configuration(join(env["nnUNet_preprocessed"], dataset_name, "nnUNetPlans.json"), configuration,
-                      features_per_stage=[8, 16, 32, 64], patch_size=[16, 16, 16])
-    step("train", ["nnUNetv2_train", dataset_id, configuration, "0", "-tr", trainer, "-device", "cpu"])
+                      features_per_stage=features_per_stage if isinstance(features_per_stage, int) else list(features_per_stage),
+                      patch_size=list(patch_size))
+    step("train", ["nnUNetv2_train", dataset_id, configuration, "0", "-tr", trainer, "-device", device])
     pred_dante = join(workdir, "pred_dante")
     step("predict", ["nnUNetv2_predict", "-i", join(raw, "imagesTs"), "-o", pred_dante, "-d", dataset_id,
-                     "-c", configuration, "-tr", trainer, "-f", "0", "-device", "cpu"])
+                     "-c", configuration, "-tr", trainer, "-f", "0", "-device", device])
     export_root = join(workdir, "exported")
     step("export", ["dante_nnunet", "export", "-d", dataset_id, "-c", configuration, "-tr", trainer, "-f", "0",
                     "-o", export_root])
@@ -47,7 +55,7 @@ def run_demo(workdir: str, dataset_id: int = 990, trainer: str = "DANTETrainer_d
     plain_env.pop("nnUNet_extTrainer")
     pred_plain = join(workdir, "pred_plain")
     step("predict_plain", ["nnUNetv2_predict", "-i", join(raw, "imagesTs"), "-o", pred_plain, "-d", dataset_id,
-                           "-c", configuration, "-f", "0", "-device", "cpu"], plain_env)
+                           "-c", configuration, "-f", "0", "-device", device], plain_env)
 
     identical = all(
         np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(join(pred_dante, f))),
@@ -65,7 +73,8 @@ def run_demo(workdir: str, dataset_id: int = 990, trainer: str = "DANTETrainer_d
                "training_curves": join(val_summary, "progress.png"),
                "feature_diagnostics": join(val_summary, "diagnostics.png"), "logs": logs,
                "summary": join(workdir, "summary.json")}
-    summary = {"workdir": workdir, "trainer": trainer, "configuration": configuration, "seconds": times,
+    summary = {"workdir": workdir, "trainer": trainer, "configuration": configuration, "device": device,
+               "seconds": times,
                "test_dice_limited_only_inputs": dice, "test_hd95_mm_limited_only_inputs": hd95,
                "validation_mean_dice": val,
                "plain_nnunet_prediction_identical": identical, "outputs": outputs}

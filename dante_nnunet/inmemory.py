@@ -133,3 +133,53 @@ def trainer_batch(t, seed: int = 0) -> dict:
         return {"data": data, "target": regions}
     return {"data": data, "target": [F.interpolate(regions, size=[round(p * s) for p, s in zip(patch, sc)],
                                                    mode="nearest") for sc in scales]}
+
+
+BRATS_MEDIAN_SHAPE = (140, 171, 137)   # BraTS 2021 after cropping to the brain, 1 mm isotropic
+
+
+def brats_like_plans(planner: str = "ExperimentPlanner", num_cases: int = 1251,
+                     dataset_name: str = "Dataset998_BraTSLike") -> dict:
+    """The plans nnU-Net's ``planner`` (a class of nnunetv2.experiment_planning, e.g. ``ExperimentPlanner``,
+    ``nnUNetPlannerResEncM``, ``nnUNetPlannerResEncL``) makes for a BraTS-like dataset: 4 channels at 1 mm,
+    every case ``BRATS_MEDIAN_SHAPE`` after cropping, ``num_cases`` cases, region labels. The planner reads a
+    dataset.json and a dataset fingerprint; both are written under the environment's nnUNet_raw and
+    nnUNet_preprocessed (set them to a scratch folder), with two tiny images for its reader check."""
+    import json
+
+    import numpy as np
+    import SimpleITK as sitk
+    from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+    import nnunetv2
+
+    raw = os.path.join(str(nnUNet_raw), dataset_name)
+    pre = os.path.join(str(nnUNet_preprocessed), dataset_name)
+    for sub in ("imagesTr", "labelsTr"):
+        os.makedirs(os.path.join(raw, sub), exist_ok=True)
+    os.makedirs(pre, exist_ok=True)
+    for case in ("B_000", "B_001"):
+        for ch in range(4):
+            sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 4, 4), np.float32)),
+                            os.path.join(raw, "imagesTr", f"{case}_{ch:04d}.nii.gz"))
+        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 4, 4), np.uint8)),
+                        os.path.join(raw, "labelsTr", f"{case}.nii.gz"))
+    dj = dataset_json(privileged=None)
+    dj["numTraining"] = num_cases
+    with open(os.path.join(raw, "dataset.json"), "w") as fh:
+        json.dump(dj, fh)
+    props = {"max": 1.0, "mean": 0.0, "median": 0.0, "min": 0.0, "percentile_00_5": 0.0,
+             "percentile_99_5": 1.0, "std": 1.0}
+    fingerprint = {"spacings": [[1.0, 1.0, 1.0]] * num_cases, "shapes_after_crop": [list(BRATS_MEDIAN_SHAPE)] * num_cases,
+                   "foreground_intensity_properties_per_channel": {str(i): dict(props) for i in range(4)},
+                   "median_relative_size_after_cropping": 0.37}
+    with open(os.path.join(pre, "dataset_fingerprint.json"), "w") as fh:
+        json.dump(fingerprint, fh)
+    cls = recursive_find_python_class(os.path.join(nnunetv2.__path__[0], "experiment_planning"), planner,
+                                      "nnunetv2.experiment_planning")
+    if cls is None:
+        raise ValueError(f"no nnU-Net planner class named {planner!r}")
+    p = cls(dataset_name)
+    p.plan_experiment()
+    with open(os.path.join(pre, p.plans_identifier + ".json")) as fh:
+        return json.load(fh)

@@ -66,9 +66,10 @@ def _scratch_environment() -> str:
 PATCH_EDGE = None   # --patch-size: the configuration's widths with another (cubic) patch
 
 
-def make_trainer(cls, configuration: str, device):
+def make_trainer(cls, configuration: str, device, plans_dict: dict = None):
+    """An initialised trainer of ``cls`` on ``plans_dict`` (default: this script's phantom plans)."""
     from dante_nnunet.inmemory import initialisable_trainer
-    t = initialisable_trainer(cls, plans_dict=phantom_plans(configuration, PATCH_EDGE),
+    t = initialisable_trainer(cls, plans_dict=plans_dict or phantom_plans(configuration, PATCH_EDGE),
                               configuration_name=configuration, device=device)
     t.print_to_log_file = lambda *a, **k: None
     t.initialize()

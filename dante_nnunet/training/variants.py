@@ -114,6 +114,18 @@ class DANTETrainer_demo(DemoSchedule, DANTETrainer):
     """`dante_nnunet demo`'s trainer."""
 
 
+class GPUCheckSchedule:
+    """scripts/gpu_check.py's schedule: 3 epochs of 20 iterations, 5 validation iterations (regularisers
+    from epoch 1). A mechanics check, not a training."""
+    epochs = 3
+    iterations_per_epoch = 20
+    val_iterations_per_epoch = 5
+
+
+class DANTETrainer_gpuCheck(GPUCheckSchedule, DANTETrainer):
+    """The GPU check's short DANTE run."""
+
+
 class DANTETrainer_paper_demo(DemoSchedule, PaperLiteral, DANTETrainer):
     pass
 
