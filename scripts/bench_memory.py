@@ -166,7 +166,8 @@ def _configuration(plans: dict, name: str) -> dict:
             "features_per_stage": arch["arch_kwargs"]["features_per_stage"]}
 
 
-def estimate_plans(names: List[str], trainers: List[str], workdir: str) -> List[dict]:
+def estimate_plans(names: List[str], trainers: List[str], workdir: str, save=None) -> List[dict]:
+    """One entry per plan; ``save(configs)`` after every estimate (a long run keeps what it measured)."""
     from dante_nnunet.inmemory import brats_like_plans
     configs = []
     for name in names:
@@ -176,6 +177,7 @@ def estimate_plans(names: List[str], trainers: List[str], workdir: str) -> List[
             json.dump(plans, fh)
         entry = {"name": name, "planner": PLANS[name], **_configuration(plans, "3d_fullres"),
                  "margin_gib": MARGIN_GIB, "amp": "float16 autocast"}
+        configs.append(entry)
         for key in trainers:
             r = run_probe("estimate", TRAINERS[key], plans_file, "3d_fullres", amp=True)
             tracked = r["Total"] / GIB
@@ -184,11 +186,12 @@ def estimate_plans(names: List[str], trainers: List[str], workdir: str) -> List[
             entry[f"{key}_seconds"] = round(r["seconds"], 1)
             print(f"[memory] {name} {TRAINERS[key]}: tracked {tracked:.2f} GiB, with margin "
                   f"{tracked + MARGIN_GIB:.2f} GiB ({r['seconds']:.0f} s)", flush=True)
+            if save is not None:
+                save(configs)
         for key in trainers:
             if key != "stock" and "stock" in trainers:
                 entry[f"{key}_ratio"] = round(entry[f"{key}_gib"] / entry["stock_gib"], 3)
                 entry[f"{key}_tracked_ratio"] = round(entry[f"{key}_tracked_gib"] / entry["stock_tracked_gib"], 3)
-        configs.append(entry)
     return configs
 
 
@@ -248,14 +251,20 @@ def main(argv=None) -> int:
     bench_speed._scratch_environment()
     import torch
     workdir = tempfile.mkdtemp(prefix="dante_memory_")
-    result = {"torch": torch.__version__, "margin_gib": MARGIN_GIB, "steps": 2,
-              "configs": [] if args.calibrate else estimate_plans(names, trainers, workdir)}
+    result = {"torch": torch.__version__, "margin_gib": MARGIN_GIB, "steps": 2, "configs": []}
+    partial = args.json + ".part"   # what a killed run measured; renamed to --json when the run completes
+
+    def save(configs):
+        with open(partial, "w") as fh:
+            json.dump(dict(result, configs=configs, partial=True), fh, indent=2)
+
     if args.calibrate:
         result["calibration"] = calibrate(trainers, workdir, args.calibration_size)
-    tmp = args.json + ".part"
-    with open(tmp, "w") as fh:
+    else:
+        result["configs"] = estimate_plans(names, trainers, workdir, save)
+    with open(partial, "w") as fh:
         json.dump(result, fh, indent=2)
-    os.replace(tmp, args.json)
+    os.replace(partial, args.json)
     return 0
 
 
