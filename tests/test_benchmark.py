@@ -178,7 +178,10 @@ def test_seeded_report_layout(tmp_path, monkeypatch):
     assert set(part["methods"]) == {"low", "dante"} and part["gap_closure"] is None
     assert part["partial"] == {"low": ["0", "1"], "up": [], "dante": ["0"]}
     assert part["methods"]["dante"]["vs_lower"]["enhancing tumor"] == {"mean": pytest.approx(0.1), "se": None, "n": 1}
-    assert "**Partial**" in (tmp_path / "results" / "t" / "table.md").read_text()
+    table = (tmp_path / "results" / "t" / "table.md").read_text()
+    assert "**Partial**" in table and "low 0, 1; up none; dante 0" in table
+    assert "over the seeds each method has run" in table and "over the seeds both have run" in table
+    assert "3 training seeds" not in table   # the config's 3 seeds have not all run
     for f in os.listdir(runner.out + "/metrics"):
         if f.startswith("low"):
             os.remove(f"{runner.out}/metrics/{f}")

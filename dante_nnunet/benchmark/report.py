@@ -114,15 +114,18 @@ def results_table(results: dict) -> str:
     if partial:
         text_partial = ("\n\n**Partial**: the run is not finished; seeds per method: "
                         + "; ".join(f"{n} {', '.join(s) or 'none'}" for n, s in partial.items()) + ".")
+    which = "the seeds each method has run (listed below)" if partial else f"{len(seeds) if seeds else 0} training seeds"
     spread = (f"mean ± SD over {len(seeds)} training seeds ({', '.join(map(str, seeds))}) of each run's mean over "
-              f"the test cases" if seeds else "mean ± SD over test cases")
+              f"the test cases" if seeds and not partial else
+              f"mean ± SD over {which} of each run's mean over the test cases" if seeds else "mean ± SD over test cases")
     text = head + "\n".join(rows) + (f"\n\nDice in %, {spread}; HD95 mean in mm. The gap closure is n/a where the "
                                      f"upper bound is less than {GAP_MIN_DICE * 100:.0f} Dice points above the lower "
                                      f"bound.{text_partial if partial else ''}\n")
     paired = {n: m["vs_lower"] for n, m in results["methods"].items() if "vs_lower" in m}
     if paired:
         text += (f"\nPaired difference to the lower bound ({results['lower']}), Dice points: mean ± standard error "
-                 f"over the {len(seeds)} seeds (each seed's run minus the lower bound's run of the same seed).\n\n")
+                 f"over {'the seeds both have run' if partial else f'the {len(seeds)} seeds'} (each seed's run minus the lower "
+                 f"bound's run of the same seed).\n\n")
         text += "| Method | " + " | ".join(f"{r}" for r in regions) + " |\n| --- |" + " --- |" * len(regions) + "\n"
         for name, d in paired.items():
             cells = [f"{d[r]['mean'] * 100:+.1f} ± {d[r]['se'] * 100:.1f}" if d[r]["se"] is not None
