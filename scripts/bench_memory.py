@@ -53,20 +53,6 @@ TRAINERS = {   # JSON key: trainer class name in dante_nnunet.training (or nnU-N
 CALIBRATION = "small:48"   # bench_speed configuration and cubic patch edge the CPU runs for real
 
 
-def _trainer_class(name: str):
-    if name == "nnUNetTrainer":
-        from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-        return nnUNetTrainer
-    import dante_nnunet.training as training
-    return getattr(training, name)
-
-
-def _prepare(trainer) -> None:
-    """Regularisers on, as after their start epoch (the step then computes every term)."""
-    if hasattr(trainer, "lambda_pib") and hasattr(trainer.loss, "lambda_pib"):
-        trainer.loss.lambda_pib, trainer.loss.lambda_align = trainer.lambda_pib, trainer.lambda_align
-
-
 def _steps(trainer, batch, n: int = 2, before_each=None) -> None:
     """``n`` of nnU-Net's training iterations. nnUNetTrainer.train_step ends with ``loss.cpu().numpy()``
     after its optimiser step, which a fake tensor refuses: that one error, after the step, is expected."""
@@ -109,10 +95,10 @@ def estimate(trainer_name: str, plans: dict, configuration: str, amp: bool = Tru
         to = torch.nn.Module.to
         torch.nn.Module.to = lambda self, *a, **k: self
         try:
-            trainer = bench_speed.make_trainer(_trainer_class(trainer_name), configuration, "cpu", plans_dict=plans)
+            trainer = bench_speed.make_trainer(bench_speed.trainer_class(trainer_name), configuration, "cpu", plans_dict=plans)
         finally:
             torch.nn.Module.to = to
-        _prepare(trainer)
+        bench_speed.regularisers_on(trainer)
         if hasattr(trainer, "masker"):
             trainer.masker = _RealMasker(trainer.masker, mode)
         batch = bench_speed.make_batch(trainer)
@@ -136,8 +122,8 @@ def measured_peak(trainer_name: str, plans: dict, configuration: str) -> Dict[st
     from torch.profiler import ProfilerActivity, profile
     from torch.profiler._memory_profiler import MemoryProfileTimeline
 
-    trainer = bench_speed.make_trainer(_trainer_class(trainer_name), configuration, "cpu", plans_dict=plans)
-    _prepare(trainer)
+    trainer = bench_speed.make_trainer(bench_speed.trainer_class(trainer_name), configuration, "cpu", plans_dict=plans)
+    bench_speed.regularisers_on(trainer)
     batch = bench_speed.make_batch(trainer)
     before = sum(p.numel() * p.element_size() for p in trainer.network.parameters())
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,

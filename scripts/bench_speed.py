@@ -76,6 +76,21 @@ def make_trainer(cls, configuration: str, device, plans_dict: dict = None):
     return t
 
 
+def trainer_class(name: str):
+    """``nnUNetTrainer`` or a trainer class of ``dante_nnunet.training``, by name."""
+    if name == "nnUNetTrainer":
+        from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+        return nnUNetTrainer
+    import dante_nnunet.training as training
+    return getattr(training, name)
+
+
+def regularisers_on(trainer) -> None:
+    """A DANTE trainer's regularisers on, as after their start epoch (the step computes every term)."""
+    if hasattr(trainer, "lambda_pib") and hasattr(trainer.loss, "lambda_pib"):
+        trainer.loss.lambda_pib, trainer.loss.lambda_align = trainer.lambda_pib, trainer.lambda_align
+
+
 def make_batch(trainer, seed: int = 0) -> dict:
     from dante_nnunet.inmemory import trainer_batch
     return trainer_batch(trainer, seed)
@@ -160,15 +175,8 @@ def peak_memory_probe(trainer_name: str, configuration: str, device: str) -> Dic
     CPU: the process's peak RSS during the steps (Linux high-water mark, reset before them) and its
     growth over the RSS before them; CUDA: peak allocated during the steps."""
     import torch
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-    from dante_nnunet.training import DANTEPretrainTrainer, DANTETrainer
-    from dante_nnunet.training import DANTETrainer_checkpointing
-    cls = {"nnUNetTrainer": nnUNetTrainer, "DANTETrainer": DANTETrainer,
-           "DANTETrainer_checkpointing": DANTETrainer_checkpointing,
-           "DANTEPretrainTrainer": DANTEPretrainTrainer}[trainer_name]
-    t = make_trainer(cls, configuration, device)
-    if isinstance(t, DANTETrainer):
-        t.loss.lambda_pib, t.loss.lambda_align = t.lambda_pib, t.lambda_align
+    t = make_trainer(trainer_class(trainer_name), configuration, device)
+    regularisers_on(t)
     batch = make_batch(t)
     with open("/proc/self/clear_refs", "w") as fh:   # resets VmHWM, the peak RSS
         fh.write("5")
@@ -234,9 +242,9 @@ def main(argv=None) -> int:
     cfg = args.configuration
     stock = make_trainer(nnUNetTrainer, cfg, args.device)
     dante = make_trainer(DANTETrainer, cfg, args.device)
-    dante.loss.lambda_pib, dante.loss.lambda_align = dante.lambda_pib, dante.lambda_align   # regularisers on
+    regularisers_on(dante)
     ckpt = make_trainer(DANTETrainer_checkpointing, cfg, args.device)
-    ckpt.loss.lambda_pib, ckpt.loss.lambda_align = ckpt.lambda_pib, ckpt.lambda_align
+    regularisers_on(ckpt)
     pre = make_trainer(DANTEPretrainTrainer, cfg, args.device)
     frozen = make_trainer(DANTETrainer, cfg, args.device)
     frozen.dual_network().transferred_from = "bench"

@@ -136,14 +136,10 @@ def speed_eager(check: Check) -> dict:
 
 def _trainers(check: Check, names):
     import bench_speed
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-    import dante_nnunet.training as training
     out = {}
     for name in names:
-        cls = nnUNetTrainer if name == "nnUNetTrainer" else getattr(training, name)
-        t = bench_speed.make_trainer(cls, check.size["speed"], check.device)
-        if hasattr(t.loss, "lambda_pib"):
-            t.loss.lambda_pib, t.loss.lambda_align = t.lambda_pib, t.lambda_align
+        t = bench_speed.make_trainer(bench_speed.trainer_class(name), check.size["speed"], check.device)
+        bench_speed.regularisers_on(t)
         out[name] = (t, bench_speed.make_batch(t))
     return out
 
