@@ -44,7 +44,7 @@ import numpy as np
 import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import join, save_json
 
-from dante_nnunet.rawdata import (check_finite, check_new_dataset, check_same_geometry, new_dataset_folder,
+from dante_nnunet.rawdata import (check_image, check_new_dataset, check_same_geometry, new_dataset_folder,
                                   placeholder_image, resolve_raw_root, sibling_roots)
 
 BRATS_MODALITIES = ("t1", "t1ce", "t2", "flair")     # -> _0000.._0003
@@ -137,9 +137,9 @@ def convert_brats(src: str, dataset_id: int, name: str = "BraTS", raw_root: Opti
     missing = _missing_privileged(cases, "t1ce", src, allow_missing_privileged)
     for case, files in cases.items():   # all checks first (files are read twice rather than held in memory)
         check_same_geometry(case, [files[k] for k in BRATS_MODALITIES + ("seg",) if k in files])
-        for kind in BRATS_MODALITIES:
+        for kind in BRATS_MODALITIES + ("seg",):
             if kind in files:
-                check_finite(case, files[kind])
+                check_image(case, files[kind])   # every voxel read: a truncated file is not data
         _mapped_labels(case, files["seg"])
     dante = {"privileged_channels": ["T1ce"], **({"cases_without_privileged": missing} if missing else {})}
     with new_dataset_folder(raw_root, folder_name) as tmp:
@@ -185,9 +185,9 @@ def convert_ct_pairs(src: str, dataset_id: int, name: str = "DP2E", raw_root: Op
     missing = _missing_privileged(cases, "ctpa", src, allow_missing_privileged)
     for case, files in cases.items():
         check_same_geometry(case, [files[k] for k in CT_KINDS + ("seg",) if k in files])
-        for kind in CT_KINDS:
+        for kind in CT_KINDS + ("seg",):
             if kind in files:
-                check_finite(case, files[kind])
+                check_image(case, files[kind])   # every voxel read: a truncated file is not data
         _checked_labels(case, files["seg"], CT_LABELS.values())
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for case, files in cases.items():

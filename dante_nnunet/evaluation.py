@@ -27,7 +27,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from dante_nnunet.rawdata import check_finite
+from dante_nnunet.rawdata import check_image
 
 HD95_EMPTY_PENALTY_MM = float(np.sqrt(240 ** 2 + 240 ** 2 + 155 ** 2))   # 373.13
 
@@ -138,16 +138,23 @@ def evaluate_folders(reference_dir: str, prediction_dir: str, dataset_json: Mapp
         raise ValueError(f"{reference_dir} holds no *{ending} files")
     missing = [c for c in cases if not os.path.isfile(os.path.join(prediction_dir, c + ending))]
     if missing:
+        present = os.listdir(prediction_dir)
+        other = sorted({f[len(c):] for c in missing for f in present
+                        if f.startswith(c + ".") and f != c + ending})
         raise FileNotFoundError(f"{prediction_dir} lacks the prediction of case(s) {missing[:5]}"
-                                + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+                                + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                                + (f": it holds them with the file ending(s) {other}, but {ending} is expected "
+                                   f"(dataset.json's file_ending); convert the predictions or give the matching "
+                                   f"dataset.json" if other else ""))
     allowed = label_values_from_dataset_json(dataset_json)
     pairs = {}
     for c in cases:
         ref_path, pred_path = os.path.join(reference_dir, c + ending), os.path.join(prediction_dir, c + ending)
+        for path in (ref_path, pred_path):
+            check_image(c, path)    # whole and finite: SimpleITK reads a truncated file's rest and NaN/Inf as 0
         ref, spacing, ref_img = _read(ref_path)
         pred, pred_spacing, _ = _read(pred_path)
         for which, path, arr in (("reference", ref_path, ref), ("prediction", pred_path, pred)):
-            check_finite(c, path)    # SimpleITK would read NaN/Inf as 0
             _check_values(c, which, path, arr, allowed)
         if ref.shape != pred.shape or not np.allclose(spacing, pred_spacing, rtol=1e-4):
             raise ValueError(f"case {c!r}: prediction has shape {pred.shape} and spacing {pred_spacing}, reference "

@@ -2,12 +2,18 @@
 
 - ``read_checkpoint``: ``torch.load`` with an error that names the file (a truncated or foreign file
   otherwise ends in torch's "failed finding central directory" without it).
-- ``ResultsFolderLock``: an exclusive ``fcntl.flock`` on ``<fold folder>/.dante_training.lock``, held
-  by the process that trains (and validates) into that folder. The kernel drops it when the process
-  ends, however it ends, so a lock left by a killed run is stale by construction; its file keeps the
-  owner's host, pid and start time for the refusal message.
+- ``ResultsFolderLock``: an exclusive POSIX record lock (``fcntl.lockf``) on
+  ``<fold folder>/.dante_training.lock``, held by the process that trains (and validates) into that
+  folder. A record lock belongs to the process that took it: the augmentation workers nnU-Net forks do
+  not inherit it (an ``flock`` would be shared with them and outlive a trainer killed alone, as the OOM
+  killer kills), and the kernel drops it when that process ends, however it ends. The file keeps the
+  owner's host, pid and start time for the refusal message, which also names the live holder the kernel
+  reports. One lock object per folder and process: closing any descriptor of the file drops a record
+  lock, so a second ``acquire`` of the same folder in the holding process reuses the first.
 - the run record, ``<fold folder>/dante_run.json``, what a run was started with (channel split,
   Stage-1 weights), so that a ``--c`` that finds no checkpoint cannot silently start another run.
+- ``ConstantChannelCache``: which preprocessed cases have constant (placeholder) privileged channels,
+  kept in a JSON file beside the preprocessed data so that the read of every case happens once.
 - ``first_non_finite`` / ``non_finite_cases``: which training step's loss went NaN/Inf and which of
   its cases hold non-finite preprocessed data.
 """
@@ -49,6 +55,26 @@ class ResultsFolderBusy(RuntimeError):
     """Another live process trains into the same results folder."""
 
 
+def lock_holders(path: str) -> List[int]:
+    """Pids of the processes the kernel reports as holding a lock on ``path`` (Linux ``/proc/locks``;
+    an empty list where it cannot tell)."""
+    try:
+        inode = os.stat(path).st_ino
+        with open("/proc/locks") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    pids = []
+    for line in lines:   # "1: POSIX  ADVISORY  WRITE 1234 fd:00:5472449 0 EOF"; waiters carry "->"
+        parts = line.split()
+        if len(parts) >= 6 and "->" not in parts and parts[4].isdigit() and parts[5].rsplit(":", 1)[-1] == str(inode):
+            pids.append(int(parts[4]))
+    return sorted(set(pids))
+
+
+_HELD: Dict[str, list] = {}   # realpath of a lock file -> [open file holding its record lock, holders in this process]
+
+
 class ResultsFolderLock:
     def __init__(self, folder: str):
         self.path = os.path.join(folder, LOCK_NAME)
@@ -59,31 +85,42 @@ class ResultsFolderLock:
         return self._fh is not None
 
     def acquire(self, what: str) -> None:
-        """Take the lock or raise ResultsFolderBusy naming its owner. Idempotent within a holder."""
+        """Take the lock or raise ResultsFolderBusy naming its owner. Idempotent within a process."""
         import fcntl
         if self._fh is not None:
             return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        key = os.path.realpath(self.path)
+        if key in _HELD:   # this process holds it already: a second descriptor's close would drop it
+            _HELD[key][1] += 1
+            self._fh, self._key = _HELD[key][0], key
+            return
         fh = open(self.path, "a+")
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             fh.seek(0)
             owner = fh.read().strip() or "unknown owner"
+            holders = lock_holders(self.path)
             fh.close()
-            raise ResultsFolderBusy(f"{os.path.dirname(self.path)} is in use by another run ({owner}); two runs "
-                                    f"into one results folder overwrite each other's checkpoints and log. Wait for "
-                                    f"it, or train into another folder (another fold, trainer or seed).") from None
+            live = f"; held now by pid {', '.join(map(str, holders))}" if holders else ""
+            raise ResultsFolderBusy(f"{os.path.dirname(self.path)} is in use by another run ({owner}{live}); two "
+                                    f"runs into one results folder overwrite each other's checkpoints and log. Wait "
+                                    f"for it, or train into another folder (another fold, trainer or seed).") from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"{what}: host {socket.gethostname()}, pid {os.getpid()}, since "
                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         fh.flush()
-        self._fh = fh
+        _HELD[key] = [fh, 1]
+        self._fh, self._key = fh, key
 
     def release(self) -> None:
         if self._fh is not None:
-            self._fh.close()   # closing drops the flock; the file stays (its content is only informative)
+            _HELD[self._key][1] -= 1
+            if _HELD[self._key][1] == 0:
+                del _HELD[self._key]
+                self._fh.close()   # closing drops the record lock; the file stays (its content is only informative)
             self._fh = None
 
 
@@ -118,6 +155,53 @@ def split_mismatch(recorded: Optional[dict], current: dict) -> Optional[str]:
             f"{[recorded['channel_names'][i] for i in recorded['privileged_indices']]}, but dataset.json now gives "
             f"{current['channel_names']} with privileged "
             f"{[current['channel_names'][i] for i in current['privileged_indices']]}")
+
+
+# ------------------------------------------------------------------------------------------------ placeholders
+class ConstantChannelCache:
+    """Which cases of a preprocessed folder have constant channels among ``channels``, each case read once:
+    the answer per case is stored in ``path`` with the size and modification time of its ``.pkl`` (written
+    by every preprocessing of the case), and a case whose file changed is read again."""
+
+    def __init__(self, path: str, folder: str):
+        self.path, self.folder = path, folder
+
+    def _signature(self, case: str) -> List[int]:
+        st = os.stat(os.path.join(self.folder, case + ".pkl"))
+        return [st.st_size, st.st_mtime_ns]
+
+    def constant_channels(self, cases: Sequence[str], non_constant, channels: Sequence[int]) -> Dict[str, List[int]]:
+        """{case: its constant channels among ``channels``} for the cases that have any;
+        ``non_constant(case)`` returns the non-constant ones (a full read of the case)."""
+        try:
+            with open(self.path) as fh:
+                stored = json.load(fh)
+        except (OSError, ValueError):
+            stored = {}
+        key = ",".join(map(str, channels))
+        known = stored.get(key, {})
+        changed = False
+        out = {}
+        for case in cases:
+            sig = self._signature(case)
+            entry = known.get(case)
+            if entry is None or entry["signature"] != sig:
+                moving = set(non_constant(case))
+                entry = {"signature": sig, "constant": [c for c in channels if c not in moving]}
+                known[case] = entry
+                changed = True
+            if entry["constant"]:
+                out[case] = list(entry["constant"])
+        if changed:
+            stored[key] = known
+            try:
+                tmp = f"{self.path}.{os.getpid()}.tmp"
+                with open(tmp, "w") as fh:
+                    json.dump(stored, fh)
+                os.replace(tmp, self.path)
+            except OSError:
+                pass   # a read-only preprocessed folder: checked again next time
+        return out
 
 
 # ------------------------------------------------------------------------------------------------ non-finite

@@ -33,7 +33,7 @@ import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import join, load_json, save_json
 
 from dante_nnunet.config import ChannelSplit
-from dante_nnunet.rawdata import (check_finite, check_new_dataset, check_same_geometry, new_dataset_folder,
+from dante_nnunet.rawdata import (check_image, check_new_dataset, check_same_geometry, new_dataset_folder,
                                   placeholder_image, resolve_raw_root, sibling_roots)
 
 PLACEHOLDER_LABEL = "non-background (placeholder)"
@@ -120,7 +120,7 @@ def write_pretrain_dataset(source_dirs: Sequence[str], dataset_id: int, name: st
         present = [f for f in files if f is not None]
         check_same_geometry(case, present)
         for f in present:
-            check_finite(case, f)
+            check_image(case, f)
 
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for case, files in cases.items():

@@ -78,19 +78,37 @@ def new_dataset_folder(raw_root: str, folder_name: str) -> Iterator[str]:
         raise
 
 
-def check_finite(case: str, path: str) -> None:
-    """Refuse an image holding NaN or Inf, naming the case and the file. NIfTI files are read with
-    nibabel: SimpleITK's NIfTI reader (and so nnU-Net's SimpleITKIO) silently turns NaN and Inf into 0
-    (measured with SimpleITK 2.5), while nnU-Net's NibabelIO passes them on (NaN stops its preprocessing
-    without naming the file; Inf turns the normalised channel into NaN)."""
-    if re.search(r"\.nii(\.gz)?$", path):
-        import nibabel
-        dataobj = nibabel.load(path).dataobj
-        if np.issubdtype(dataobj.dtype, np.integer) and np.isfinite([dataobj.slope, dataobj.inter]).all():
-            return   # integers scaled by finite numbers: nothing to read (labels, most CT and MRI files)
-        arr = np.asanyarray(dataobj)
-    else:
-        arr = sitk.GetArrayFromImage(sitk.ReadImage(path))
+class UnreadableImageError(ValueError):
+    """An image file that cannot be read whole; the message names the case and the file."""
+
+
+def read_whole(case: str, path: str) -> np.ndarray:
+    """Every voxel of an image file, or UnreadableImageError naming the case and the file. NIfTI files
+    are read with nibabel, which fails on a file that ends early; SimpleITK's NIfTI reader (and so
+    nnU-Net's SimpleITKIO) fills the missing voxels of a truncated file with zeros without an error
+    (measured with SimpleITK 2.5.7: ``head -c`` of a .nii.gz), and turns NaN and Inf into 0."""
+    try:
+        if re.search(r"\.nii(\.gz)?$", path):
+            import nibabel
+            img = nibabel.load(path)
+            arr = np.asanyarray(img.dataobj)
+            if int(np.prod(img.shape)) != arr.size:
+                raise EOFError(f"{arr.size} of {int(np.prod(img.shape))} voxels")
+            return arr
+        return sitk.GetArrayFromImage(sitk.ReadImage(path))
+    except Exception as e:   # EOFError, zlib/gzip errors, nibabel's header errors, SimpleITK's RuntimeError
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UnreadableImageError(f"case {case!r}: {path} cannot be read whole ({size} bytes; {type(e).__name__}"
+                                   f"{': ' + detail if detail else ''}): a truncated or corrupt file (an interrupted "
+                                   f"copy or download?); replace it or remove the case") from None
+
+
+def check_image(case: str, path: str) -> None:
+    """Refuse an image that cannot be read whole (``read_whole``) or that holds NaN or Inf, naming the
+    case and the file. nnU-Net's NibabelIO passes NaN and Inf on (NaN stops its preprocessing without
+    naming the file; Inf turns the normalised channel into NaN)."""
+    arr = read_whole(case, path)
     if np.issubdtype(arr.dtype, np.floating):
         nan, inf = np.isnan(arr), np.isinf(arr)
         if nan.any() or inf.any():

@@ -52,3 +52,25 @@ def resave_as_if_on_cuda(src, dst) -> dict:
     ck = torch.load(str(src), map_location="cpu", weights_only=False)
     save_as_if_on_cuda(ck, dst)
     return ck
+
+
+# ------------------------------------------------------------------ a run killed after a new best epoch
+def latest_after_a_best_epoch(final: str, latest: str, curve: str, best_value: float, stale_best: float) -> int:
+    """Write ``latest`` from a finished run's ``final`` checkpoint as nnUNetTrainer.on_epoch_end (2.8.1)
+    leaves it when the epoch before the kill was a new best: every curve cut to all epochs but the last,
+    that epoch's ``curve`` value set to ``best_value`` (unbeatable), and ``_best_ema`` still holding the
+    best before it (``stale_best``), because checkpoint_latest is written before _best_ema is updated.
+    Returns the epoch a --c resumes at."""
+    ck = torch.load(final, map_location="cpu", weights_only=False)
+    epoch = ck["current_epoch"] - 1
+    ck["logging"] = {k: list(v)[:epoch] for k, v in ck["logging"].items()}
+    ck["logging"][curve][-1] = best_value
+    ck["_best_ema"], ck["current_epoch"] = stale_best, epoch
+    torch.save(ck, latest)
+    return epoch
+
+
+def newest_training_log(fold: str) -> str:
+    """The text of the fold's most recent nnU-Net training log (each run, --c included, starts a new one)."""
+    logs = [os.path.join(fold, f) for f in os.listdir(fold) if f.startswith("training_log")]
+    return open(max(logs, key=os.path.getmtime)).read()

@@ -167,6 +167,19 @@ def test_non_finite_intensities_name_case_and_file(tmp_path, bad):
                                          rf"voxel\(s\) \({kind}\)")
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_a_truncated_image_names_case_and_file(tmp_path, dtype):
+    """SimpleITK reads a truncated .nii.gz with zeros for the missing voxels; integer files were not read
+    by the non-finite check at all."""
+    _case(tmp_path / "src", "BraTS2021_00006")
+    f = tmp_path / "src" / "BraTS2021_00006" / "BraTS2021_00006_t2.nii.gz"
+    _img(f, (np.arange(5 * 6 * 7).reshape(5, 6, 7) * 7).astype(dtype))
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) * 2 // 3])
+    _refused(tmp_path, tmp_path / "src", r"case 'BraTS2021_00006': .*BraTS2021_00006_t2.nii.gz cannot be read whole "
+                                         r"\(\d+ bytes; ")
+
+
 def test_an_id_left_in_preprocessed_or_results_is_refused(tmp_path, monkeypatch, capsys):
     # nnU-Net resolves ids across all three folders; a leftover there breaks every later command
     _case(tmp_path / "src", "BraTS2021_00005")

@@ -133,6 +133,19 @@ def test_undefined_label_values_and_a_missing_output_folder_are_refused_before_s
     _write(pred / "a.nii.gz", r.astype(np.float32) * np.float32(np.nan))   # NaN where the tumour is
     with pytest.raises(ValueError, match=r"case 'a': .*pred/a.nii.gz holds 512 non-finite voxel\(s\) \(NaN\)"):
         evaluate_folders(str(ref), str(pred), BRATS)
+    # a truncated prediction (SimpleITK reads it with zeros for the missing part) is not scored
+    _write(pred / "a.nii.gz", r)
+    data = (pred / "a.nii.gz").read_bytes()
+    (pred / "a.nii.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"case 'a': .*pred/a.nii.gz cannot be read whole"):
+        evaluate_folders(str(ref), str(pred), BRATS)
+    # predictions under another file ending are named as such
+    os.remove(pred / "a.nii.gz")
+    _write(pred / "a.nii", r)
+    with pytest.raises(FileNotFoundError, match=r"lacks the prediction of case\(s\) \['a'\]: it holds them with the "
+                                                r"file ending\(s\) \['.nii'\], but .nii.gz is expected"):
+        evaluate_folders(str(ref), str(pred), BRATS)
+    os.remove(pred / "a.nii")
     _write(pred / "a.nii.gz", r)
     out = tmp_path / "no" / "such" / "metrics.json"
     assert main(["evaluate", str(ref), str(pred), "--dataset-json", str(tmp_path / "dataset.json"),

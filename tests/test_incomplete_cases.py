@@ -35,6 +35,24 @@ def test_list_format_and_checks():
         check_cases_without_privileged(["c0", "c1"], ["c0", "c1"])
 
 
+def test_constant_channel_cache_reads_each_case_once_and_again_when_it_changes(tmp_path):
+    from dante_nnunet.guards import ConstantChannelCache
+    for case in ("a", "b"):
+        (tmp_path / f"{case}.pkl").write_bytes(b"x")
+    reads = []
+
+    def non_constant(case):
+        reads.append(case)
+        return (1,) if case == "a" else ()       # b: channel 1 constant; channel 0 is not asked for
+
+    cache = lambda: ConstantChannelCache(str(tmp_path / "cache.json"), str(tmp_path))  # noqa: E731
+    assert cache().constant_channels(["a", "b"], non_constant, [1]) == {"b": [1]}
+    assert cache().constant_channels(["a", "b"], non_constant, [1]) == {"b": [1]} and reads == ["a", "b"]
+    (tmp_path / "b.pkl").write_bytes(b"preprocessed again")
+    assert cache().constant_channels(["a", "b"], lambda c: reads.append(c) or (1,), [1]) == {}
+    assert reads == ["a", "b", "b"]
+
+
 def test_non_constant_channels():
     img = np.zeros((3, 4, 4, 4), np.float32)
     img[1] = -1000.0                                  # a CT placeholder: constant, not zero

@@ -250,6 +250,14 @@ def test_ct_phantom_plans_with_ct_normalisation_and_splits_by_number(tmp_path):
         t = trainer()
         assert t.channel_split.limited_indices == (0,) and t.channel_split.privileged_indices == (1,)
         assert t.cases_without_privileged == frozenset(listed)
+        # a placeholder case left off the list is refused, naming it (the whole-case read is cached)
+        dj = load_json(str(pre / "dataset.json"))
+        dj["dante"]["cases_without_privileged"] = listed[1:]
+        plans = dict(load_json(str(pre / "nnUNetPlans.json")), continue_training=False)
+        with pytest.raises(DanteConfigError, match=rf"1 case\(s\) of .* constant privileged channel \['CT'\] .* "
+                                                   rf"not listed .*\['{listed[0]}'\]"):
+            DANTETrainer(plans, "3d_fullres", 0, dj, device=torch.device("cpu"))
+        assert os.path.isfile(str(pre / "dante_constant_channels_nnUNetPlans_3d_fullres.json"))
     finally:
         for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
             os.environ[k] = env.pop("_old_" + k)

@@ -134,6 +134,14 @@ def test_non_finite_image_names_the_case_and_file(tmp_path):
     _refused(tmp_path, r"case 'c1': .*c1_0002.nii.gz holds 1 non-finite voxel\(s\) \(Inf\)")
 
 
+def test_a_truncated_image_names_the_case_and_file(tmp_path):
+    _case(tmp_path / "src", "c1")
+    f = tmp_path / "src" / "c1_0001.nii.gz"
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    _refused(tmp_path, r"case 'c1': .*c1_0001.nii.gz cannot be read whole")
+
+
 def test_cases_without_the_privileged_channel_get_placeholders(tmp_path):
     _case(tmp_path / "src", "a")
     _case(tmp_path / "src", "b", seed=1)

@@ -64,6 +64,27 @@ def test_stage1_logged_three_losses_and_kept_the_lowest_validation_loss(stage1):
     assert not os.path.isdir(join(stage1["stage1_fold"], "validation"))   # validated by loss only
 
 
+def test_continue_after_a_best_epoch_keeps_checkpoint_best(stage1, tmp_path):
+    """Stage 1 killed after an epoch that set a new lowest validation loss, then --c: the next (worse)
+    epoch does not replace checkpoint_best."""
+    from tests.support import latest_after_a_best_epoch, newest_training_log
+    env = dict(stage1["env"], nnUNet_results=str(tmp_path / "res"))
+    model = os.path.dirname(stage1["stage1_fold"])
+    copy = join(env["nnUNet_results"], os.path.basename(os.path.dirname(model)), os.path.basename(model))
+    shutil.copytree(model, copy)
+    fold = join(copy, "fold_0")
+    best_bytes = open(join(fold, "checkpoint_best.pth"), "rb").read()
+    epoch = latest_after_a_best_epoch(join(fold, "checkpoint_final.pth"), join(fold, "checkpoint_latest.pth"),
+                                      "val_losses", 0.0, stale_best=10.0)
+    os.remove(join(fold, "checkpoint_final.pth"))
+    run(["nnUNetv2_train", PRE_ID, E2E_CONFIG, 0, "-tr", PRE_TRAINER, "-device", "cpu", "--c"], env)
+    log = newest_training_log(fold)
+    assert f"next epoch {epoch})" in log and "New lowest validation loss" not in log and "val_loss" in log
+    assert open(join(fold, "checkpoint_best.pth"), "rb").read() == best_bytes
+    ck = torch.load(join(fold, "checkpoint_final.pth"), map_location="cpu", weights_only=False)
+    assert ck["_best_ema"] == 0.0 and ck["current_epoch"] == epoch + 1
+
+
 def test_stage2_from_stage1_then_predict_on_limited_only_scans(stage1):
     env, raw = stage1["env"], stage1["raw"]
     p = run(["nnUNetv2_train", E2E_DATASET_ID, E2E_CONFIG, 0, "-tr", TRAINER, "-device", "cpu",

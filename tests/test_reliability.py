@@ -14,7 +14,7 @@ import pytest
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join, load_json, save_json
 
-from tests.support import BIN, E2E_CONFIG, E2E_DATASET_ID, run
+from tests.support import BIN, E2E_CONFIG, E2E_DATASET_ID, latest_after_a_best_epoch, newest_training_log, run
 from dante_nnunet.guards import LOCK_NAME, CheckpointReadError, ResultsFolderLock, read_checkpoint
 
 pytestmark = pytest.mark.e2e
@@ -44,18 +44,13 @@ def _wait_for(path, proc, seconds=600):
         time.sleep(0.2)
 
 
-def _kill_group(proc):
-    os.killpg(proc.pid, signal.SIGKILL)    # the trainer and its augmentation workers, as kill -9 of a job
-    proc.wait()
-
-
 @pytest.fixture(scope="module")
 def env(e2e_dataset, tmp_path_factory):
     return dict(e2e_dataset["env"], nnUNet_results=str(tmp_path_factory.mktemp("reliability_results")))
 
 
 def _stale_lock(fold):
-    """A lock file left by a holder killed with -9: the kernel dropped its flock, the file stays."""
+    """A lock file left by a holder killed with -9: the kernel dropped its lock, the file stays."""
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom dante_nnunet.guards import "
                                f"ResultsFolderLock\nResultsFolderLock({fold!r}).acquire('killed holder')\n"
                                "print('held', flush=True)\ntime.sleep(600)"], stdout=subprocess.PIPE, text=True)
@@ -78,6 +73,33 @@ def test_a_busy_results_folder_is_refused(env, e2e_dataset):
         lock.release()
 
 
+def test_the_lock_belongs_to_the_process_that_took_it_not_to_its_forked_children(tmp_path):
+    """A child forked while the lock is held (an augmentation worker) does not hold it: once the holder is
+    killed alone, the folder is free although the child lives on; while the holder lives, the refusal
+    names its pid."""
+    code = ("import os, sys, time\nfrom dante_nnunet.guards import ResultsFolderLock\n"
+            f"ResultsFolderLock({str(tmp_path)!r}).acquire('holder')\n"
+            "child = os.fork()\n"
+            "if child == 0:\n    time.sleep(600)\n    os._exit(0)\n"
+            "print(child, flush=True)\ntime.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(holder.stdout.readline())
+    try:
+        with pytest.raises(Exception, match=f"held now by pid {holder.pid}\\)"):
+            ResultsFolderLock(str(tmp_path)).acquire("second")
+        holder.kill()
+        holder.wait()
+        os.kill(child, 0)                                # the child lives on
+        lock = ResultsFolderLock(str(tmp_path))
+        lock.acquire("after the kill")
+        lock.release()
+    finally:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_kill_resume_split_change_truncation_and_export_of_another_checkpoint(env, e2e_dataset, tmp_path):
     name, fold = e2e_dataset["name"], _fold(env, e2e_dataset["name"])
     _stale_lock(fold)                                 # 0. a stale lock does not stop the run below
@@ -85,13 +107,35 @@ def test_kill_resume_split_change_truncation_and_export_of_another_checkpoint(en
     proc = subprocess.Popen([os.path.join(BIN, "nnUNetv2_train")] + [str(c) for c in _train_cmd()[1:]], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     _wait_for(join(fold, "checkpoint_latest.pth"), proc)
-    _kill_group(proc)
-    epoch = read_checkpoint(join(fold, "checkpoint_latest.pth"))["current_epoch"]   # whole: written, then renamed
-    assert 1 <= epoch < 4 and not os.path.isfile(join(fold, "checkpoint_final.pth"))
-    p = run(_train_cmd(TRAINER, "--c"), env)
-    assert f"Loaded {join(fold, 'checkpoint_latest.pth')} (trainer {TRAINER}, next epoch {epoch})" in p.stdout
+    os.kill(proc.pid, signal.SIGKILL)              # the trainer alone, as the OOM killer does: its forked
+    proc.wait()                                    # augmentation workers live on, holding the lock file open
+    try:
+        os.killpg(proc.pid, 0)                     # raises ProcessLookupError if no worker is left
+        epoch = read_checkpoint(join(fold, "checkpoint_latest.pth"))["current_epoch"]   # whole: written, then renamed
+        assert 1 <= epoch < 4 and not os.path.isfile(join(fold, "checkpoint_final.pth"))
+        p = run(_train_cmd(TRAINER, "--c"), env)
+        assert f"Loaded {join(fold, 'checkpoint_latest.pth')} (trainer {TRAINER}, next epoch {epoch})" in p.stdout
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)     # the orphaned workers
+        except ProcessLookupError:
+            pass
     ck = read_checkpoint(join(fold, "checkpoint_final.pth"))
     assert ck["current_epoch"] == 4
+
+    # 1b. --c after an epoch that was a new best: checkpoint_best is not replaced by a worse epoch
+    best, final = join(fold, "checkpoint_best.pth"), join(fold, "checkpoint_final.pth")
+    best_bytes = open(best, "rb").read()
+    os.replace(final, join(fold, "final.bak"))
+    epoch = latest_after_a_best_epoch(join(fold, "final.bak"), join(fold, "checkpoint_latest.pth"), "ema_fg_dice",
+                                      1.0, stale_best=0.0)
+    os.remove(join(fold, "final.bak"))
+    p = run(_train_cmd(TRAINER, "--c"), env)
+    log = newest_training_log(fold)
+    assert f"next epoch {epoch})" in log and "New best EMA pseudo Dice" not in log and "train_loss" in log
+    assert open(best, "rb").read() == best_bytes
+    ck = read_checkpoint(final)
+    assert ck["current_epoch"] == 4 and ck["_best_ema"] == 1.0
     assert ck["dante_channel_split"] == {"channel_names": ["T1", "T1ce", "T2", "FLAIR"], "privileged_indices": [1]}
 
     # 2. the privileged channel changed in dataset.json between the run and --c / --val: refused

@@ -27,7 +27,7 @@ from dante_nnunet.config import (ChannelSplit, DanteConfigError, cases_without_p
                                  check_cases_without_privileged, non_constant_channels)
 from dante_nnunet.deployment import save_deployment_files
 from dante_nnunet.fingerprint import check_plans_statistics
-from dante_nnunet.guards import (NonFiniteTrainingError, ResultsFolderLock, first_non_finite, non_finite_cases,
+from dante_nnunet.guards import (ConstantChannelCache, NonFiniteTrainingError, ResultsFolderLock, first_non_finite, non_finite_cases,
                                  read_checkpoint, read_run_record, split_mismatch, split_record, write_run_record)
 from dante_nnunet.predict_input_check import check_inputs_of_predict_command
 from dante_nnunet.training.nnunet_followed import NNUNetFollowed
@@ -65,6 +65,7 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
         self.cases_without_privileged = frozenset(cases_without_privileged(dataset_json, source))
         if self.cases_without_privileged:
             self._check_cases_without_privileged(plans, configuration, source)
+        self._check_unlisted_cases_have_privileged(plans, configuration, source)
         self._validating_teacher = False   # DANTETrainer: the teacher is validated on complete cases only
         super().__init__(plans, configuration, fold, dataset_json, device)
         if self.is_cascaded:
@@ -110,6 +111,36 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
                     f'{source}: "dante" -> "cases_without_privileged" lists {case}, but its privileged channel(s) '
                     f'{names} hold an image, not a constant placeholder (in {folder}). Remove {case} from the list, '
                     f'or replace its {names} file(s) with a constant image (e.g. zeros) and preprocess again')
+
+    def _check_unlisted_cases_have_privileged(self, plans: dict, configuration: str, source: str) -> None:
+        """Before anything is written: no case outside "cases_without_privileged" has a constant privileged
+        channel (an all-zero T1ce would be trained on as a real scan). Every preprocessed case's privileged
+        channels are read once; the answer is kept beside the preprocessed data (``guards.py``:
+        ``ConstantChannelCache``) and reread only for cases preprocessed again."""
+        if not nnUNet_preprocessed.is_set() or "dataset_name" not in plans:
+            return
+        base = join(nnUNet_preprocessed, plans["dataset_name"])
+        identifier = PlansManager(plans).get_configuration(configuration).data_identifier
+        folder = join(base, identifier)
+        if not os.path.isdir(folder):
+            return   # nnU-Net's own error follows
+        dataset_class = infer_dataset_class(folder)
+        privileged = self.channel_split.privileged_indices
+        cache = ConstantChannelCache(join(base, f"dante_constant_channels_{identifier}.json"), folder)
+        constant = cache.constant_channels(
+            dataset_class.get_identifiers(folder),
+            lambda case: non_constant_channels(dataset_class(folder, [case]).load_case(case)[0], privileged),
+            privileged)
+        bad = {case: c for case, c in constant.items() if case not in self.cases_without_privileged}
+        if bad:
+            names = sorted(bad)
+            channels = sorted({self.channel_split.channel_names[c] for cs in bad.values() for c in cs})
+            raise DanteConfigError(
+                f"{len(names)} case(s) of {folder} have a constant privileged channel {channels} (all zeros or one "
+                f"value: no scan) but are not listed in {source} \"dante\" -> \"cases_without_privileged\": "
+                f"{names[:20]}{' ...' if len(names) > 20 else ''}. Trained on, they would teach the fusion that the "
+                f"privileged scan is blank. List them there if they lack the scan, or give them their scan and "
+                f"preprocess again")
 
     def has_privileged(self, batch: dict) -> Optional[np.ndarray]:
         """Per case of a batch (from nnU-Net's ``keys``): True where the case has its privileged scan; None
@@ -186,7 +217,22 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
         with seeded_augmenter_workers(self.run_seed):
             return super().get_dataloaders()
 
+    # nnU-Net's best-checkpoint criterion: the highest EMA pseudo Dice (Stage 1: the lowest validation loss)
+    best_curve, best_is_max = 'ema_fg_dice', True
+
+    def _best_of_logged_epochs(self):
+        """The best-checkpoint criterion's best value over the epochs logged so far (None: none yet)."""
+        values = [float(v) for v in list(self.logger.get_value(self.best_curve, step=None))[:self.current_epoch]
+                  if np.isfinite(v)]
+        return None if not values else (max(values) if self.best_is_max else min(values))
+
     def on_train_start(self):
+        # nnUNetTrainer.on_epoch_end (2.8.1) writes checkpoint_latest before it updates _best_ema, so a run
+        # continued (--c) from an epoch that was a new best starts with the best before it, and the next
+        # worse epoch replaces checkpoint_best. checkpoint_best was written whenever the criterion improved,
+        # so the best value is that of the logged epochs.
+        if self.current_epoch > 0:
+            self._best_ema = self._best_of_logged_epochs()
         self._log_incomplete_cases()
         if self.local_rank == 0:
             self._results_lock.acquire(f"training {type(self).__name__}")

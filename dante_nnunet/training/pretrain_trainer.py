@@ -124,6 +124,8 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
         for k, v in zip(keys[1:], means[1:]):
             self.logger.log(k, float(v), self.current_epoch)
 
+    best_curve, best_is_max = 'val_losses', False
+
     def on_train_epoch_end(self, train_outputs: List[dict]):
         self._log_epoch_means(train_outputs, "train", "train_losses")
         self._stop_if_non_finite(train_outputs)
@@ -140,14 +142,15 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
             self.print_to_log_file(f"{split}_loss {np.round(log(f'{split}_losses', step=e), 4)} {terms}")
         seconds = log('epoch_end_timestamps', step=e) - log('epoch_start_timestamps', step=e)
         self.print_to_log_file(f"Epoch time: {np.round(seconds, 2)} s")
-        if self._latest_checkpoint_due():   # nnU-Net's periodic checkpoint
-            self.save_checkpoint(join(self.output_folder, 'checkpoint_latest.pth'))
-        # nnU-Net keeps its best-checkpoint criterion in _best_ema; here it is the lowest validation loss
+        # nnU-Net keeps its best-checkpoint criterion in _best_ema; here it is the lowest validation loss.
+        # Updated before checkpoint_latest is written, so that a --c from it knows this epoch's value.
         val = log('val_losses', step=e)
         if self._best_ema is None or val < self._best_ema:
             self._best_ema = val
             self.print_to_log_file(f"New lowest validation loss: {np.round(val, 4)}")
             self.save_checkpoint(join(self.output_folder, 'checkpoint_best.pth'))
+        if self._latest_checkpoint_due():   # nnU-Net's periodic checkpoint
+            self.save_checkpoint(join(self.output_folder, 'checkpoint_latest.pth'))
         if self.local_rank == 0:
             self.logger.plot_progress_png(self.output_folder)
         self.current_epoch += 1
