@@ -91,7 +91,8 @@ def _add_configuration(args) -> int:
     name = maybe_convert_to_dataset_name(args.d)
     plans = join(str(nnUNet_preprocessed), name, f"{args.p}.json")
     widths = args.widths if args.widths is not None else args.width
-    add_configuration(plans, args.n, base=args.b, features_per_stage=widths, patch_size=args.patch_size)
+    add_configuration(plans, args.n, base=args.b, features_per_stage=widths, patch_size=args.patch_size,
+                      replace=args.replace)
     print(f"added configuration {args.n!r} to {plans} (inherits {args.b}'s preprocessed data)")
     print(f"train it: nnUNetv2_train {args.d} {args.n} 0 -tr DANTETrainer -p {args.p}   (-device cpu on a machine "
           f"without a GPU)")
@@ -206,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--patch-size", type=int, nargs="+", default=None, help="patch size, e.g. 64 64 64 (a multiple "
                                                                             "of the network's total stride per "
                                                                             "axis; if not given: the base's)")
+    s.add_argument("--replace", action="store_true", help="replace a configuration of that name that this command "
+                                                          "wrote earlier (models trained with it no longer match)")
     s.set_defaults(func=_add_configuration)
 
     s = sub.add_parser("convert-brats", help="BraTS 2018/2020/2021 case folders -> nnU-Net raw dataset (Dataset137 "
@@ -272,9 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    from dante_nnunet.guards import CheckpointWriteError
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, CheckpointWriteError) as e:
         print(f"dante_nnunet {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -82,21 +82,34 @@ def save_deployment_files(output_folder_base: str, plans: dict, dataset_json: di
 _CASE_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})(?P<ending>\..+)$")
 
 
-def check_case_files(folder: str, num_channels: int, channel_names: Optional[Sequence[str]] = None) -> List[str]:
-    """Raise ValueError naming the first case whose files are not exactly ``_0000`` ..
-    ``_{num_channels-1:04d}`` (and the channels expected), or a folder without any case; return the
-    case identifiers. Files that do not look like nnU-Net
-    image files (``CASE_XXXX.ending``) are ignored, as nnU-Net ignores them."""
+def check_case_files(folder: str, num_channels: int, channel_names: Optional[Sequence[str]] = None,
+                     file_ending: Optional[str] = None) -> List[str]:
+    """Raise ValueError naming the case and files when a case's files are not exactly ``_0000`` ..
+    ``_{num_channels-1:04d}`` (with the channels expected), when files do not end in the model's
+    ``file_ending`` (nnU-Net would skip them or feed a case too few channels), when a case's files
+    differ in size or spacing (nnU-Net stops far up its log, and its last line blames memory), or when
+    the folder holds no case; return the case identifiers. Files that do not look like nnU-Net image
+    files (``CASE_XXXX.ending``) are ignored, as nnU-Net ignores them."""
     if not isdir(folder):
         raise FileNotFoundError(f"input folder {folder} does not exist")
     cases: Dict[str, List[int]] = defaultdict(list)
     files: Dict[str, List[str]] = defaultdict(list)
+    other_ending: List[str] = []
+    ours = _CASE_FILE if file_ending is None else \
+        re.compile(rf"^(?P<case>.+)_(?P<channel>\d{{4}})(?P<ending>{re.escape(file_ending)})$")
     for f in sorted(os.listdir(folder)):
-        m = _CASE_FILE.match(f)
+        m = ours.match(f)
         if m is None:
+            if _CASE_FILE.match(f) is not None:
+                other_ending.append(f)
             continue
         cases[m["case"]].append(int(m["channel"]))
         files[m["case"]].append(f)
+    if other_ending:
+        raise ValueError(f"{folder}: {len(other_ending)} image file(s) do not end in {file_ending!r}, the file ending "
+                         f"this model was trained with (its dataset.json's file_ending): {other_ending[:6]}"
+                         f"{' ...' if len(other_ending) > 6 else ''}. nnU-Net would leave them out; convert them to "
+                         f"{file_ending}")
     if not cases:
         raise ValueError(f"{folder} holds no image files named CASE_XXXX.ending (e.g. case_0000.nii.gz): nothing to "
                          f"predict")
@@ -109,4 +122,27 @@ def check_case_files(folder: str, num_channels: int, channel_names: Optional[Seq
                 f"on {num_channels} limited channel(s){names}, which must be the files _0000.._{num_channels - 1:04d} "
                 f"in that order. Privileged channels are not inputs of the deployed model: leave their files out "
                 f"and number the remaining channels consecutively.")
+    for case in cases:
+        _check_same_size_and_spacing(folder, case, files[case])
     return sorted(cases)
+
+
+def _size_and_spacing(path: str):
+    """(size, spacing rounded to 1e-5) from the image header, or None where SimpleITK cannot read it."""
+    import SimpleITK as sitk
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    return tuple(reader.GetSize()), tuple(round(v, 5) for v in reader.GetSpacing())
+
+
+def _check_same_size_and_spacing(folder: str, case: str, names: Sequence[str]) -> None:
+    geometry = {f: _size_and_spacing(join(folder, f)) for f in names}
+    known = {f: g for f, g in geometry.items() if g is not None}
+    if len(set(known.values())) > 1:
+        described = ", ".join(f"{f}: size {g[0]}, spacing {g[1]}" for f, g in known.items())
+        raise ValueError(f"{folder}: case '{case}' has images of different size or spacing ({described}); nnU-Net "
+                         f"needs every channel of a case on one grid: resample them to one")

@@ -13,7 +13,7 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json
 
 from dante_nnunet.deployment import DEPLOYMENT_KEY
-from dante_nnunet.guards import read_checkpoint
+from dante_nnunet.guards import read_checkpoint, write_failure
 
 def export_model(dataset: str, configuration: str, trainer: str, folds: Sequence[str], output_root: str,
                  plans_identifier: str = "nnUNetPlans", checkpoint_name: str = "checkpoint_final.pth") -> str:
@@ -85,7 +85,10 @@ def export_model(dataset: str, configuration: str, trainer: str, folds: Sequence
         for fold, ck in checkpoints.items():
             fdir = join(tmp, f"fold_{fold}")
             os.makedirs(join(fdir, "validation"))
-            torch.save(ck, join(fdir, checkpoint_name))
+            try:
+                torch.save(ck, join(fdir, checkpoint_name))
+            except (RuntimeError, OSError) as e:   # a full disk: torch's message names no cause
+                raise write_failure(join(dest, f"fold_{fold}", checkpoint_name), e) from None
             for extra in ("progress.png", "debug.json", join("validation", "summary.json")):
                 if isfile(join(src, f"fold_{fold}", extra)):
                     shutil.copyfile(join(src, f"fold_{fold}", extra), join(fdir, extra))

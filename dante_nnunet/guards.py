@@ -19,6 +19,7 @@
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -45,6 +46,54 @@ def read_checkpoint(path: str, map_location="cpu", mmap: bool = False) -> dict:
     if not isinstance(ck, dict):
         raise CheckpointReadError(f"checkpoint {path} holds a {type(ck).__name__}, not an nnU-Net checkpoint dict")
     return ck
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint or export that could not be written; the message names the file, the cause and the
+    folder's free space."""
+
+
+def write_failure(path: str, error: BaseException, needed: Optional[int] = None) -> CheckpointWriteError:
+    """The error to raise when writing ``path`` failed: torch reports a full disk as ``[enforce fail at
+    inline_container.cc] unexpected pos``, without a word of space, so the folder's free space is named."""
+    import shutil
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if getattr(error, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return CheckpointWriteError(f"writing {path} failed ({type(error).__name__}: {detail[:200]}): {folder} is "
+                                    f"not writable (a read-only disk or permissions). Make it writable and run again")
+    space = "" if free is None else f"; {folder} has {free / 2 ** 20:.1f} MiB free"
+    need = f" (the file needs about {needed / 2 ** 20:.1f} MiB)" if needed else ""
+    likely = (" - the disk is probably full" if free is not None and (needed is None or free < 2 * needed)
+              else "")
+    return CheckpointWriteError(f"writing {path} failed ({type(error).__name__}: {detail[:200]}){space}{need}"
+                                f"{likely}. Free space there (or point the output elsewhere) and run again")
+
+
+class ResultsFolderNotWritable(OSError):
+    """The training log (and so the results folder) cannot be written any more."""
+
+
+def save_whole(obj, path: str) -> None:
+    """``torch.save`` to ``path.partial``, renamed onto ``path``: a run killed while saving leaves the
+    previous file whole. A failed write (a full disk) removes the partial file and raises
+    CheckpointWriteError naming the file and the free space."""
+    partial = path + ".partial"
+    try:
+        torch.save(obj, partial)
+        os.replace(partial, path)
+    except (RuntimeError, OSError) as e:
+        written = os.path.getsize(partial) if os.path.isfile(partial) else 0
+        try:
+            os.remove(partial)
+        except OSError:
+            pass
+        previous = os.path.getsize(path) if os.path.isfile(path) else 0
+        raise write_failure(path, e, max(written, previous) or None) from None
 
 
 # ------------------------------------------------------------------------------------------------ lock

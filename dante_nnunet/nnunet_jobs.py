@@ -136,11 +136,18 @@ def _check_patch_fits_strides(plans_file: str, name: str, base: str, patch: List
 
 def add_configuration(plans_file: str, name: str, base: str = "3d_fullres",
                       features_per_stage: Optional[Union[int, Sequence[int]]] = None,
-                      patch_size: Optional[Sequence[int]] = None) -> None:
+                      patch_size: Optional[Sequence[int]] = None, replace: bool = False) -> None:
     """Add a configuration that ``inherits_from`` ``base`` (same preprocessed data) with other
-    widths and patch size; refuse to change an existing configuration of that name.
+    widths and patch size; refuse to change an existing configuration of that name, unless ``replace``
+    and it is one this function wrote (``inherits_from`` with only an architecture and a patch size).
     ``features_per_stage`` as one int is the first stage's width, doubled per stage up to 320 (as
-    nnU-Net's widths grow)."""
+    nnU-Net's widths grow). Widths and patch sizes must be positive, checked before anything is written."""
+    for what, values in (("width", [features_per_stage] if isinstance(features_per_stage, int)
+                          else features_per_stage), ("patch size", patch_size)):
+        if values is not None and any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
+                                      for v in values):
+            raise ValueError(f"configuration {name!r}: every {what} must be a positive whole number; got "
+                             f"{list(values)}")
     if not os.path.isfile(plans_file):
         raise FileNotFoundError(f"{plans_file} does not exist: plan and preprocess the dataset first "
                                 f"(nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres)")
@@ -161,9 +168,16 @@ def add_configuration(plans_file: str, name: str, base: str = "3d_fullres",
     if patch_size is not None:
         _check_patch_fits_strides(plans_file, name, base, list(patch_size), arch["arch_kwargs"]["strides"])
         new["patch_size"] = list(patch_size)
-    if name in cfgs:
-        if cfgs[name] != new:
-            raise ValueError(f"{plans_file}: configuration {name!r} exists with other settings")
+    if name in cfgs and cfgs[name] != new:
+        ours = "inherits_from" in cfgs[name] and set(cfgs[name]) <= {"inherits_from", "architecture", "patch_size"}
+        if not replace:
+            raise ValueError(f"{plans_file}: configuration {name!r} exists with other settings"
+                             + ("; --replace replaces it (results trained with it no longer match their plans)"
+                                if ours else ""))
+        if not ours:
+            raise ValueError(f"{plans_file}: configuration {name!r} was not written by add-configuration (it has "
+                             f"{sorted(cfgs[name])}); it is not replaced")
+    elif name in cfgs:
         return
     cfgs[name] = new
     save_json(plans, plans_file, sort_keys=False)

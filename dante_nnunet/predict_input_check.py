@@ -22,7 +22,7 @@ _PREDICT_OPTIONS = ("-i", "-o", "-m", "-d", "-p", "-tr", "-c", "-f", "-step_size
 
 
 def _predict_arguments(argv: Sequence[str]):
-    """The -i folder and the model's limited channel names (from its results folder's dataset.json,
+    """The -i folder, the model's limited channel names and file ending (from its results folder's dataset.json,
     when -d/-tr/-c/-p or -m name one) of an nnUNetv2_predict command line, parsed the way argparse
     parses it (``-i DIR``, ``-iDIR``, ``-i=DIR``). The single-dash options of both predict commands
     (2.8.1) are declared so that ``-chk x`` is not read as ``-c hk``."""
@@ -31,7 +31,7 @@ def _predict_arguments(argv: Sequence[str]):
     for opt in _PREDICT_OPTIONS:
         p.add_argument(opt, nargs="+" if opt == "-f" else None)
     ns, _ = p.parse_known_args(list(argv[1:]))
-    names = None
+    names, ending = None, None
     try:
         if ns.m:
             folder = ns.m
@@ -40,10 +40,12 @@ def _predict_arguments(argv: Sequence[str]):
             from nnunetv2.utilities.file_path_utilities import get_output_folder
             folder = get_output_folder(maybe_convert_to_dataset_name(ns.d), ns.tr or "nnUNetTrainer",
                                        ns.p or "nnUNetPlans", ns.c)
-        names = list(load_json(join(folder, "dataset.json"))["channel_names"].values())
-    except Exception:   # the names only enrich the message; nnU-Net reports a bad model folder itself
+        dataset_json = load_json(join(folder, "dataset.json"))
+        names = list(dataset_json["channel_names"].values())
+        ending = dataset_json.get("file_ending")
+    except Exception:   # names and ending need the model folder; nnU-Net reports a bad model folder itself
         pass
-    return ns.i, names
+    return ns.i, names, ending
 
 
 def check_inputs_of_predict_command(num_input_channels: int, argv: Optional[Sequence[str]] = None) -> None:
@@ -53,6 +55,7 @@ def check_inputs_of_predict_command(num_input_channels: int, argv: Optional[Sequ
     argv = sys.argv if argv is None else argv
     if not argv or not os.path.basename(argv[0]).startswith("nnUNetv2_predict"):
         return
-    folder, names = _predict_arguments(argv)
+    folder, names, ending = _predict_arguments(argv)
     if folder is not None:
-        check_case_files(folder, num_input_channels, names if names and len(names) == num_input_channels else None)
+        check_case_files(folder, num_input_channels, names if names and len(names) == num_input_channels else None,
+                         ending)

@@ -45,3 +45,18 @@ def test_add_configuration_inherits_the_preprocessed_data(e2e_dataset):
     run(args, env)                                    # the same again: nothing to do
     p = run(args[:-3] + [24, 24, 24], env, ok=False)  # other settings under the same name: refused
     assert p.returncode == 2 and "configuration '3d_cpu' exists with other settings" in p.stderr
+    assert "--replace replaces it" in p.stderr
+    plans_file = os.path.join(env["nnUNet_preprocessed"], e2e_dataset["name"], "nnUNetPlans.json")
+    before = open(plans_file).read()
+    for bad in ([0], [-4]):                           # refused before anything is written
+        p = run(["dante_nnunet", "add-configuration", "-d", E2E_DATASET_ID, "-n", "3d_bad", "--width", *bad], env,
+                ok=False)
+        assert p.returncode == 2 and f"every width must be a positive whole number; got {bad}" in p.stderr
+    p = run(args[:-3] + [0, 16, 16], env, ok=False)
+    assert p.returncode == 2 and "every patch size must be a positive whole number" in p.stderr
+    assert open(plans_file).read() == before
+    run(args[:-3] + [24, 24, 24, "--replace"], env)   # a configuration this command wrote: replaced on request
+    assert json.load(open(plans_file))["configurations"]["3d_cpu"]["patch_size"] == [24, 24, 24]
+    p = run(["dante_nnunet", "add-configuration", "-d", E2E_DATASET_ID, "-n", "3d_fullres", "--width", 8,
+             "--replace"], env, ok=False)             # nnU-Net's own configuration is never replaced
+    assert p.returncode == 2 and "was not written by add-configuration" in p.stderr

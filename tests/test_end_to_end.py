@@ -2,6 +2,7 @@
 nnUNetv2_* commands on a synthetic 4-channel dataset, on the CPU."""
 import math
 import os
+import shutil
 import zipfile
 
 import numpy as np
@@ -135,6 +136,28 @@ def test_wrong_number_of_files_is_a_clear_error(ws):
              "-tr", TRAINER, "-f", 0, "-device", "cpu"], ws["env"], ok=False)
     assert p.returncode != 0 and "holds no image files named CASE_XXXX.ending" in p.stderr
     assert not os.path.exists(ws["root"] / "pred_empty") or not os.listdir(ws["root"] / "pred_empty")
+    # a file in another ending than the model's (.nii among .nii.gz), and a case whose channels differ in size
+    src = join(ws["raw"], "imagesTs")
+    case = sorted(f for f in os.listdir(src) if f.endswith("_0000.nii.gz"))[0][:-len("_0000.nii.gz")]
+    for name, edit in (("ending", lambda d: sitk.WriteImage(sitk.ReadImage(join(d, f"{case}_0001.nii.gz")),
+                                                            join(d, f"{case}_0001.nii"))
+                        or os.remove(join(d, f"{case}_0001.nii.gz"))),
+                       ("size", lambda d: sitk.WriteImage(sitk.ReadImage(join(d, f"{case}_0002.nii.gz"))[1:, :, :],
+                                                          join(d, f"{case}_0002.nii.gz")))):
+        d = ws["root"] / f"input_{name}"
+        d.mkdir()
+        for f in os.listdir(src):
+            if f.startswith(case + "_"):
+                shutil.copyfile(join(src, f), d / f)
+        edit(str(d))
+        p = run(["nnUNetv2_predict", "-i", d, "-o", ws["root"] / f"pred_{name}", "-d", DATASET_ID, "-c", CONFIG,
+                 "-tr", TRAINER, "-f", 0, "-device", "cpu"], ws["env"], ok=False)
+        assert p.returncode != 0, name
+        expected = (f"1 image file(s) do not end in '.nii.gz', the file ending this model was trained with (its "
+                    f"dataset.json's file_ending): ['{case}_0001.nii']" if name == "ending" else
+                    f"case '{case}' has images of different size or spacing")
+        assert expected in p.stderr, (name, p.stderr[-2000:])
+        assert not os.path.exists(ws["root"] / f"pred_{name}") or not os.listdir(ws["root"] / f"pred_{name}")
 
 
 def test_a_checkpoint_written_on_a_gpu_loads_on_a_cpu_only_machine(ws, monkeypatch, tmp_path):

@@ -216,3 +216,51 @@ def test_unreadable_checkpoints_name_the_file(tmp_path):
         stage1_encoder_weights(str(bad), None)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_checkpoint(str(tmp_path / "missing.pth"))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (root's mount; skipped where mounting is not allowed), unmounted afterwards; its
+    parent is a normal folder."""
+    path = tmp_path / "disk"
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_a_full_disk_and_a_read_only_results_folder_name_the_cause(env, e2e_dataset, small_disk):
+    """A checkpoint that does not fit (1 MiB free): the error names the file, the free space and a full
+    disk, and no .partial file is left; a results folder remounted read-only during training: one error
+    naming the folder, not nnU-Net's five "failed to log" lines per log line; --c once it is writable."""
+    env = dict(env, nnUNet_results=str(small_disk))
+    fold = _fold(env, e2e_dataset["name"])
+    p = run(_train_cmd(), env, ok=False)
+    assert p.returncode != 0
+    assert f"writing {join(fold, 'checkpoint_latest.pth')} failed" in p.stderr and "MiB free" in p.stderr
+    assert "the disk is probably full" in p.stderr and "unexpected pos" in p.stderr
+    assert not [f for f in os.listdir(fold) if f.endswith(".partial")]
+
+    # the fold folder made read-only during training (a read-only bind mount over it)
+    env = dict(env, nnUNet_results=str(small_disk.parent / "results"))
+    fold = _fold(env, e2e_dataset["name"])
+    proc = subprocess.Popen([os.path.join(BIN, "nnUNetv2_train")] + [str(c) for c in _train_cmd()[1:]], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for(join(fold, "checkpoint_latest.pth"), proc)
+        subprocess.run(["mount", "--bind", fold, fold], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", fold], check=True)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        subprocess.run(["umount", fold], capture_output=True)
+    assert proc.returncode != 0 and f"{fold} is not writable" in err
+    assert (out + err).count("failed to log") == 0
+    p = run(_train_cmd(TRAINER, "--c"), env)
+    assert "Loaded " in p.stdout and read_checkpoint(join(fold, "checkpoint_final.pth"))["current_epoch"] == 4

@@ -27,8 +27,10 @@ from dante_nnunet.config import (ChannelSplit, DanteConfigError, cases_without_p
                                  check_cases_without_privileged, non_constant_channels)
 from dante_nnunet.deployment import save_deployment_files
 from dante_nnunet.fingerprint import check_plans_statistics
-from dante_nnunet.guards import (ConstantChannelCache, NonFiniteTrainingError, ResultsFolderLock, first_non_finite, non_finite_cases,
-                                 read_checkpoint, read_run_record, split_mismatch, split_record, write_run_record)
+from dante_nnunet.guards import (CheckpointWriteError, ConstantChannelCache, NonFiniteTrainingError,
+                                 ResultsFolderLock, ResultsFolderNotWritable, first_non_finite, non_finite_cases,
+                                 read_checkpoint, read_run_record, save_whole, split_mismatch, split_record,
+                                 write_run_record)
 from dante_nnunet.predict_input_check import check_inputs_of_predict_command
 from dante_nnunet.training.nnunet_followed import NNUNetFollowed
 from dante_nnunet.training.progress import ThrottledLocalLogger
@@ -256,6 +258,26 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
         super().on_train_start()
 
     # ------------------------------------------------------------------ guards
+    def print_to_log_file(self, *args, also_print_to_console=True, add_timestamp=True):
+        """nnU-Net's, except that a log file that cannot be opened (the results folder turned read-only,
+        was removed, or its disk failed) stops the run with one error naming the folder; nnU-Net retries
+        every line five times, prints "failed to log" each time, and trains on without a log."""
+        if self.local_rank == 0 and getattr(self, "log_file", None):
+            if getattr(self, "_log_broken", False):   # reported once; what follows goes to the console only
+                if also_print_to_console:
+                    print(*args)
+                return
+            try:
+                open(self.log_file, 'a+').close()
+            except OSError as e:
+                self._log_broken = True
+                raise ResultsFolderNotWritable(
+                    f"the training log {self.log_file} cannot be written ({type(e).__name__}: {e.strerror or e}): "
+                    f"{self.output_folder} is not writable any more (a read-only or full disk, permissions, or a "
+                    f"removed folder). Training stopped; once the folder is writable, nnUNetv2_train ... --c "
+                    f"continues from the last checkpoint") from None
+        super().print_to_log_file(*args, also_print_to_console=also_print_to_console, add_timestamp=add_timestamp)
+
     def _pretrained_source(self) -> Optional[str]:
         """The -pretrained_weights file this run's network started from (None: none or not tracked)."""
         return None
@@ -351,8 +373,17 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
             return
         # written beside and renamed: a run killed while saving leaves the previous checkpoint whole
         ck = {**self._checkpoint_dict(network_weights), 'dante_channel_split': self._split_record(), **extra}
-        torch.save(ck, filename + '.partial')
-        os.replace(filename + '.partial', filename)
+        try:
+            save_whole(ck, filename)
+        except CheckpointWriteError as e:
+            previous = ("; the previous checkpoint_latest.pth is whole, so --c continues from it once there is "
+                        "space" if os.path.isfile(join(self.output_folder, 'checkpoint_latest.pth')) else "")
+            message = f"{e}{previous}"
+            try:
+                self.print_to_log_file("ERROR: " + message, also_print_to_console=True)
+            except Exception:
+                pass
+            raise CheckpointWriteError(message) from None
 
     def _read_checkpoint(self, filename_or_checkpoint: Union[dict, str]):
         """(checkpoint dict, name for messages); initialises the trainer first if needed."""
