@@ -55,6 +55,14 @@ def _pretrain_dataset(args) -> int:
     return 0
 
 
+def _check_dataset(args) -> int:
+    from dante_nnunet.check_dataset import check_raw_dataset, dataset_folder, summary
+    folder = dataset_folder(args.d)
+    problems = check_raw_dataset(folder)
+    print(summary(folder, problems), file=sys.stderr if problems else sys.stdout)
+    return 1 if problems else 0
+
+
 def _evaluate(args) -> int:
     import json
     from batchgenerators.utilities.file_and_folder_operations import load_json
@@ -183,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--file-ending", help="image file ending (if not given: from --like, else .nii.gz)")
     _allow_missing_privileged_option(s)
     s.set_defaults(func=_pretrain_dataset)
+
+    s = sub.add_parser("check-dataset", help="read every image and label of an nnU-Net raw dataset whole and report "
+                                             "each truncated, unreadable or non-finite file, mixed grids within a "
+                                             "case, undefined label values and privileged placeholders the "
+                                             "\"dante\" block does not list; run it before "
+                                             "nnUNetv2_plan_and_preprocess (exit 1 if anything is found; writes "
+                                             "nothing)")
+    s.add_argument("-d", required=True, help="dataset name or id under nnUNet_raw, or a dataset folder")
+    s.set_defaults(func=_check_dataset)
 
     s = sub.add_parser("evaluate", help="Dice and HD95 (mm) per case and region, BraTS conventions for empty masks")
     s.add_argument("ref", help="folder of reference segmentations")

@@ -126,16 +126,19 @@ def test_an_unfit_checkpoint_stops_training_before_it_starts(stage1, tmp_path):
     assert set(TRANSFERRED_PARTS) == {"encoder_l", "encoder_a", "encoder_p"}
 
 
-def test_continue_of_a_run_killed_before_its_first_checkpoint_keeps_the_stage1_weights(stage1, tmp_path):
+@pytest.mark.parametrize("stage", [2, 1])
+def test_continue_of_a_run_killed_before_its_first_checkpoint_keeps_the_stage1_weights(stage1, tmp_path, stage):
     """nnU-Net refuses --c with -pretrained_weights; a --c that finds no checkpoint would train from scratch
-    without the Stage-1 encoders. The run record makes it stop and say how to restart."""
+    without the Stage-1 encoders (Stage 2) or the weights a Stage 1 was continued from. The run record
+    makes it stop and say how to restart."""
     import signal
     import subprocess
     from tests.support import BIN
     env = dict(stage1["env"], nnUNet_results=str(tmp_path / "res"))
-    trainer = "DANTETrainer_guard"
-    fold = join(env["nnUNet_results"], stage1["name"], f"{trainer}__nnUNetPlans__{E2E_CONFIG}", "fold_0")
-    cmd = [os.path.join(BIN, "nnUNetv2_train"), str(E2E_DATASET_ID), E2E_CONFIG, "0", "-tr", trainer, "-device", "cpu"]
+    trainer, dataset_id, name = (("DANTETrainer_guard", E2E_DATASET_ID, stage1["name"]) if stage == 2 else
+                                 (PRE_TRAINER, PRE_ID, os.path.basename(stage1["pre_raw"])))
+    fold = join(env["nnUNet_results"], name, f"{trainer}__nnUNetPlans__{E2E_CONFIG}", "fold_0")
+    cmd = [os.path.join(BIN, "nnUNetv2_train"), str(dataset_id), E2E_CONFIG, "0", "-tr", trainer, "-device", "cpu"]
     proc = subprocess.Popen(cmd + ["-pretrained_weights", stage1["stage1_ck"]], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     import time
@@ -148,7 +151,7 @@ def test_continue_of_a_run_killed_before_its_first_checkpoint_keeps_the_stage1_w
     assert load_json(join(fold, "dante_run.json"))["pretrained_weights"] == stage1["stage1_ck"]
     p = run(["nnUNetv2_train"] + cmd[1:] + ["--c"], env, ok=False)   # what a user types after the kill
     assert p.returncode != 0
-    assert f"started from Stage-1 weights ({stage1['stage1_ck']}) that left no checkpoint" in p.stderr
+    assert f"started from -pretrained_weights ({stage1['stage1_ck']}) that left no checkpoint" in p.stderr
     assert f"-tr {trainer} -pretrained_weights {stage1['stage1_ck']}" in p.stderr
     assert not any(f.startswith("checkpoint") for f in os.listdir(fold))
 

@@ -289,9 +289,10 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
         source = self._pretrained_source()
         if record is not None and self.current_epoch == 0 and source is None and record.get("pretrained_weights"):
             raise RuntimeError(
-                f"{self.output_folder} holds a run of {record.get('trainer')} started from Stage-1 weights "
+                f"{self.output_folder} holds a run of {record.get('trainer')} started from -pretrained_weights "
                 f"({record['pretrained_weights']}) that left no checkpoint (killed before its first one). Without "
-                f"them nnU-Net would now train from scratch, without the Stage-1 encoders and their freeze. Restart "
+                f"them nnU-Net would now train from scratch (a Stage-2 run: without the Stage-1 encoders and their "
+                f"freeze). Restart "
                 f"it without --c and with the weights: nnUNetv2_train ... -tr {type(self).__name__} "
                 f"-pretrained_weights {record['pretrained_weights']}  (or remove {self.output_folder} to train from "
                 f"scratch)")

@@ -20,7 +20,7 @@ What changes against nnUNetTrainer, hook by hook:
 """
 from __future__ import annotations
 
-from typing import Dict, List, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -154,6 +154,9 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
         if self.local_rank == 0:
             self.logger.plot_progress_png(self.output_folder)
         self.current_epoch += 1
+
+    def _pretrained_source(self) -> Optional[str]:
+        return getattr(self.unwrapped_network(), "transferred_from", None)
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         self.print_to_log_file("Stage 1 is validated by its reconstruction loss only; nothing to export.")

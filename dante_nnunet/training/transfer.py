@@ -23,7 +23,7 @@ from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from dante_nnunet.guards import read_checkpoint
-from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
+from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS, CrossModalMAE
 from dante_nnunet.networks.dual_pathway import DualPathwayNet
 
 
@@ -134,7 +134,8 @@ def install_pretrained_weights_hook() -> None:
     """Route nnU-Net's ``-pretrained_weights`` loading to ``load_stage1_encoders`` for DANTE's
     Stage-2 network and, for a stock network given a Stage-1 checkpoint, to ``load_stage1_limited_encoder``
     (E_L into its encoder: the lower bound fine-tuned from Stage 1); everything else goes to the stock
-    function. Idempotent."""
+    function, which also loads a Stage-1 network's weights, then recorded in ``transferred_from`` (the run
+    record keeps it, so that a --c without a checkpoint cannot silently start from scratch). Idempotent."""
     import nnunetv2.run.run_training as run_training
     current = run_training.load_pretrained_weights
     if getattr(current, _HOOK_FLAG, False):
@@ -147,6 +148,10 @@ def install_pretrained_weights_hook() -> None:
             n = load_stage1_encoders(target, fname)
             print(f"DANTE: loaded {n} encoder tensors (E_L, E_A, E_P) from {fname}; decoders and fusion start "
                   f"fresh")
+            return
+        if isinstance(target, CrossModalMAE):   # Stage 1 continued from weights: nnU-Net's loading, recorded
+            stock(network, fname, verbose=verbose)
+            target.transferred_from = fname
             return
         if hasattr(target, "encoder") and is_stage1_checkpoint(fname):
             n = load_stage1_limited_encoder(target, fname)
