@@ -146,3 +146,49 @@ def _check_same_size_and_spacing(folder: str, case: str, names: Sequence[str]) -
         described = ", ".join(f"{f}: size {g[0]}, spacing {g[1]}" for f, g in known.items())
         raise ValueError(f"{folder}: case '{case}' has images of different size or spacing ({described}); nnU-Net "
                          f"needs every channel of a case on one grid: resample them to one")
+
+
+# ------------------------------------------------------------------ the channels' intensity profiles
+CHANNEL_PROFILE = "dante_channel_profile.json"
+
+
+def save_channel_profile(model_folder: str, channel_names: Sequence[str], reference, num_cases: int) -> None:
+    """The deployed channels' reference intensity profiles (``channel_profile.py``), beside the model's
+    dataset.json, for the swapped-channel warning of nnUNetv2_predict."""
+    from dante_nnunet.channel_profile import QUANTILES
+    tmp = join(model_folder, CHANNEL_PROFILE + ".tmp")
+    save_json({"channel_names": list(channel_names), "quantiles": list(QUANTILES),
+               "reference": [[float(v) for v in row] for row in reference], "training_cases": int(num_cases)}, tmp)
+    os.replace(tmp, join(model_folder, CHANNEL_PROFILE))
+
+
+def swapped_channel_warnings(folder: str, cases: Sequence[str], file_ending: str, model_folder: str) -> List[str]:
+    """One line per input case whose channel files look swapped against the model's reference profiles
+    (none when the model folder has no profile, or deploys a single channel)."""
+    import numpy as np
+    import SimpleITK as sitk
+    from dante_nnunet.channel_profile import QUANTILES, case_profiles, distances, looks_swapped
+    path = join(model_folder, CHANNEL_PROFILE)
+    if not isfile(path):
+        return []
+    profile = load_json(path)
+    names, reference = profile["channel_names"], np.asarray(profile["reference"])
+    if len(names) < 2 or tuple(profile.get("quantiles", ())) != QUANTILES:
+        return []
+    lines = []
+    for case in cases:
+        files = [join(folder, f"{case}_{c:04d}{file_ending}") for c in range(len(names))]
+        try:
+            arrays = [sitk.GetArrayFromImage(sitk.ReadImage(f)).astype(np.float32) for f in files]
+        except RuntimeError:
+            continue   # unreadable files are nnU-Net's to report
+        profiles = case_profiles(arrays)
+        swapped = looks_swapped(profiles, reference)
+        if swapped:
+            d = distances(profiles, reference)
+            which = "; ".join(f"{os.path.basename(files[i])} (given as {names[i]}) looks like {names[j]} "
+                              f"(profile distance {d[i, j]:.2f}, to {names[i]}: {d[i, i]:.2f})"
+                              for i, j in sorted(swapped.items()))
+            lines.append(f"case '{case}': {which}. Check the channel order: the files must be "
+                         f"{', '.join(f'_{c:04d} = {n}' for c, n in enumerate(names))}")
+    return lines

@@ -15,15 +15,15 @@ from typing import Optional, Sequence
 
 from batchgenerators.utilities.file_and_folder_operations import join, load_json
 
-from dante_nnunet.deployment import check_case_files
+from dante_nnunet.deployment import check_case_files, swapped_channel_warnings
 
 _PREDICT_OPTIONS = ("-i", "-o", "-m", "-d", "-p", "-tr", "-c", "-f", "-step_size", "-chk", "-npp", "-nps",
                     "-prev_stage_predictions", "-num_parts", "-part_id", "-device")
 
 
 def _predict_arguments(argv: Sequence[str]):
-    """The -i folder, the model's limited channel names and file ending (from its results folder's dataset.json,
-    when -d/-tr/-c/-p or -m name one) of an nnUNetv2_predict command line, parsed the way argparse
+    """The -i folder, and the model's limited channel names, file ending (from its results folder's
+    dataset.json) and folder, when -d/-tr/-c/-p or -m name one, of an nnUNetv2_predict command line, parsed the way argparse
     parses it (``-i DIR``, ``-iDIR``, ``-i=DIR``). The single-dash options of both predict commands
     (2.8.1) are declared so that ``-chk x`` is not read as ``-c hk``."""
     import argparse
@@ -31,7 +31,7 @@ def _predict_arguments(argv: Sequence[str]):
     for opt in _PREDICT_OPTIONS:
         p.add_argument(opt, nargs="+" if opt == "-f" else None)
     ns, _ = p.parse_known_args(list(argv[1:]))
-    names, ending = None, None
+    names, ending, folder = None, None, None
     try:
         if ns.m:
             folder = ns.m
@@ -45,7 +45,7 @@ def _predict_arguments(argv: Sequence[str]):
         ending = dataset_json.get("file_ending")
     except Exception:   # names and ending need the model folder; nnU-Net reports a bad model folder itself
         pass
-    return ns.i, names, ending
+    return ns.i, names, ending, folder
 
 
 def check_inputs_of_predict_command(num_input_channels: int, argv: Optional[Sequence[str]] = None) -> None:
@@ -55,7 +55,10 @@ def check_inputs_of_predict_command(num_input_channels: int, argv: Optional[Sequ
     argv = sys.argv if argv is None else argv
     if not argv or not os.path.basename(argv[0]).startswith("nnUNetv2_predict"):
         return
-    folder, names, ending = _predict_arguments(argv)
+    folder, names, ending, model = _predict_arguments(argv)
     if folder is not None:
-        check_case_files(folder, num_input_channels, names if names and len(names) == num_input_channels else None,
-                         ending)
+        cases = check_case_files(folder, num_input_channels,
+                                 names if names and len(names) == num_input_channels else None, ending)
+        if model is not None and ending is not None:
+            for line in swapped_channel_warnings(folder, cases, ending, model):
+                print(f"WARNING (dante_nnunet): {line}", file=sys.stderr, flush=True)

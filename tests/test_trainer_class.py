@@ -136,7 +136,7 @@ def test_predict_option_list_matches_nnunet():
     from dante_nnunet.predict_input_check import _PREDICT_OPTIONS, _predict_arguments
     text = open(source.__file__).read()
     assert set(re.findall(r"add_argument\(['\"](-[a-z_]+)['\"]", text)) == set(_PREDICT_OPTIONS)
-    folder, _, _ = _predict_arguments(["nnUNetv2_predict", "-device", "cpu", "-chk", "x.pth", "-iIN", "-d", "5"])
+    folder, _, _, _ = _predict_arguments(["nnUNetv2_predict", "-device", "cpu", "-chk", "x.pth", "-iIN", "-d", "5"])
     assert folder == "IN"
 
 

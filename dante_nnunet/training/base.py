@@ -25,7 +25,8 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from dante_nnunet.config import (ChannelSplit, DanteConfigError, cases_without_privileged,
                                  check_cases_without_privileged, non_constant_channels)
-from dante_nnunet.deployment import save_deployment_files
+from dante_nnunet.channel_profile import reference_profiles
+from dante_nnunet.deployment import save_channel_profile, save_deployment_files
 from dante_nnunet.fingerprint import check_plans_statistics
 from dante_nnunet.guards import (CheckpointWriteError, ConstantChannelCache, NonFiniteTrainingError,
                                  ResultsFolderLock, ResultsFolderNotWritable, first_non_finite, non_finite_cases,
@@ -35,6 +36,7 @@ from dante_nnunet.predict_input_check import check_inputs_of_predict_command
 from dante_nnunet.training.nnunet_followed import NNUNetFollowed
 from dante_nnunet.training.progress import ThrottledLocalLogger
 from dante_nnunet.training.seeding import make_cudnn_deterministic, seed_everything, seeded_augmenter_workers
+from dante_nnunet.training.transfer import install_pretrained_weights_hook
 
 
 class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
@@ -70,6 +72,7 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
         self._check_unlisted_cases_have_privileged(plans, configuration, source)
         self._validating_teacher = False   # DANTETrainer: the teacher is validated on complete cases only
         super().__init__(plans, configuration, fold, dataset_json, device)
+        install_pretrained_weights_hook()   # -pretrained_weights: Stage-1 encoders, and recorded for Stage 1
         if self.is_cascaded:
             raise ValueError(f"{type(self).__name__} does not support cascaded configurations ({configuration})")
         self.num_epochs = self.epochs
@@ -451,6 +454,12 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
         return keys, torch.stack([torch.stack([o[k].float() for o in outputs]) for k in keys]).cpu().numpy()
 
 
+def preprocessed_case_and_body(dataset_class, folder: str, key: str):
+    """(data, body mask) of a preprocessed case: nnU-Net marks voxels outside its non-zero mask with seg -1."""
+    data, seg, _, _ = dataset_class(folder, [key]).load_case(key)
+    return data, np.asarray(seg[0]) >= 0
+
+
 class LimitedDeploymentTrainer(DANTEBaseTrainer):
     """Base of every trainer that trains on all channels' data but deploys the stock network on the
     limited channels (DANTETrainer and the limited-channel baselines)."""
@@ -470,3 +479,14 @@ class LimitedDeploymentTrainer(DANTEBaseTrainer):
         if self.local_rank == 0:
             save_deployment_files(self.output_folder_base, self.plans_manager.plans, self.dataset_json,
                                   self.channel_split)
+            self._save_channel_profile()
+
+    def _save_channel_profile(self, max_cases: int = 16) -> None:
+        """The deployed channels' reference intensity profiles (``channel_profile.py``) from up to
+        ``max_cases`` training cases of the preprocessed data, inside nnU-Net's non-zero mask (seg >= 0)."""
+        keys = sorted(nnUNetTrainer.do_split(self)[0])[:max_cases]
+        if keys:
+            reference = reference_profiles(lambda k: preprocessed_case_and_body(self.dataset_class,
+                                                                                self.preprocessed_dataset_folder, k),
+                                           keys, self.channel_split.limited_indices)
+            save_channel_profile(self.output_folder_base, self.channel_split.limited_names, reference, len(keys))

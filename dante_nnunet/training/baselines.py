@@ -33,7 +33,6 @@ from dante_nnunet.networks.builder import build_stock_network
 from dante_nnunet.networks.input_channels import (ModalityDropout, drop_input_channels, first_convolution_keys,
                                                   select_channels)
 from dante_nnunet.training.base import DANTEBaseTrainer, LimitedDeploymentTrainer
-from dante_nnunet.training.transfer import install_pretrained_weights_hook
 
 TEACHER_ENV = "DANTE_TEACHER_CHECKPOINT"
 
@@ -59,11 +58,6 @@ class LowerBoundTrainer(LimitedDeploymentTrainer):
     lower bound fine-tuned from Stage 1. Any other checkpoint goes to nnU-Net's own loading."""
     encoder_freeze_fraction = 0.1         # with a Stage-1 start: the encoder frozen for epochs 0..49 of 500
     requires_pretrained_weights = False   # True: refuse to train without -pretrained_weights (Stage-1 runs)
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        install_pretrained_weights_hook()
 
     def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
                                 num_output_channels: int, enable_deep_supervision: bool = True):

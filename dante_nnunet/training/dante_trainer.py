@@ -42,7 +42,6 @@ from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
 from dante_nnunet.networks.dual_pathway import DualPathwayNet, FullPathway, LimitedPathway
 from dante_nnunet.training.base import LimitedDeploymentTrainer
 from dante_nnunet.training.progress import LOSS_TERMS, DANTELocalLogger
-from dante_nnunet.training.transfer import install_pretrained_weights_hook
 
 
 class DANTETrainer(LimitedDeploymentTrainer):
@@ -72,7 +71,6 @@ class DANTETrainer(LimitedDeploymentTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        install_pretrained_weights_hook()   # -pretrained_weights loads Stage-1 encoders only
         self.logger.local_logger = DANTELocalLogger()
         s = self.channel_split
         self.print_to_log_file(f"DANTE: limited channels {list(s.limited_names)} (deployed), privileged "

@@ -1,0 +1,83 @@
+"""Which input channel is which, from intensities alone: a check for channels given in each other's place
+(T1 and T2 swapped), which file names cannot show and nnU-Net does not notice.
+
+A channel's *profile* is a scale-free summary of its intensity distribution inside the body: the
+quantiles ``QUANTILES`` (percent) minus the median, divided by the 10-90 inter-quantile range. It does
+not change under ``a * x + b`` with ``a > 0`` (scanner gain, per-case offsets, nnU-Net's z-score
+normalisation), so a reference taken from the preprocessed training data compares with raw inputs.
+The body is where any channel is non-zero (nnU-Net's non-zero mask, without its hole filling), or every
+voxel where that is under 1% of the image (CT). The distance between two profiles is the L1 norm of
+their difference.
+
+A channel *looks like* another when its distance to that channel's reference is under ``1 / ratio``
+of its distance to its own reference and its own distance is above ``floor``: both ratio and floor are
+chosen so that correct inputs of the phantoms never fire (docs/reliability.md has the measurement).
+Channels with alike distributions (T2 and FLAIR of the phantoms) are not told apart; the check says
+nothing then, rather than guess.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
+RATIO, FLOOR = 3.0, 1.0
+STRIDE = 2   # every second voxel per axis: the quantiles of 1/8 of the voxels
+
+
+def intensity_profile(values: np.ndarray) -> np.ndarray:
+    """(q_k - q_50) / (q_90 - q_10) for k in QUANTILES; the spread is taken as 1 where it is 0."""
+    q = np.percentile(np.asarray(values, dtype=np.float64).ravel(), QUANTILES)
+    spread = q[QUANTILES.index(90)] - q[QUANTILES.index(10)]
+    return (q - q[QUANTILES.index(50)]) / (spread if spread > 0 else 1.0)
+
+
+def body_mask(channels: Sequence[np.ndarray]) -> np.ndarray:
+    mask = np.zeros(np.shape(channels[0]), dtype=bool)
+    for c in channels:
+        mask |= np.asarray(c) != 0
+    if mask.mean() < 0.01:
+        mask[...] = True
+    return mask
+
+
+def case_profiles(channels: Sequence[np.ndarray], mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """(C, len(QUANTILES)) profiles of one case's channels (same grid), inside ``mask`` (default: the body),
+    on every STRIDE-th voxel per axis."""
+    sub = tuple(slice(None, None, STRIDE) for _ in np.shape(channels[0]))
+    arrays = [np.asarray(c)[sub] for c in channels]
+    m = body_mask(arrays) if mask is None else np.asarray(mask)[sub]
+    return np.stack([intensity_profile(a[m]) for a in arrays])
+
+
+def distances(profiles: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(input channel, reference channel) L1 distances between profiles."""
+    return np.abs(np.asarray(profiles)[:, None, :] - np.asarray(reference)[None, :, :]).sum(-1)
+
+
+def looks_swapped(profiles: np.ndarray, reference: np.ndarray, ratio: float = RATIO,
+                  floor: float = FLOOR) -> Dict[int, int]:
+    """{input channel: the reference channel it looks like} for channels that fit another channel's
+    reference ``ratio`` times better than their own (and sit above ``floor`` from their own)."""
+    d = distances(profiles, reference)
+    out = {}
+    for i in range(d.shape[0]):
+        others = [j for j in range(d.shape[1]) if j != i]
+        if not others:
+            continue
+        j = min(others, key=lambda k: d[i, k])
+        if d[i, i] > floor and d[i, j] * ratio < d[i, i]:
+            out[i] = j
+    return out
+
+
+def reference_profiles(load_case, keys: Sequence[str], channels: Sequence[int]) -> np.ndarray:
+    """The median over ``keys`` of each case's profiles of ``channels``; ``load_case(key)`` returns that
+    case's (data (C, ...), body mask) - for nnU-Net's preprocessed data the mask is seg >= 0 (its
+    non-zero mask)."""
+    profiles = []
+    for k in keys:
+        data, mask = load_case(k)
+        profiles.append(case_profiles([np.asarray(data[c]) for c in channels], mask))
+    return np.median(np.stack(profiles), 0)
