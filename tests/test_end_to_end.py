@@ -87,8 +87,9 @@ def test_continue_restores_dual_network_optimizer_and_schedule(ws, monkeypatch):
 def test_predict_limited_only_export_and_plugin_free_predict_agree(ws):
     env, raw, root = ws["env"], ws["raw"], ws["root"]
     pred = root / "pred_dante"
-    run(["nnUNetv2_predict", "-i", join(raw, "imagesTs"), "-o", pred, "-d", DATASET_ID, "-c", CONFIG,
-         "-tr", TRAINER, "-f", 0, "-device", "cpu"], env)
+    p = run(["nnUNetv2_predict", "-i", join(raw, "imagesTs"), "-o", pred, "-d", DATASET_ID, "-c", CONFIG,
+             "-tr", TRAINER, "-f", 0, "-device", "cpu"], env)
+    assert "WARNING (dante_nnunet)" not in p.stderr   # correct channel order: the swap check stays silent
 
     export_root = root / "exported"
     run(["dante_nnunet", "export", "-d", DATASET_ID, "-c", CONFIG, "-tr", TRAINER, "-f", 0, "-o", export_root], env)
@@ -139,6 +140,15 @@ def test_wrong_number_of_files_is_a_clear_error(ws):
     # a file in another ending than the model's (.nii among .nii.gz), and a case whose channels differ in size
     src = join(ws["raw"], "imagesTs")
     case = sorted(f for f in os.listdir(src) if f.endswith("_0000.nii.gz"))[0][:-len("_0000.nii.gz")]
+    # T1 and T2 given in each other's place: predicted, with a warning naming the case and files
+    swapped = ws["root"] / "input_swapped"
+    swapped.mkdir()
+    for c, source in enumerate((1, 0, 2)):
+        shutil.copyfile(join(src, f"{case}_{source:04d}.nii.gz"), swapped / f"{case}_{c:04d}.nii.gz")
+    p = run(["nnUNetv2_predict", "-i", swapped, "-o", ws["root"] / "pred_swapped", "-d", DATASET_ID, "-c", CONFIG,
+             "-tr", TRAINER, "-f", 0, "-device", "cpu"], ws["env"])
+    assert f"WARNING (dante_nnunet): case '{case}': {case}_0000.nii.gz (given as T1) looks like" in p.stderr
+    assert os.path.isfile(ws["root"] / "pred_swapped" / f"{case}.nii.gz")
     for name, edit in (("ending", lambda d: sitk.WriteImage(sitk.ReadImage(join(d, f"{case}_0001.nii.gz")),
                                                             join(d, f"{case}_0001.nii"))
                         or os.remove(join(d, f"{case}_0001.nii.gz"))),
