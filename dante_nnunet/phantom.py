@@ -40,7 +40,7 @@ with two lungs; pulmonary vessels as tubes through the lungs, about blood densit
 and bright with it; emboli are small blobs inside vessels: a dark filling defect in the CTPA,
 about 1 noise SD brighter than blood in the non-contrast CT. Spacing 2.0 x 0.7 x 0.7 mm (z, y, x).
 
-Both write ``imagesTr``/``labelsTr`` and a held-out test split: ``imagesTs`` (limited channels only,
+Every kind writes ``imagesTr``/``labelsTr`` and a held-out test split: ``imagesTs`` (limited channels only,
 renumbered ``_0000..``, ready for nnUNetv2_predict), ``imagesTs_allchannels`` (for the upper bound)
 and ``labelsTs``. The dataset is written to a temporary folder and renamed into place.
 """

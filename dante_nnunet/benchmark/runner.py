@@ -506,7 +506,7 @@ class Runner:
 
 def main(argv: Optional[List[str]] = None) -> int:
     import argparse
-    p = argparse.ArgumentParser(description="One-command DANTE benchmark (see dante_nnunet/benchmark.py).")
+    p = argparse.ArgumentParser(description="One-command DANTE benchmark (see dante_nnunet/benchmark/runner.py).")
     p.add_argument("--config", required=True, help="configs/NAME.json")
     p.add_argument("--results", default="results", help="output root; the run writes RESULTS/NAME/")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps"])

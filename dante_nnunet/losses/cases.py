@@ -9,7 +9,7 @@ import torch
 HasPrivileged = Optional[Union[Sequence[bool], torch.Tensor]]
 
 
-def incomplete_mask(has_privileged: HasPrivileged, batch_size: int) -> Optional[torch.Tensor]:
+def complete_cases_mask(has_privileged: HasPrivileged, batch_size: int) -> Optional[torch.Tensor]:
     """None when every case of the batch has its privileged scan (``has_privileged`` None or all True);
     otherwise ``has_privileged`` as a bool tensor on the CPU (host values: no device synchronisation)."""
     if has_privileged is None:

@@ -7,7 +7,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from dante_nnunet.losses.cases import HasPrivileged, incomplete_mask, select_cases
+from dante_nnunet.losses.cases import HasPrivileged, complete_cases_mask, select_cases
 from dante_nnunet.losses.pib import PIB
 from dante_nnunet.losses.synthesis import synthesis_loss
 from dante_nnunet.networks.dual_pathway import DualPathwayOutput
@@ -16,7 +16,7 @@ from dante_nnunet.networks.dual_pathway import DualPathwayOutput
 def privileged_part(output: DualPathwayOutput, target, has_privileged) -> Optional[tuple]:
     """(output, target) restricted to the cases that have their privileged scan, or None when no case has
     it. ``has_privileged``: one bool per case (host values; None = every case has it)."""
-    keep = incomplete_mask(has_privileged, output.z_limited[0].shape[0])
+    keep = complete_cases_mask(has_privileged, output.z_limited[0].shape[0])
     if keep is None:
         return output, target
     if not bool(keep.any()):

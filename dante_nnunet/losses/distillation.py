@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dante_nnunet.losses.cases import HasPrivileged, incomplete_mask, select_cases
+from dante_nnunet.losses.cases import HasPrivileged, complete_cases_mask, select_cases
 
 
 def feature_distillation(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -61,7 +61,7 @@ class DistillationLoss(nn.Module):
         task = self.task_loss(student_out, target)
         s = student_out[0] if isinstance(student_out, (list, tuple)) else student_out
         t = teacher_out[0] if isinstance(teacher_out, (list, tuple)) else teacher_out
-        keep = incomplete_mask(has_privileged, s.shape[0])
+        keep = complete_cases_mask(has_privileged, s.shape[0])
         if keep is not None:
             if not bool(keep.any()):
                 nan = torch.full((), float("nan"), device=task.device)

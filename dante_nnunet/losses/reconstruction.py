@@ -6,7 +6,7 @@ from typing import Dict, Sequence
 import torch
 from torch import nn
 
-from dante_nnunet.losses.cases import HasPrivileged, incomplete_mask
+from dante_nnunet.losses.cases import HasPrivileged, complete_cases_mask
 
 RECONSTRUCTION_TERMS = ("l_to_l", "ap_to_f", "lp_to_f")
 
@@ -59,7 +59,7 @@ class ReconstructionLoss(nn.Module):
         x_limited = x_full.index_select(1, self.limited_index.to(x_full.device))
         l_to_l = masked_mse(output.rec_limited, x_limited, mask)
         full_mask, any_complete = mask, True
-        keep = incomplete_mask(has_privileged, mask.shape[0])
+        keep = complete_cases_mask(has_privileged, mask.shape[0])
         if keep is not None:
             any_complete = bool(keep.any())
             full_mask = mask * keep.to(mask.device, mask.dtype).view(-1, *([1] * (mask.ndim - 1)))

@@ -250,7 +250,6 @@ class DANTETrainer(LimitedDeploymentTrainer):
         marks["regularisers on"] = self.regularizer_start_epoch
         if dual.transferred_from is not None:
             marks["transferred encoders trainable"] = self.encoder_freeze_end_epoch
-        if dual.transferred_from is not None:
             if self.is_ddp and self.current_epoch < self.encoder_freeze_end_epoch:
                 raise RuntimeError(f"{type(self).__name__}: freezing transferred encoders is not supported under "
                                    f"DDP (it changes which parameters take gradients); use a variant with "
