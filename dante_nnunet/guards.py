@@ -215,8 +215,13 @@ class ConstantChannelCache:
     def __init__(self, path: str, folder: str):
         self.path, self.folder = path, folder
 
-    def _signature(self, case: str) -> List[int]:
-        st = os.stat(os.path.join(self.folder, case + ".pkl"))
+    def _signature(self, case: str) -> Optional[List[int]]:
+        """Size and modification time of the case's .pkl; None without one (not a whole preprocessed case:
+        nnU-Net reports it when it loads the case)."""
+        try:
+            st = os.stat(os.path.join(self.folder, case + ".pkl"))
+        except FileNotFoundError:
+            return None
         return [st.st_size, st.st_mtime_ns]
 
     def constant_channels(self, cases: Sequence[str], non_constant, channels: Sequence[int]) -> Dict[str, List[int]]:
@@ -233,6 +238,8 @@ class ConstantChannelCache:
         out = {}
         for case in cases:
             sig = self._signature(case)
+            if sig is None:
+                continue
             entry = known.get(case)
             if entry is None or entry["signature"] != sig:
                 moving = set(non_constant(case))
