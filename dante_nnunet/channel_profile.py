@@ -9,20 +9,20 @@ The body is where any channel is non-zero (nnU-Net's non-zero mask, without its 
 voxel where that is under 1% of the image (CT). The distance between two profiles is the L1 norm of
 their difference.
 
-A channel *looks like* another when its distance to that channel's reference is under ``1 / ratio``
-of its distance to its own reference and its own distance is above ``floor``: both ratio and floor are
-chosen so that correct inputs of the phantoms never fire (docs/reliability.md has the measurement).
-Channels with alike distributions (T2 and FLAIR of the phantoms) are not told apart; the check says
-nothing then, rather than guess.
+A channel *looks like* another when its distance to that channel's reference is under ``1 / RATIO``
+of its distance to its own reference and its own distance is above ``FLOOR``, and a swap is reported
+only when it shows from both sides (the other channel looks like the first). Channels whose reference
+profiles lie within ``ALIKE`` of each other (the phantoms' T2 and FLAIR) are not compared: the check
+says nothing about them rather than guess. docs/reliability.md has the measurement on the phantoms.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
-RATIO, FLOOR = 3.0, 1.0
+RATIO, FLOOR, ALIKE = 3.0, 1.0, 1.0
 STRIDE = 2   # every second voxel per axis: the quantiles of 1/8 of the voxels
 
 
@@ -56,20 +56,36 @@ def distances(profiles: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.abs(np.asarray(profiles)[:, None, :] - np.asarray(reference)[None, :, :]).sum(-1)
 
 
-def looks_swapped(profiles: np.ndarray, reference: np.ndarray, ratio: float = RATIO,
-                  floor: float = FLOOR) -> Dict[int, int]:
-    """{input channel: the reference channel it looks like} for channels that fit another channel's
-    reference ``ratio`` times better than their own (and sit above ``floor`` from their own)."""
+def swap_evidence(profiles: np.ndarray, reference: np.ndarray, floor: float = FLOOR,
+                  alike: float = ALIKE) -> Dict[int, Tuple[int, float]]:
+    """{input channel: (the other reference channel it is nearest to, distance to its own reference /
+    distance to that one)} for channels above ``floor`` from their own reference. Only reference
+    channels more than ``alike`` apart from the channel's own count as others: between alike channels
+    (the phantoms' T2 and FLAIR) the ratio is noise."""
     d = distances(profiles, reference)
+    between = distances(reference, reference)
     out = {}
     for i in range(d.shape[0]):
-        others = [j for j in range(d.shape[1]) if j != i]
-        if not others:
+        others = [j for j in range(d.shape[1]) if j != i and between[i, j] > alike]
+        if not others or d[i, i] <= floor:
             continue
         j = min(others, key=lambda k: d[i, k])
-        if d[i, i] > floor and d[i, j] * ratio < d[i, i]:
-            out[i] = j
+        out[i] = (j, float(d[i, i] / max(d[i, j], 1e-12)))
     return out
+
+
+def looks_swapped(profiles: np.ndarray, reference: np.ndarray, ratio: float = RATIO,
+                  floor: float = FLOOR) -> Dict[int, int]:
+    """{input channel: the reference channel it looks like} for channels that fit another (not alike)
+    channel's reference ``ratio`` times better than their own (and sit above ``floor`` from their own),
+    kept only where the exchange shows from both sides: channel i looks like j, and a channel alike to j
+    looks like one alike to i. One channel alone that resembles another is an unusual case, not a swap
+    (it is what fired on correct inputs of the reference phantom)."""
+    between = distances(reference, reference)
+    group = lambda c: {k for k in range(len(reference)) if between[c, k] <= ALIKE}  # noqa: E731
+    flagged = {i: j for i, (j, r) in swap_evidence(profiles, reference, floor).items() if r > ratio}
+    return {i: j for i, j in flagged.items()
+            if any(k in group(j) and flagged[k] in group(i) for k in flagged if k != i)}
 
 
 def reference_profiles(load_case, keys: Sequence[str], channels: Sequence[int]) -> np.ndarray:

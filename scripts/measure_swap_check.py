@@ -19,7 +19,8 @@ import SimpleITK as sitk
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dante_nnunet.channel_profile import case_profiles, looks_swapped, reference_profiles  # noqa: E402
+from dante_nnunet.channel_profile import (case_profiles, looks_swapped, reference_profiles,  # noqa: E402
+                                          swap_evidence)
 from dante_nnunet.config import ChannelSplit  # noqa: E402
 from dante_nnunet.nnunet_jobs import nnunet_environment, run_command  # noqa: E402
 from dante_nnunet.phantom import write_phantom  # noqa: E402
@@ -48,15 +49,26 @@ def measure(kind: str, seed: int, root: str, num_train: int, num_test: int, shap
     test = sorted({f[:-12] for f in os.listdir(os.path.join(raw, "imagesTs")) if f.endswith(".nii.gz")})
     pairs = list(itertools.combinations(range(len(names)), 2))
     fired, caught = 0, {f"{names[i]}<->{names[j]}": 0 for i, j in pairs}
+    worst_correct, least_swapped = 0.0, {k: float("inf") for k in caught}
     for case in test:
         arrays = [sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(raw, "imagesTs", f"{case}_{c:04d}.nii.gz")))
                   for c in range(len(names))]
         fired += bool(looks_swapped(case_profiles(arrays), reference))
+        worst_correct = max(worst_correct, strongest(case_profiles(arrays), reference))
         for i, j in pairs:
             swapped = list(arrays)
             swapped[i], swapped[j] = arrays[j], arrays[i]
-            caught[f"{names[i]}<->{names[j]}"] += bool(looks_swapped(case_profiles(swapped), reference))
-    return {"kind": kind, "seed": seed, "test_cases": len(test), "fired_on_correct": fired, "caught": caught}
+            key = f"{names[i]}<->{names[j]}"
+            caught[key] += bool(looks_swapped(case_profiles(swapped), reference))
+            least_swapped[key] = min(least_swapped[key], strongest(case_profiles(swapped), reference))
+    return {"kind": kind, "seed": seed, "test_cases": len(test), "fired_on_correct": fired, "caught": caught,
+            "largest_ratio_on_correct": round(worst_correct, 3),
+            "smallest_ratio_on_swapped": {k: round(v, 3) for k, v in least_swapped.items()}}
+
+
+def strongest(profiles, reference) -> float:
+    """The largest evidence ratio over the case's channels (0 if none): the warning fires above RATIO."""
+    return max([r for _, r in swap_evidence(profiles, reference).values()], default=0.0)
 
 
 def main() -> int:

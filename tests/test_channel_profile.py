@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dante_nnunet.channel_profile import (QUANTILES, body_mask, case_profiles, distances, intensity_profile,
-                                          looks_swapped, reference_profiles)
+                                          looks_swapped, reference_profiles, swap_evidence)
 
 
 def test_profile_of_0_to_100_is_the_quantiles_by_hand_and_does_not_change_under_gain_and_offset():
@@ -43,3 +43,8 @@ def test_decision_rule_by_hand():
     assert looks_swapped(np.array([[3.5, 0.0], [0.5, 0.0]]), reference) == {0: 1, 1: 0}   # 0.5 x 3 < 3.5
     assert looks_swapped(np.array([[3.0, 0.0], [1.0, 0.0]]), reference) == {}           # 1.0 x 3 = 3.0
     assert looks_swapped(np.array([[0.9, 0.0]]), reference[:1]) == {}                  # one channel: nothing
+    assert looks_swapped(np.array([[0.0, 0.0], [0.5, 0.0]]), reference) == {}           # one side only: not a swap
+    # channels 1 and 2 alike (references 0.5 apart, under ALIKE = 1): never named for each other
+    alike = np.array([[0.0, 0.0], [4.0, 0.0], [4.5, 0.0]])
+    assert swap_evidence(np.array([[0.0, 0.0], [6.0, 0.0], [4.5, 0.0]]), alike) == {1: (0, 2.0 / 6.0)}
+    assert looks_swapped(np.array([[0.0, 0.0], [4.5, 0.0], [4.0, 0.0]]), alike) == {}
