@@ -49,8 +49,8 @@ def read_checkpoint(path: str, map_location="cpu", mmap: bool = False) -> dict:
 
 
 class CheckpointWriteError(OSError):
-    """A checkpoint or export that could not be written; the message names the file, the cause and the
-    folder's free space."""
+    """A checkpoint, export or progress plot that could not be written; the message names the file, the
+    cause and the folder's free space (or that it is not writable)."""
 
 
 def write_failure(path: str, error: BaseException, needed: Optional[int] = None) -> CheckpointWriteError:

@@ -260,7 +260,7 @@ def test_a_full_disk_and_a_read_only_results_folder_name_the_cause(env, e2e_data
         except ProcessLookupError:
             pass
         subprocess.run(["umount", fold], capture_output=True)
-    assert proc.returncode != 0 and f"{fold} is not writable" in err
+    assert proc.returncode != 0 and f"{fold} is not writable" in err, err[-4000:]
     assert (out + err).count("failed to log") == 0
     p = run(_train_cmd(TRAINER, "--c"), env)
     assert "Loaded " in p.stdout and read_checkpoint(join(fold, "checkpoint_final.pth"))["current_epoch"] == 4

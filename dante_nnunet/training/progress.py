@@ -2,6 +2,7 @@
 throttled redrawing for every trainer of the package."""
 from __future__ import annotations
 
+import os
 import time
 from typing import Optional
 
@@ -10,6 +11,7 @@ from batchgenerators.utilities.file_and_folder_operations import join
 from nnunetv2.training.logging.nnunet_logger import LocalLogger
 
 from dante_nnunet.diagnostics import FEATURE_STATS, STAT_LABELS
+from dante_nnunet.guards import write_failure
 from dante_nnunet.losses.reconstruction import RECONSTRUCTION_TERMS
 
 LOSS_TERMS = ("seg_limited", "seg_full", "pib", "align", "synthesis")
@@ -36,7 +38,11 @@ class ThrottledPlotting:
 
     def flush_plots(self) -> None:
         if self._pending is not None:
-            self._draw(self._pending)
+            try:
+                self._draw(self._pending)
+            except OSError as e:   # a read-only or full results folder: name it (matplotlib's error does not say)
+                raise write_failure(getattr(e, "filename", None) or os.path.join(self._pending, "progress.png"),
+                                    e) from None
             self._last_plot, self._pending = time.monotonic(), None
 
 
