@@ -22,8 +22,11 @@ def _export(args) -> int:
     dest = export_model(args.d, args.c, args.tr, args.f, args.o, plans_identifier=args.p, checkpoint_name=args.chk)
     print(f"exported plain nnU-Net model: {dest}")
     chk = "" if args.chk == "checkpoint_final.pth" else f" -chk {shlex.quote(args.chk)}"   # export keeps the name
+    import torch
+    device = "" if torch.cuda.is_available() else " -device cpu"   # nnU-Net's default (cuda) fails without a GPU
     print(f"predict without the plugin: nnUNet_results={shlex.quote(os.path.abspath(args.o))} "
-          f"nnUNetv2_predict -i INPUT -o OUTPUT -d {args.d} -c {args.c} -p {args.p} -f {' '.join(args.f)}{chk}")
+          f"nnUNetv2_predict -i INPUT -o OUTPUT -d {args.d} -c {args.c} -p {args.p} -f {' '.join(args.f)}{chk}"
+          f"{device}")
     return 0
 
 
