@@ -3,7 +3,7 @@ own commands (``nnUNetv2_plan_and_preprocess``, ``nnUNetv2_predict``) do, and re
 its case and file. Writes nothing.
 
 nnU-Net reads NIfTI through SimpleITK, which fills the missing part of a truncated file with zeros and
-turns NaN/Inf into 0 without an error (``rawdata.read_whole``); its ``--verify_dataset_integrity``
+turns NaN/Inf into 0 without an error (``rawdata.read_whole``, called by ``check_image``); its ``--verify_dataset_integrity``
 checks names, shapes and label values, not that a file is whole. This check adds: every image and label
 read whole and finite; one grid (size and spacing) per case; label values that dataset.json defines; the
 "dante" block's channel split; the cases it lists without the privileged scan hold constant privileged
@@ -20,7 +20,7 @@ import numpy as np
 
 from dante_nnunet.config import ChannelSplit, DanteConfigError, cases_without_privileged, non_constant_channels
 from dante_nnunet.evaluation import label_values_from_dataset_json
-from dante_nnunet.rawdata import UnreadableImageError, geometry, read_whole
+from dante_nnunet.rawdata import check_image, size_and_spacing
 
 
 def _case_files(folder: str, ending: str, problems: List[str]) -> Dict[str, Dict[int, str]]:
@@ -41,22 +41,11 @@ def _case_files(folder: str, ending: str, problems: List[str]) -> Dict[str, Dict
 
 
 def _read(case: str, path: str, problems: List[str]) -> Optional[np.ndarray]:
+    """The file's voxels (``rawdata.check_image``: whole and finite), or None with the problem recorded."""
     try:
-        arr = read_whole(case, path)
-    except UnreadableImageError as e:
+        return check_image(case, path)
+    except ValueError as e:
         problems.append(str(e))
-        return None
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        problems.append(f"case {case!r}: {path} holds {int((~np.isfinite(arr)).sum())} non-finite voxel(s) "
-                        f"(NaN/Inf), which nnU-Net's SimpleITK reader turns into 0")
-    return arr
-
-
-def _grid(path: str):
-    try:
-        size, spacing, _, _ = geometry(path)
-        return tuple(size), tuple(spacing)
-    except RuntimeError:
         return None
 
 
@@ -105,7 +94,7 @@ def check_raw_dataset(folder: str, progress=None) -> List[str]:
                     files.append(label)
                 else:
                     problems.append(f"case {case!r}: {label} is missing")
-            grids = {f: _grid(f) for f in files}
+            grids = {f: size_and_spacing(f) for f in files}
             if len({g for g in grids.values() if g is not None}) > 1:
                 described = ", ".join(f"{os.path.basename(f)}: size {g[0]}, spacing {g[1]}"
                                       for f, g in grids.items() if g is not None)

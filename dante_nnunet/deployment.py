@@ -127,20 +127,9 @@ def check_case_files(folder: str, num_channels: int, channel_names: Optional[Seq
     return sorted(cases)
 
 
-def _size_and_spacing(path: str):
-    """(size, spacing rounded to 1e-5) from the image header, or None where SimpleITK cannot read it."""
-    import SimpleITK as sitk
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        return None
-    return tuple(reader.GetSize()), tuple(round(v, 5) for v in reader.GetSpacing())
-
-
 def _check_same_size_and_spacing(folder: str, case: str, names: Sequence[str]) -> None:
-    geometry = {f: _size_and_spacing(join(folder, f)) for f in names}
+    from dante_nnunet.rawdata import size_and_spacing
+    geometry = {f: size_and_spacing(join(folder, f)) for f in names}
     known = {f: g for f, g in geometry.items() if g is not None}
     if len(set(known.values())) > 1:
         described = ", ".join(f"{f}: size {g[0]}, spacing {g[1]}" for f, g in known.items())

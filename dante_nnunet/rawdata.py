@@ -104,9 +104,9 @@ def read_whole(case: str, path: str) -> np.ndarray:
                                    f"copy or download?); replace it or remove the case") from None
 
 
-def check_image(case: str, path: str) -> None:
+def check_image(case: str, path: str) -> np.ndarray:
     """Refuse an image that cannot be read whole (``read_whole``) or that holds NaN or Inf, naming the
-    case and the file. nnU-Net's NibabelIO passes NaN and Inf on (NaN stops its preprocessing without
+    case and the file; returns the voxels. nnU-Net's NibabelIO passes NaN and Inf on (NaN stops its preprocessing without
     naming the file; Inf turns the normalised channel into NaN)."""
     arr = read_whole(case, path)
     if np.issubdtype(arr.dtype, np.floating):
@@ -115,6 +115,7 @@ def check_image(case: str, path: str) -> None:
             kinds = [k for k, m in (("NaN", nan), ("Inf", inf)) if m.any()]
             raise ValueError(f"case {case!r}: {path} holds {int(nan.sum() + inf.sum())} non-finite voxel(s) "
                              f"({' and '.join(kinds)}); fix or remove the case")
+    return arr
 
 
 def geometry(path: str):
@@ -124,6 +125,15 @@ def geometry(path: str):
     r.ReadImageInformation()
     return (r.GetSize(), np.round(r.GetSpacing(), 5).tolist(), np.round(r.GetOrigin(), 3).tolist(),
             np.round(r.GetDirection(), 5).tolist())
+
+
+def size_and_spacing(path: str):
+    """(size, spacing rounded to 1e-5) from the image header, or None where SimpleITK cannot read it."""
+    try:
+        size, spacing, _, _ = geometry(path)
+    except RuntimeError:
+        return None
+    return tuple(size), tuple(spacing)
 
 
 def check_same_geometry(case: str, files: Sequence[str]) -> None:
