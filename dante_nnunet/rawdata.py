@@ -106,8 +106,8 @@ def read_whole(case: str, path: str) -> np.ndarray:
 
 def check_image(case: str, path: str) -> np.ndarray:
     """Refuse an image that cannot be read whole (``read_whole``) or that holds NaN or Inf, naming the
-    case and the file; returns the voxels. nnU-Net's NibabelIO passes NaN and Inf on (NaN stops its preprocessing without
-    naming the file; Inf turns the normalised channel into NaN)."""
+    case and the file; returns the voxels. nnU-Net's NibabelIO passes NaN and Inf on (NaN stops its
+    preprocessing without naming the file; Inf turns the normalised channel into NaN)."""
     arr = read_whole(case, path)
     if np.issubdtype(arr.dtype, np.floating):
         nan, inf = np.isnan(arr), np.isinf(arr)
