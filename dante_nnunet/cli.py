@@ -37,8 +37,8 @@ def _demo(args) -> int:
 
 
 def _sweep(args) -> int:
-    from dante_nnunet.training.sweep import sweep_trainer_name
-    names = [sweep_trainer_name(args.base, l1, l2) for l1 in args.pib for l2 in args.align]   # all checked first
+    from dante_nnunet.trainer_names import trainer_name
+    names = [trainer_name(args.base, l1, l2) for l1 in args.pib for l2 in args.align]   # all checked first
     for name in names:
         print(" ".join(["nnUNetv2_train", str(args.d), args.c, str(args.f), "-tr", name] + args.extra))
     return 0

@@ -26,7 +26,7 @@ x 0.7 mm and patch 64 x 160 x 192, which ``configs/dp2e.json`` applies (``nnUNet
 **Cases without the privileged scan** (``--allow-missing-privileged``): a case folder that lacks only the
 privileged file (``<case>_t1ce``, ``<case>_ctpa``) is converted with a placeholder for it (zeros, the
 geometry of the case's other images) and listed in dataset.json under ``"dante"`` ->
-``"cases_without_privileged"``, which DANTE's trainers read (README, "Training cases without the privileged
+``"cases_without_privileged"``, which DANTE's trainers read (docs/reference.md, "Training cases without the privileged
 scan"). Without the option such a case is an error, as any other missing file.
 
 Everything is checked before anything is written: exactly the expected files per case (a folder holding

@@ -40,7 +40,7 @@ def run_demo(workdir: str, dataset_id: int = 990, trainer: str = "DANTETrainer_d
                         shape=tuple(shape), raw_root=env["nnUNet_raw"])
     dataset_name = os.path.basename(raw)
     step("plan_and_preprocess", ["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", "3d_fullres", "-np", "1",
-                                 "--verify_dataset_integrity"])
+                                 "-npfp", "1", "--verify_dataset_integrity"])
     add_configuration(join(env["nnUNet_preprocessed"], dataset_name, "nnUNetPlans.json"), configuration,
                       features_per_stage=features_per_stage if isinstance(features_per_stage, int) else list(features_per_stage),
                       patch_size=list(patch_size))

@@ -37,10 +37,11 @@ PROGRESS = re.compile(r"Epoch \d+\s*$|train_loss|val_loss|Pseudo dice|Epoch time
 
 
 def ext_trainer_value(existing: Optional[str] = None, *more_folders: str) -> str:
-    """nnUNet_extTrainer with this package's trainer folder first, then ``more_folders`` and the existing
-    entries (each once)."""
-    parts = [TRAINER_FOLDER]
-    for p in list(more_folders) + (existing or "").split(os.pathsep):
+    """nnUNet_extTrainer: ``more_folders``, then the existing entries, then this package's trainer folder (each
+    once). The package's folder comes last: its module resolves every ``<Family>_<tokens>`` name and refuses
+    unknown tokens, so one's own classes of those families (``DANTETrainer_mine``) must be found first."""
+    parts: list = []
+    for p in list(more_folders) + (existing or "").split(os.pathsep) + [TRAINER_FOLDER]:
         if p and os.path.abspath(p) not in {os.path.abspath(q) for q in parts}:
             parts.append(p)
     return os.pathsep.join(parts)

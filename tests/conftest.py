@@ -35,3 +35,30 @@ def e2e_dataset(tmp_path_factory):
     add_configuration(join(env["nnUNet_preprocessed"], name, "nnUNetPlans.json"), E2E_CONFIG,
                       features_per_stage=[8, 16, 32, 64], patch_size=[16, 16, 16])
     return {"root": root, "env": env, "raw": raw, "name": name}
+
+
+# ---- the fast lane (`pytest -m "not slow"`): every test that trains, plans, compiles or runs an nnU-Net
+# command is marked slow; end-to-end tests and users of the planned phantom are marked here
+_SLOW_FIXTURES = {"e2e_dataset"}
+_FAST_LANE_LIMIT_S = 5.0
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("e2e") or _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Names the unmarked tests that took longer than the fast lane allows, so they get marked."""
+    slow = []
+    for reports in terminalreporter.stats.values():
+        for r in reports:
+            if getattr(r, "when", None) == "call" and "slow" not in getattr(r, "keywords", {}) \
+                    and r.duration > _FAST_LANE_LIMIT_S:
+                slow.append((r.duration, r.nodeid))
+    if slow:
+        terminalreporter.write_line(f"unmarked tests over {_FAST_LANE_LIMIT_S:.0f} s (mark them "
+                                    f"@pytest.mark.slow to keep the fast lane fast):")
+        for duration, nodeid in sorted(slow, reverse=True):
+            terminalreporter.write_line(f"  {duration:.1f} s {nodeid}")

@@ -28,6 +28,7 @@ def _cfg(tmp_path, **over):
     return str(path)
 
 
+@pytest.mark.slow   # plans a phantom
 def test_config_errors_name_file_and_key(tmp_path):
     load_config(_cfg(tmp_path))
     with pytest.raises(BenchmarkConfigError, match=r"c\.json: 'upper' is 'nope'"):
@@ -245,6 +246,7 @@ def test_nested_splits_train_on_the_first_n_cases_and_validate_on_the_same(tmp_p
     assert json.load(open(pre / "splits_final.json")) == folds
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.delenv(k, raising=False)

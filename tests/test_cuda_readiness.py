@@ -16,6 +16,8 @@ from dante_nnunet.networks.builder import build_stock_network
 from dante_nnunet.networks.dual_pathway import FullPathway, LimitedPathway
 from dante_nnunet.training import DANTEPretrainTrainer, DANTETrainer
 
+pytestmark = pytest.mark.slow   # torch.compile and autocast steps: minutes on 2 cores
+
 DATASET = "Dataset996_Cuda"
 
 

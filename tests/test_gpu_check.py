@@ -53,6 +53,7 @@ def test_gpu_check_without_cuda_asks_for_dry_run(tmp_path):
     assert p.returncode == 2 and "--dry-run" in p.stderr
 
 
+@pytest.mark.slow   # runs nnU-Net's planner
 def test_brats_like_plans_are_nnunets_brats_plans():
     """nnU-Net's default planner on the BraTS-like fingerprint gives the paper's setting (128^3, batch 2,
     PlainConvUNet 32..320, 6 stages); ResEnc M keeps the patch, ResEnc L enlarges it for 24 GB."""

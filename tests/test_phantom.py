@@ -197,6 +197,7 @@ def test_cli_refuses_existing_id(tmp_path, monkeypatch, capsys):
     assert os.listdir(tmp_path) == ["Dataset603_Mine"]
 
 
+@pytest.mark.slow
 def test_ct_phantom_plans_with_ct_normalisation_and_splits_by_number(tmp_path):
     """Through the stock planner: both CT channels get CTNormalization, and DANTETrainer reads the
     channel split (CTPA by number) from the preprocessed dataset.json. Two of the five training cases lack

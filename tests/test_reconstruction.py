@@ -111,6 +111,7 @@ def test_masked_input_voxels_are_invisible_to_the_network():
     assert all(torch.equal(p, q) for p, q in zip(a, b))
 
 
+@pytest.mark.slow
 def test_stage1_loss_falls_on_a_tiny_phantom_dataset():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

@@ -11,7 +11,7 @@ import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as nnunet_trainer_module
 from tests.support import E2E_CONFIG, E2E_DATASET_ID, run
 from dante_nnunet.training.seeding import (AUGMENTER_NAME, derived_seed, seed_everything,
                                            seeded_augmenter_workers)
-from dante_nnunet.training.sweep import sweep_trainer_name
+from dante_nnunet.trainer_names import TrainerNameError, trainer_name
 
 
 def test_nnunet_still_builds_unseeded_augmenters_by_that_name():
@@ -53,12 +53,12 @@ def test_seed_names_resolve_for_every_trainer_family(monkeypatch):
     dante = find("DANTETrainer_demo_pib0.1_seed3")
     assert (dante.lambda_pib, dante.seed) == (0.1, 3)
     assert find("DANTEPretrainTrainer_demo_seed0").seed == 0
-    with pytest.raises(RuntimeError, match="Could not find"):
+    with pytest.raises(TrainerNameError, match="which LowerBoundTrainer does not have"):
         find("LowerBoundTrainer_demo_pib0.1")        # loss weights only for DANTE trainers
-    assert sweep_trainer_name("DANTETrainer", 1e-05, None, 4) == "DANTETrainer_pib1e-05_seed4"
+    assert trainer_name("DANTETrainer", 1e-05, None, 4) == "DANTETrainer_pib1e-05_seed4"
     assert find("DANTETrainer_pib1e-05_seed4").lambda_pib == 1e-05
     with pytest.raises(ValueError, match="non-negative integer"):
-        sweep_trainer_name("DANTETrainer", seed=1.5)
+        trainer_name("DANTETrainer", seed=1.5)
 
 
 @pytest.mark.e2e

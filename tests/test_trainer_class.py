@@ -64,17 +64,17 @@ def test_sweep_names_resolve_through_nnunet_lookup(monkeypatch):
     from dante_nnunet.nnunet_jobs import TRAINER_FOLDER
     monkeypatch.setenv("nnUNet_extTrainer", TRAINER_FOLDER)
     cls = recursive_find_trainer_class_by_name("DANTETrainer_50epochs_pib0.1_align1.5")
-    assert issubclass(cls, DANTETrainer_50epochs)
+    assert issubclass(cls, DANTETrainer)
     assert (cls.lambda_pib, cls.lambda_align, cls.epochs) == (0.1, 1.5, 50)
     assert recursive_find_trainer_class_by_name("DANTETrainer_pib0.1_align1.5") is not cls
     assert recursive_find_trainer_class_by_name("DANTETrainer_InfoNCE") is DANTETrainer_InfoNCE
     syn = recursive_find_trainer_class_by_name("DANTETrainer_synth_demo_syn0.1_seed2")   # synthesis weight
     assert (syn.lambda_synthesis, syn.seed, syn.epochs, syn.lambda_pib) == (0.1, 2, 10, 0.3)
-    from dante_nnunet.training.sweep import sweep_trainer_name
-    assert sweep_trainer_name("DANTETrainer_synth_demo", lambda_synthesis=0.1, seed=2) == syn.__name__
+    from dante_nnunet.trainer_names import TrainerNameError, trainer_name
+    assert trainer_name("DANTETrainer_synth_demo", lambda_synthesis=0.1, seed=2) == syn.__name__
     with pytest.raises(ValueError, match="lambda_synthesis must be a finite number"):
-        sweep_trainer_name("DANTETrainer", lambda_synthesis=-1)
-    with pytest.raises(RuntimeError, match="Could not find"):
+        trainer_name("DANTETrainer", lambda_synthesis=-1)
+    with pytest.raises(TrainerNameError, match="sets lambda_synthesis, which LowerBoundTrainer does not have"):
         recursive_find_trainer_class_by_name("LowerBoundTrainer_demo_syn0.1")   # DANTE trainers only
     with pytest.raises(RuntimeError, match="Could not find"):
         recursive_find_trainer_class_by_name("NotATrainer_pib0.1")

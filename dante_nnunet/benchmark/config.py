@@ -7,7 +7,7 @@ from typing import List
 
 from batchgenerators.utilities.file_and_folder_operations import isfile, load_json
 
-from dante_nnunet.training.sweep import sweep_trainer_name
+from dante_nnunet.trainer_names import trainer_name
 
 
 class BenchmarkConfigError(ValueError):
@@ -150,9 +150,9 @@ def sweep_points(sweep_cfg: dict) -> List[dict]:
     """One lambda at a time around the trainer's defaults, as in Fig. 4: ``<trainer>_pib<l1>`` for each
     lambda1 and ``<trainer>_align<l2>`` for each lambda2."""
     base = sweep_cfg["trainer"]
-    pts = [{"lambda": "lambda_pib", "value": float(v), "trainer": sweep_trainer_name(base, lambda_pib=v)}
+    pts = [{"lambda": "lambda_pib", "value": float(v), "trainer": trainer_name(base, lambda_pib=v)}
            for v in sweep_cfg.get("lambda_pib", [])]
-    pts += [{"lambda": "lambda_align", "value": float(v), "trainer": sweep_trainer_name(base, lambda_align=v)}
+    pts += [{"lambda": "lambda_align", "value": float(v), "trainer": trainer_name(base, lambda_align=v)}
             for v in sweep_cfg.get("lambda_align", [])]
     if not pts:
         raise ValueError("the config's 'sweep' block lists no lambda_pib or lambda_align values")

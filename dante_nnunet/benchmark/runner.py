@@ -61,7 +61,7 @@ from dante_nnunet.benchmark.config import (BenchmarkConfigError, load_config, me
 from dante_nnunet.benchmark import report as _report
 from dante_nnunet.nnunet_jobs import NNUNET_FOLDERS, add_configuration, nnunet_environment, run_command
 from dante_nnunet.rawdata import dataset_folders
-from dante_nnunet.training.sweep import sweep_trainer_name
+from dante_nnunet.trainer_names import TrainerNameError, trainer_name
 
 
 class Runner:
@@ -81,7 +81,7 @@ class Runner:
     @staticmethod
     def seeded(trainer: str, seed: Optional[int]) -> str:
         """The trainer name of one seed's run (``<trainer>_seed<N>``; unchanged for None)."""
-        return trainer if seed is None else sweep_trainer_name(trainer, seed=seed)
+        return trainer if seed is None else trainer_name(trainer, seed=seed)
 
     @staticmethod
     def seed_suffix(seed: Optional[int]) -> str:
@@ -410,7 +410,10 @@ class Runner:
                         recursive_find_trainer_class_by_name(name)
                 except RuntimeError:
                     raise BenchmarkConfigError(f"config {self.cfg['name']!r}, {where}: no trainer class {name!r} "
-                                               f"(see the README's trainers table)") from None
+                                               f"(see 'Trainer names' in the README)") from None
+                except TrainerNameError as e:
+                    raise BenchmarkConfigError(f"config {self.cfg['name']!r}, {where}: no trainer class {name!r}: "
+                                               f"{e}") from None
         finally:
             if old is None:
                 os.environ.pop("nnUNet_extTrainer")

@@ -49,7 +49,7 @@ class DANTETrainer(LimitedDeploymentTrainer):
     # epochs = 500, iterations_per_epoch = 250, val_iterations_per_epoch = 50 (DANTEBaseTrainer)
     lambda_pib = 0.3                  # lambda1 of Eq. 6
     lambda_align = 0.5                # lambda2 of Eq. 6
-    # Regulariser form (README, "Privileged transfer"): Eq. 4 between per-case, per-channel
+    # Regulariser form (docs/privileged_transfer.md): Eq. 4 between per-case, per-channel
     # standardised maps towards a detached Z^A, Eq. 3 relative to the scale of Z^A, proj_i
     # starting at 0. Eqs. 3-4 as printed (raw L1, both directions) are DANTETrainer_paper: rescaling
     # features satisfies them, and it collapsed the shallow levels (docs/privileged_transfer.md).

@@ -69,9 +69,9 @@ class LowerBoundTrainer_tinyS1(LowerBoundTrainer_tiny):
 
 
 def __getattr__(name):
-    # sweep names (<trainer>_pib<l1>_align<l2>) of this module's trainers, as the package's shim does
-    from dante_nnunet.training.sweep import resolve_sweep_trainer
-    cls = resolve_sweep_trainer(name, globals())
+    # token names (<trainer>_pib<l1>_seed<n>) of this module's trainers (dante_nnunet/trainer_names.py)
+    from dante_nnunet.training.variants import variant_of
+    cls = variant_of(name, globals())
     if cls is None:
         raise AttributeError(name)
     return cls
