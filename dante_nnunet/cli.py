@@ -12,13 +12,13 @@ from typing import List, Optional
 
 
 def _env(args) -> int:
-    from dante_nnunet.nnunet_jobs import ext_trainer_value
+    from dante_nnunet.jobs.nnunet_jobs import ext_trainer_value
     print(f"export nnUNet_extTrainer={shlex.quote(ext_trainer_value(os.environ.get('nnUNet_extTrainer')))}")
     return 0
 
 
 def _export(args) -> int:
-    from dante_nnunet.export import export_model
+    from dante_nnunet.deploy.export import export_model
     dest = export_model(args.d, args.c, args.tr, args.f, args.o, plans_identifier=args.p, checkpoint_name=args.chk)
     print(f"exported plain nnU-Net model: {dest}")
     chk = "" if args.chk == "checkpoint_final.pth" else f" -chk {shlex.quote(args.chk)}"   # export keeps the name
@@ -31,7 +31,7 @@ def _export(args) -> int:
 
 
 def _demo(args) -> int:
-    from dante_nnunet.demo import run_demo
+    from dante_nnunet.jobs.demo import run_demo
     run_demo(args.workdir, dataset_id=args.dataset_id, trainer=args.tr, seed=args.seed)
     return 0
 
@@ -45,7 +45,7 @@ def _sweep(args) -> int:
 
 
 def _pretrain_dataset(args) -> int:
-    from dante_nnunet.pretrain_dataset import write_pretrain_dataset
+    from dante_nnunet.data.pretrain_dataset import write_pretrain_dataset
     folder = write_pretrain_dataset(args.sources, args.d, args.n, channel_names=args.channels,
                                     privileged_channels=args.privileged, like=args.like,
                                     file_ending=args.file_ending,
@@ -59,7 +59,7 @@ def _pretrain_dataset(args) -> int:
 
 
 def _check_dataset(args) -> int:
-    from dante_nnunet.check_dataset import check_raw_dataset, dataset_folder, summary
+    from dante_nnunet.data.check_dataset import check_raw_dataset, dataset_folder, summary
     folder = dataset_folder(args.d)
     problems = check_raw_dataset(folder)
     print(summary(folder, problems), file=sys.stderr if problems else sys.stdout)
@@ -69,7 +69,7 @@ def _check_dataset(args) -> int:
 def _evaluate(args) -> int:
     import json
     from batchgenerators.utilities.file_and_folder_operations import load_json
-    from dante_nnunet.evaluation import evaluate_folders
+    from dante_nnunet.jobs.evaluation import evaluate_folders
     if os.path.exists(args.o):
         raise FileExistsError(f"{args.o} already exists; not overwriting it")
     out_dir = os.path.dirname(os.path.abspath(args.o))
@@ -96,7 +96,7 @@ def _add_configuration(args) -> int:
     from batchgenerators.utilities.file_and_folder_operations import join
     from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-    from dante_nnunet.nnunet_jobs import add_configuration
+    from dante_nnunet.jobs.nnunet_jobs import add_configuration
     if not nnUNet_preprocessed.is_set():
         raise ValueError("nnUNet_preprocessed is not set")
     name = maybe_convert_to_dataset_name(args.d)
@@ -111,19 +111,19 @@ def _add_configuration(args) -> int:
 
 
 def _convert_brats(args) -> int:
-    from dante_nnunet.converters import convert_brats
+    from dante_nnunet.data.converters import convert_brats
     print(f"wrote {convert_brats(args.src, args.d, args.name, allow_missing_privileged=args.allow_missing_privileged)}")
     return 0
 
 
 def _convert_ct_pairs(args) -> int:
-    from dante_nnunet.converters import convert_ct_pairs
+    from dante_nnunet.data.converters import convert_ct_pairs
     print(f"wrote {convert_ct_pairs(args.src, args.d, args.name, allow_missing_privileged=args.allow_missing_privileged)}")
     return 0
 
 
 def _fingerprint(args) -> int:
-    from dante_nnunet.fingerprint import fix_fingerprint
+    from dante_nnunet.data.fingerprint import fix_fingerprint
     path = fix_fingerprint(args.d)
     print(f"wrote {path}: the privileged channels' intensity statistics now come from the cases with the privileged "
           f"scan only (nnU-Net's file kept beside it as dataset_fingerprint.nnunet.json)")
@@ -132,7 +132,7 @@ def _fingerprint(args) -> int:
 
 
 def _phantom(args) -> int:
-    from dante_nnunet.phantom import write_phantom
+    from dante_nnunet.data.phantom import write_phantom
     folder = write_phantom(args.kind, args.d, args.name, num_train=args.num_train, num_test=args.num_test,
                            seed=args.seed, shape=args.shape, missing_privileged=args.missing_privileged,
                            num_unlabelled=args.num_unlabelled)
@@ -149,7 +149,7 @@ def _allow_missing_privileged_option(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dante_nnunet.phantom import KINDS
+    from dante_nnunet.data.phantom import KINDS
     fmt = argparse.ArgumentDefaultsHelpFormatter    # every option with a help text shows its default
     p = argparse.ArgumentParser(prog="dante_nnunet", description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")

@@ -282,3 +282,8 @@ def non_finite_cases(load_data, keys: Sequence[str]) -> Dict[str, List[int]]:
         if channels:
             out[key] = channels
     return out
+
+
+def strip_ddp_prefix(weights) -> dict:
+    """Network weights without the ``module.`` prefix of a state dict saved from a DDP-wrapped network."""
+    return {k.removeprefix("module."): v for k, v in weights.items()}

@@ -5,7 +5,7 @@
     python scripts/bench_memory.py --json OUT.json --calibrate      # estimate vs measured, on the CPU
 
 Plans: nnU-Net's own planners (``ExperimentPlanner``, ``nnUNetPlannerResEncM``, ``nnUNetPlannerResEncL``)
-run on a BraTS-like fingerprint (``dante_nnunet.inmemory.brats_like_plans``: 4 channels at 1 mm, median
+run on a BraTS-like fingerprint (``dante_nnunet.jobs.inmemory.brats_like_plans``: 4 channels at 1 mm, median
 cropped shape 140x171x137, region labels; T1ce privileged). The real trainer classes are built on those
 plans with the speed benchmark's builder (``bench_speed.make_trainer``) inside torch's ``FakeTensorMode``:
 every tensor has its true shape and dtype and no storage. Two full ``trainer.train_step`` calls (forward,
@@ -154,7 +154,7 @@ def _configuration(plans: dict, name: str) -> dict:
 
 def estimate_plans(names: List[str], trainers: List[str], workdir: str, save=None) -> List[dict]:
     """One entry per plan; ``save(configs)`` after every estimate (a long run keeps what it measured)."""
-    from dante_nnunet.inmemory import brats_like_plans
+    from dante_nnunet.jobs.inmemory import brats_like_plans
     configs = []
     for name in names:
         plans = brats_like_plans(PLANS[name])

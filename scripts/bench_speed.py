@@ -43,9 +43,9 @@ CONFIGURATIONS = {
 
 
 def phantom_plans(name: str, patch_edge: int = None) -> dict:
-    """The in-memory BraTS-like plans (``dante_nnunet.inmemory``) with this configuration's patch, widths
+    """The in-memory BraTS-like plans (``dante_nnunet.jobs.inmemory``) with this configuration's patch, widths
     and batch size (two convolutions per decoder stage and masked normalisation, as nnU-Net plans them)."""
-    from dante_nnunet.inmemory import plans
+    from dante_nnunet.jobs.inmemory import plans
     patch, features, batch = CONFIGURATIONS[name]
     return plans("Dataset900_BenchPhantom", name, features=features, patch=[patch_edge] * 3 if patch_edge else patch,
                  batch_size=batch, n_conv_decoder=2, use_mask_for_norm=True)
@@ -56,7 +56,7 @@ def _scratch_environment() -> str:
     before nnunetv2 is imported (it reads them at import)."""
     import atexit
     import shutil
-    from dante_nnunet.nnunet_jobs import nnunet_environment
+    from dante_nnunet.jobs.nnunet_jobs import nnunet_environment
     root = tempfile.mkdtemp(prefix="dante_bench_")
     atexit.register(shutil.rmtree, root, True)
     os.environ.update(nnunet_environment(root))
@@ -68,7 +68,7 @@ PATCH_EDGE = None   # --patch-size: the configuration's widths with another (cub
 
 def make_trainer(cls, configuration: str, device, plans_dict: dict = None):
     """An initialised trainer of ``cls`` on ``plans_dict`` (default: this script's phantom plans)."""
-    from dante_nnunet.inmemory import initialisable_trainer
+    from dante_nnunet.jobs.inmemory import initialisable_trainer
     t = initialisable_trainer(cls, plans_dict=plans_dict or phantom_plans(configuration, PATCH_EDGE),
                               configuration_name=configuration, device=device)
     t.print_to_log_file = lambda *a, **k: None
@@ -92,7 +92,7 @@ def regularisers_on(trainer) -> None:
 
 
 def make_batch(trainer, seed: int = 0) -> dict:
-    from dante_nnunet.inmemory import trainer_batch
+    from dante_nnunet.jobs.inmemory import trainer_batch
     return trainer_batch(trainer, seed)
 
 
@@ -145,8 +145,8 @@ def inference_contenders(dante, configuration: str, device: str, volume) -> Dict
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    from dante_nnunet.deployment import limited_dataset_json, limited_plans
-    from dante_nnunet.inmemory import dataset_json
+    from dante_nnunet.deploy.deployment import limited_dataset_json, limited_plans
+    from dante_nnunet.jobs.inmemory import dataset_json
     from dante_nnunet.networks.builder import deployed_state_dict
     from dante_nnunet.training import DANTETrainer
 

@@ -7,7 +7,7 @@
 Writes ``DIR/gpu_check.json`` (after every step, so a killed run keeps what it measured) and
 ``DIR/gpu_check.md`` (one table). Steps, each timed, each failure recorded and the next step run:
 
-1. ``pipeline_compiled`` / ``pipeline_eager``: the demo's job (``dante_nnunet.demo.run_demo``: phantom ->
+1. ``pipeline_compiled`` / ``pipeline_eager``: the demo's job (``dante_nnunet.jobs.demo.run_demo``: phantom ->
    ``nnUNetv2_plan_and_preprocess`` -> ``nnUNetv2_train -tr DANTETrainer_gpuCheck -device cuda`` ->
    ``nnUNetv2_predict`` on limited-only scans -> ``dante_nnunet export`` -> plugin-free predict -> Dice)
    at a BraTS-sized configuration (phantom 128^3, widths 32..320, patch 128^3), once compiled as nnU-Net
@@ -107,7 +107,7 @@ def epoch_times(log_folder: str) -> list:
 
 
 def pipeline(check: Check, compiled: bool) -> dict:
-    from dante_nnunet.demo import run_demo
+    from dante_nnunet.jobs.demo import run_demo
     s = check.size
     workdir = os.path.join(check.out, "pipeline_" + ("compiled" if compiled else "eager"))
     env = {} if compiled else {"nnUNet_compile": "f"}
@@ -249,7 +249,7 @@ def main(argv=None) -> int:
         print("no CUDA device here; use --dry-run to check the script on the CPU", file=sys.stderr)
         return 2
     # nnU-Net reads its folders at import: the in-process trainers get a scratch environment, set first
-    from dante_nnunet.nnunet_jobs import nnunet_environment
+    from dante_nnunet.jobs.nnunet_jobs import nnunet_environment
     os.environ.update(nnunet_environment(tempfile.mkdtemp(prefix="scratch_", dir=out)))
     check = Check(out, args.dry_run)
     check.result["environment"] = environment(check.device)

@@ -1,4 +1,4 @@
-"""How often the swapped-channel warning of nnUNetv2_predict (dante_nnunet/channel_profile.py) fires on
+"""How often the swapped-channel warning of nnUNetv2_predict (dante_nnunet/deploy/channel_profile.py) fires on
 correct inputs, and how often it catches each swap of two limited channels, on the BraTS-like phantoms.
 
 For each phantom kind: a raw dataset (train and test cases), nnU-Net's own planning and preprocessing,
@@ -19,11 +19,11 @@ import SimpleITK as sitk
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dante_nnunet.channel_profile import (case_profiles, looks_swapped, reference_profiles,  # noqa: E402
+from dante_nnunet.deploy.channel_profile import (case_profiles, looks_swapped, reference_profiles,  # noqa: E402
                                           swap_evidence)
 from dante_nnunet.config import ChannelSplit  # noqa: E402
-from dante_nnunet.nnunet_jobs import nnunet_environment, run_command  # noqa: E402
-from dante_nnunet.phantom import write_phantom  # noqa: E402
+from dante_nnunet.jobs.nnunet_jobs import nnunet_environment, run_command  # noqa: E402
+from dante_nnunet.data.phantom import write_phantom  # noqa: E402
 
 BRATS_KINDS = ("brats", "rim", "transfer", "reference", "types")
 

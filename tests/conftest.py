@@ -22,8 +22,8 @@ def e2e_dataset(tmp_path_factory):
     stock command, with a tiny configuration (16^3 patch, widths 8..64) added to its plans; shared by the
     end-to-end modules."""
     from batchgenerators.utilities.file_and_folder_operations import join
-    from dante_nnunet.nnunet_jobs import add_configuration, nnunet_environment
-    from dante_nnunet.phantom import write_phantom
+    from dante_nnunet.jobs.nnunet_jobs import add_configuration, nnunet_environment
+    from dante_nnunet.data.phantom import write_phantom
 
     root = tmp_path_factory.mktemp("e2e")
     env = nnunet_environment(base=dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),

@@ -38,8 +38,8 @@ def _crafted_epoch_ends(stage2, stage1, rank: int) -> dict:
     """Rank-dependent epoch outputs through the real epoch-end hooks; returns what was logged."""
     r = float(rank + 1)
     e2 = stage2.current_epoch
-    from dante_nnunet.diagnostics import FEATURE_STATS
-    from dante_nnunet.training.progress import LOSS_TERMS
+    from dante_nnunet.training.diagnostics import FEATURE_STATS
+    from dante_nnunet.losses.dante_loss import LOSS_TERMS
     diag = torch.full((len(stage2.dual_network().encoder_l.output_channels), len(FEATURE_STATS)), r)
     terms = {f"train_{t}": torch.tensor((i + 1) * r) for i, t in enumerate(LOSS_TERMS)}   # v, 2v, 3v, ...
     train = [{'loss': torch.tensor(r), **terms, 'diag': diag.clone()} for _ in range(2)]

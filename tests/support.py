@@ -1,13 +1,13 @@
 """What the tests share: the end-to-end dataset's constants, the installed commands run through the
-project's job layer (``dante_nnunet.nnunet_jobs``), and checkpoints written as a CUDA run writes them.
-In-memory plans, trainers and batches: ``dante_nnunet.inmemory``."""
+project's job layer (``dante_nnunet.jobs.nnunet_jobs``), and checkpoints written as a CUDA run writes them.
+In-memory plans, trainers and batches: ``dante_nnunet.jobs.inmemory``."""
 import os
 from contextlib import contextmanager
 
 import torch
 import torch.serialization as serialization
 
-from dante_nnunet.nnunet_jobs import BIN, CommandResult, run_command
+from dante_nnunet.jobs.nnunet_jobs import BIN, CommandResult, run_command
 
 __all__ = ["BIN", "E2E_CONFIG", "E2E_DATASET_ID", "TEST_TRAINERS", "cpu_storages_tagged_cuda", "resave_as_if_on_cuda",
            "run", "save_as_if_on_cuda"]

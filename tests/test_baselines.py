@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dante_nnunet import inmemory as pf
+from dante_nnunet.jobs import inmemory as pf
 from tests.support import resave_as_if_on_cuda
 from dante_nnunet.losses.distillation import DistillationLoss, feature_distillation, logit_distillation
 from dante_nnunet.networks.builder import build_stock_network

@@ -12,7 +12,7 @@ import torch
 from tests.support import TEST_TRAINERS
 from dante_nnunet.benchmark import (BenchmarkConfigError, Runner, load_config, paired_difference, results_table,
                                     summarize_seeds)
-from dante_nnunet.phantom import write_phantom
+from dante_nnunet.data.phantom import write_phantom
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -93,8 +93,8 @@ def test_added_configuration_patch_must_fit_the_strides(tmp_path):
     the plans file is left as it was."""
     from batchgenerators.utilities.file_and_folder_operations import save_json
 
-    from dante_nnunet.nnunet_jobs import add_configuration
-    from dante_nnunet.inmemory import plans
+    from dante_nnunet.jobs.nnunet_jobs import add_configuration
+    from dante_nnunet.jobs.inmemory import plans
     path = str(tmp_path / "nnUNetPlans.json")
     save_json(plans(features=(4, 8, 16)), path)   # strides 1, 2, 2: total 4 per axis
     before = open(path).read()
@@ -306,7 +306,7 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
     assert "predict_Lower_seed0" in results["seconds"] and "stage1_crossmodal_seed0" in results["seconds"]
     assert (out / "tsne.png").stat().st_size > 1000
     # baselines deploy like DANTE: the modality-dropout model exports as a plain 3-channel nnU-Net model
-    from dante_nnunet.export import export_model
+    from dante_nnunet.deploy.export import export_model
     runner = Runner(cfg, str(tmp_path))
     monkeypatch.setenv("nnUNet_results", runner.env["nnUNet_results"])
     dest = export_model("Dataset703_BraTSPhantom", "3d_t", "ModalityDropoutTrainer_tiny_seed0", ["0"],

@@ -1,8 +1,8 @@
-"""The swapped-channel check's profile and decision rule (dante_nnunet/channel_profile.py), by hand."""
+"""The swapped-channel check's profile and decision rule (dante_nnunet/deploy/channel_profile.py), by hand."""
 import numpy as np
 import pytest
 
-from dante_nnunet.channel_profile import (QUANTILES, body_mask, case_profiles, distances, intensity_profile,
+from dante_nnunet.deploy.channel_profile import (QUANTILES, body_mask, case_profiles, distances, intensity_profile,
                                           looks_swapped, reference_profiles, swap_evidence)
 
 

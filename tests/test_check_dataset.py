@@ -6,9 +6,9 @@ import os
 
 import SimpleITK as sitk
 
-from dante_nnunet.check_dataset import check_raw_dataset
+from dante_nnunet.data.check_dataset import check_raw_dataset
 from dante_nnunet.cli import main
-from dante_nnunet.phantom import write_phantom
+from dante_nnunet.data.phantom import write_phantom
 
 
 def _truncate(path):

@@ -1,7 +1,7 @@
 import pytest
 
 from dante_nnunet.config import ChannelSplit, DanteConfigError
-from dante_nnunet.inmemory import dataset_json
+from dante_nnunet.jobs.inmemory import dataset_json
 
 
 def test_split_by_name_keeps_dataset_order():

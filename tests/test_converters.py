@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from dante_nnunet.cli import main
-from dante_nnunet.converters import convert_brats
+from dante_nnunet.data.converters import convert_brats
 
 
 def _img(path, arr, spacing=(1.0, 1.0, 1.0)):
@@ -110,7 +110,7 @@ def _ct_case(root, case, labels=(0, 1), shift_ctpa=False):
 
 def test_ct_pairs_layout_channels_and_plan_hint(tmp_path):
     from dante_nnunet.config import ChannelSplit
-    from dante_nnunet.converters import convert_ct_pairs
+    from dante_nnunet.data.converters import convert_ct_pairs
     ncct, ctpa, seg = _ct_case(tmp_path / "src", "PE001")
     _ct_case(tmp_path / "src", "PE002", labels=(0,))
     out = convert_ct_pairs(str(tmp_path / "src"), 511, raw_root=str(tmp_path / "raw"))
@@ -126,7 +126,7 @@ def test_ct_pairs_layout_channels_and_plan_hint(tmp_path):
 
 
 def test_ct_pairs_bad_layouts_name_the_case(tmp_path):
-    from dante_nnunet.converters import convert_ct_pairs
+    from dante_nnunet.data.converters import convert_ct_pairs
     raw = tmp_path / "raw"
     _ct_case(tmp_path / "a", "PE003", labels=(0, 2))
     with pytest.raises(ValueError, match=r"case 'PE003': PE003_seg.nii.gz has label values \[2\]"):
@@ -147,7 +147,7 @@ def test_a_case_lacking_the_marker_file_is_reported_not_dropped(tmp_path):
     _case(tmp_path / "src", "BraTS20_Training_001")
     _case(tmp_path / "src", "BraTS20_Training_002", skip=("flair",))
     _refused(tmp_path, tmp_path / "src", r"case 'BraTS20_Training_002' .* lacks BraTS20_Training_002_flair")
-    from dante_nnunet.converters import convert_ct_pairs
+    from dante_nnunet.data.converters import convert_ct_pairs
     _ct_case(tmp_path / "ct", "PE006")
     _ct_case(tmp_path / "ct", "PE007")
     os.remove(tmp_path / "ct" / "PE007" / "PE007_ncct.nii.gz")
@@ -194,7 +194,7 @@ def test_an_id_left_in_preprocessed_or_results_is_refused(tmp_path, monkeypatch,
 
 
 def test_missing_privileged_scan_gets_a_placeholder_and_is_listed(tmp_path):
-    from dante_nnunet.converters import convert_ct_pairs
+    from dante_nnunet.data.converters import convert_ct_pairs
     _case(tmp_path / "src", "BraTS20_Training_001")
     _case(tmp_path / "src", "BraTS20_Training_002", skip=("t1ce",))
     # without the option, the missing T1ce is an error like any missing file

@@ -1,7 +1,7 @@
 """What nnU-Net does on CUDA, checked on the CPU: ``torch.compile`` of the networks it compiles (the
 training network, the validation views, the deployed network) and of the whole training step, and
 mixed precision (autocast) of Stage 2 in every regulariser form and of Stage 1. The trainers are the
-real classes on the 3-stage plans of ``dante_nnunet.inmemory``; DDP is in test_distributed.py, checkpoints
+real classes on the 3-stage plans of ``dante_nnunet.jobs.inmemory``; DDP is in test_distributed.py, checkpoints
 written on a GPU in the end-to-end modules. Measurements on a GPU: docs/performance.md."""
 import os
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch._dynamo as dynamo
 
-from dante_nnunet import inmemory as pf
+from dante_nnunet.jobs import inmemory as pf
 from dante_nnunet.losses.alignment import ALIGNMENTS
-from dante_nnunet.masking import apply_mask
+from dante_nnunet.networks.masking import apply_mask
 from dante_nnunet.networks.builder import build_stock_network
 from dante_nnunet.networks.dual_pathway import FullPathway, LimitedPathway
 from dante_nnunet.training import DANTEPretrainTrainer, DANTETrainer

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from dante_nnunet.nnunet_jobs import run_command
+from dante_nnunet.jobs.nnunet_jobs import run_command
 
 SCRIPT = ("import sys, time; "
           "print('noise 1'); print('2026-11-24 07:00:00.000000: Epoch 3'); print('noise 2'); "

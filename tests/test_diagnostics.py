@@ -1,4 +1,4 @@
-"""Feature diagnostics (dante_nnunet/diagnostics.py) against hand computations, and their warnings."""
+"""Feature diagnostics (dante_nnunet/training/diagnostics.py) against hand computations, and their warnings."""
 import math
 
 import numpy as np
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dante_nnunet.diagnostics import FEATURE_STATS, dead_fraction, diagnostic_warnings, feature_statistics
+from dante_nnunet.training.diagnostics import FEATURE_STATS, dead_fraction, diagnostic_warnings, feature_statistics
 from dante_nnunet.losses import StandardizedAlignment
 
 

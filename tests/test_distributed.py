@@ -76,10 +76,10 @@ def test_every_stage1_parameter_takes_a_gradient(cross_modal):
     """nnU-Net wraps the network in DDP without find_unused_parameters: a parameter without a gradient
     stops the second step. The reconstruction decoders have no deep supervision, so their unused output
     heads must not exist."""
-    from dante_nnunet import inmemory as pf
+    from dante_nnunet.jobs import inmemory as pf
     from dante_nnunet.config import ChannelSplit
     from dante_nnunet.losses import ReconstructionLoss
-    from dante_nnunet.masking import MultiScaleBlockMasker, apply_mask
+    from dante_nnunet.networks.masking import MultiScaleBlockMasker, apply_mask
     from dante_nnunet.networks.builder import build_cross_modal_mae
     split = ChannelSplit.from_dataset_json(pf.dataset_json(), "dataset.json")
     net = build_cross_modal_mae(pf.configuration_manager(), split, cross_modal)
@@ -90,7 +90,7 @@ def test_every_stage1_parameter_takes_a_gradient(cross_modal):
 
 
 def test_a_stage1_checkpoint_with_the_old_unused_heads_is_not_continued():
-    from dante_nnunet import inmemory as pf
+    from dante_nnunet.jobs import inmemory as pf
     from dante_nnunet.training import DANTEPretrainTrainer
     t = pf.initialisable_trainer(DANTEPretrainTrainer, "Dataset996_Cuda")
     t.initialize()

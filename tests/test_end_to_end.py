@@ -50,7 +50,7 @@ def test_training_logged_terms_and_both_validations(ws):
     training_log = open(join(fold, sorted(f for f in os.listdir(fold) if f.startswith("training_log"))[-1])).read()
     assert "DANTE features align_dist per level:" in training_log and "pib off" in training_log
     # the demo and the benchmark echo these lines of nnU-Net's output while a training runs (nnunet_jobs.PROGRESS)
-    from dante_nnunet.nnunet_jobs import PROGRESS as _PROGRESS
+    from dante_nnunet.jobs.nnunet_jobs import PROGRESS as _PROGRESS
     echoed = [line for line in training_log.splitlines() if _PROGRESS.search(line)]
     for expected in ("Epoch 0", "Epoch 2", "train_loss", "val_loss", "Pseudo dice", "Epoch time",
                      "DANTE regularisers on", "Validation Dice, limited (deployed) pathway"):
@@ -176,7 +176,7 @@ def test_a_checkpoint_written_on_a_gpu_loads_on_a_cpu_only_machine(ws, monkeypat
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.run.run_training import get_trainer_from_args
     from tests.support import resave_as_if_on_cuda
-    from dante_nnunet.export import export_model
+    from dante_nnunet.deploy.export import export_model
     for k in ("nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
         monkeypatch.setenv(k, ws["env"][k])
     fold = join(ws["model"], "fold_0")

@@ -1,4 +1,4 @@
-"""Dice / HD95 (dante_nnunet.evaluation) on analytic shapes, the BraTS empty-mask conventions, the ET
+"""Dice / HD95 (dante_nnunet.jobs.evaluation) on analytic shapes, the BraTS empty-mask conventions, the ET
 post-processing rule and the `dante_nnunet evaluate` command."""
 import json
 import os
@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from dante_nnunet.cli import main
-from dante_nnunet.evaluation import (HD95_EMPTY_PENALTY_MM, dice, evaluate_folders, hd95, postprocess_enhancing,
+from dante_nnunet.jobs.evaluation import (HD95_EMPTY_PENALTY_MM, dice, evaluate_folders, hd95, postprocess_enhancing,
                                      regions_from_dataset_json)
 
 BRATS = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},

@@ -57,7 +57,7 @@ def test_gpu_check_without_cuda_asks_for_dry_run(tmp_path):
 def test_brats_like_plans_are_nnunets_brats_plans():
     """nnU-Net's default planner on the BraTS-like fingerprint gives the paper's setting (128^3, batch 2,
     PlainConvUNet 32..320, 6 stages); ResEnc M keeps the patch, ResEnc L enlarges it for 24 GB."""
-    from dante_nnunet.inmemory import brats_like_plans
+    from dante_nnunet.jobs.inmemory import brats_like_plans
     default = brats_like_plans("ExperimentPlanner")["configurations"]["3d_fullres"]
     assert default["patch_size"] == [128, 128, 128] and default["batch_size"] == 2
     arch = default["architecture"]

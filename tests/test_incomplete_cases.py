@@ -176,7 +176,7 @@ def test_modality_dropout_always_drops_an_absent_case():
 
 # ------------------------------------------------------------------ phantom
 def test_phantom_writes_placeholders_and_lists_them(tmp_path):
-    from dante_nnunet.phantom import cases_missing_privileged, write_phantom
+    from dante_nnunet.data.phantom import cases_missing_privileged, write_phantom
     full = write_phantom("transfer", 601, "Full", num_train=4, num_test=1, seed=3, shape=(16, 16, 16),
                          raw_root=str(tmp_path))
     part = write_phantom("transfer", 602, "Part", num_train=4, num_test=1, seed=3, shape=(16, 16, 16),

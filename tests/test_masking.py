@@ -1,10 +1,10 @@
-"""Multi-scale block masks (dante_nnunet.masking): ratio, scales, seed, 2D/3D, odd patch sizes."""
+"""Multi-scale block masks (dante_nnunet.networks.masking): ratio, scales, seed, 2D/3D, odd patch sizes."""
 import math
 
 import pytest
 import torch
 
-from dante_nnunet.masking import MultiScaleBlockMasker, apply_mask, block_edges
+from dante_nnunet.networks.masking import MultiScaleBlockMasker, apply_mask, block_edges
 
 
 def _is_blocky(case_mask: torch.Tensor, edge: int) -> bool:

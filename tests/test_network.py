@@ -4,7 +4,7 @@ import torch
 from dante_nnunet.config import ChannelSplit
 from dante_nnunet.losses import DANTELoss, InfoNCEAlignment, RegressionAlignment, pib_loss
 from dante_nnunet.networks.builder import build_dual_pathway_network, build_stock_network, deployed_state_dict
-from dante_nnunet.inmemory import configuration_manager
+from dante_nnunet.jobs.inmemory import configuration_manager
 
 SPLIT = ChannelSplit.from_names(["T1", "T1ce", "T2", "FLAIR"], ["T1ce"])
 PARTS = ("encoder_l", "decoder_l", "encoder_a", "encoder_p", "fusion", "decoder_f")

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from dante_nnunet import inmemory as pf
+from dante_nnunet.jobs import inmemory as pf
 from dante_nnunet.training.nnunet_followed import FOLLOWED_VERSION, NNUNET_SOURCES, NNUNetFollowed, source_hash
 
 DATASET = "Dataset995_Followed"

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from dante_nnunet.cli import main
 from dante_nnunet.config import ChannelSplit
-from dante_nnunet.phantom import (PATCHY_T2, STRENGTH_THRESHOLD, T2_CORE, T2_OFFSET_SD, TUMOUR_TYPES, TYPE_CUES,
+from dante_nnunet.data.phantom import (PATCHY_T2, STRENGTH_THRESHOLD, T2_CORE, T2_OFFSET_SD, TUMOUR_TYPES, TYPE_CUES,
                                   UNLABELLED_FOLDER, brats_case, brats_reference_case, brats_transfer_case,
                                   brats_types_case, ct_case, write_phantom)
 
@@ -209,8 +209,8 @@ def test_ct_phantom_plans_with_ct_normalisation_and_splits_by_number(tmp_path):
     from batchgenerators.utilities.file_and_folder_operations import load_json
     from tests.support import TEST_TRAINERS, run
     from dante_nnunet.config import DanteConfigError
-    from dante_nnunet.fingerprint import BACKUP_NAME, privileged_statistics
-    from dante_nnunet.nnunet_jobs import nnunet_environment
+    from dante_nnunet.data.fingerprint import BACKUP_NAME, privileged_statistics
+    from dante_nnunet.jobs.nnunet_jobs import nnunet_environment
     from dante_nnunet.training import DANTETrainer
     env = nnunet_environment(base=dict(os.environ, nnUNet_raw=str(tmp_path / "raw"),
                                        nnUNet_preprocessed=str(tmp_path / "pre"), nnUNet_results=str(tmp_path / "res")),

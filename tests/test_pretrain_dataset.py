@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from dante_nnunet.cli import main
 from dante_nnunet.config import DanteConfigError
-from dante_nnunet.pretrain_dataset import placeholder_label, write_pretrain_dataset
+from dante_nnunet.data.pretrain_dataset import placeholder_label, write_pretrain_dataset
 
 NAMES = ["T1", "T1ce", "T2", "FLAIR"]
 
@@ -116,7 +116,7 @@ def test_like_a_ct_dataset_with_repeated_channel_names_keeps_the_privileged_numb
     import json
 
     from dante_nnunet.config import ChannelSplit
-    from dante_nnunet.phantom import write_phantom
+    from dante_nnunet.data.phantom import write_phantom
     ct = write_phantom("ct", 11, raw_root=str(tmp_path / "raw"), num_train=2, num_test=1, shape=(8, 16, 16))
     out = write_pretrain_dataset([os.path.join(ct, "imagesTr")], 12, "CTPre", like=os.path.join(ct, "dataset.json"),
                                  raw_root=str(tmp_path / "raw"))

@@ -7,10 +7,10 @@ import torch
 
 from dante_nnunet.config import ChannelSplit
 from dante_nnunet.losses import ReconstructionLoss, masked_mse
-from dante_nnunet.masking import MultiScaleBlockMasker, apply_mask
+from dante_nnunet.networks.masking import MultiScaleBlockMasker, apply_mask
 from dante_nnunet.networks import CrossModalMAEOutput, build_cross_modal_mae
-from dante_nnunet.phantom import brats_rim_case
-from dante_nnunet.inmemory import configuration_manager
+from dante_nnunet.data.phantom import brats_rim_case
+from dante_nnunet.jobs.inmemory import configuration_manager
 
 SPLIT = ChannelSplit.from_names(["T1", "T1ce", "T2", "FLAIR"], ["T1ce"])
 

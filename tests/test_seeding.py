@@ -43,7 +43,7 @@ def test_seed_everything_repeats_draws():
 
 def test_seed_names_resolve_for_every_trainer_family(monkeypatch):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-    from dante_nnunet.nnunet_jobs import TRAINER_FOLDER
+    from dante_nnunet.jobs.nnunet_jobs import TRAINER_FOLDER
     monkeypatch.setenv("nnUNet_extTrainer", TRAINER_FOLDER)
     find = recursive_find_trainer_class_by_name
     lower = find("LowerBoundTrainer_demo_seed2")

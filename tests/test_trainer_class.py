@@ -6,11 +6,11 @@ import torch
 
 from dante_nnunet.config import DanteConfigError
 from dante_nnunet.config import ChannelSplit
-from dante_nnunet.deployment import limited_dataset_json, limited_plans
+from dante_nnunet.deploy.deployment import limited_dataset_json, limited_plans
 from dante_nnunet.training import (DANTETrainer, DANTETrainer_1epoch, DANTETrainer_5epochs, DANTETrainer_10epochs,
                                    DANTETrainer_50epochs, DANTETrainer_InfoNCE, DANTETrainer_L2Align,
                                    DANTETrainer_noAlign, DANTETrainer_noPIB)
-from dante_nnunet import inmemory as pf
+from dante_nnunet.jobs import inmemory as pf
 
 
 def _trainer(cls=DANTETrainer, dataset_name="Dataset999_Unit", **dj):
@@ -61,7 +61,7 @@ def test_config_error_before_any_output_folder():
 
 def test_sweep_names_resolve_through_nnunet_lookup(monkeypatch):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-    from dante_nnunet.nnunet_jobs import TRAINER_FOLDER
+    from dante_nnunet.jobs.nnunet_jobs import TRAINER_FOLDER
     monkeypatch.setenv("nnUNet_extTrainer", TRAINER_FOLDER)
     cls = recursive_find_trainer_class_by_name("DANTETrainer_50epochs_pib0.1_align1.5")
     assert issubclass(cls, DANTETrainer)
@@ -83,7 +83,7 @@ def test_sweep_names_resolve_through_nnunet_lookup(monkeypatch):
 def test_sweep_command_prints_only_names_that_resolve(monkeypatch, capsys):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
     from dante_nnunet.cli import main
-    from dante_nnunet.nnunet_jobs import TRAINER_FOLDER
+    from dante_nnunet.jobs.nnunet_jobs import TRAINER_FOLDER
     monkeypatch.setenv("nnUNet_extTrainer", TRAINER_FOLDER)
     assert main(["sweep", "-d", "1", "-c", "3d_fullres", "--pib", "1e-05", "1e6", "0", "--align", "0.25"]) == 0
     lines = capsys.readouterr().out.split("\n")[:3]
@@ -133,7 +133,7 @@ def test_predict_option_list_matches_nnunet():
     """predict_input_check._PREDICT_OPTIONS restates the single-dash options of nnU-Net's two predict commands."""
     import re
     import nnunetv2.inference.predict_from_raw_data as source
-    from dante_nnunet.predict_input_check import _PREDICT_OPTIONS, _predict_arguments
+    from dante_nnunet.deploy.predict_input_check import _PREDICT_OPTIONS, _predict_arguments
     text = open(source.__file__).read()
     assert set(re.findall(r"add_argument\(['\"](-[a-z_]+)['\"]", text)) == set(_PREDICT_OPTIONS)
     folder, _, _, _ = _predict_arguments(["nnUNetv2_predict", "-device", "cpu", "-chk", "x.pth", "-iIN", "-d", "5"])

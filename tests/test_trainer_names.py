@@ -27,7 +27,7 @@ def _lookup(name):
 
 @pytest.fixture
 def package_trainers(monkeypatch):
-    from dante_nnunet.nnunet_jobs import TRAINER_FOLDER
+    from dante_nnunet.jobs.nnunet_jobs import TRAINER_FOLDER
     monkeypatch.setenv("nnUNet_extTrainer", TRAINER_FOLDER)
 
 

@@ -4,7 +4,7 @@ tensor, loads GPU-written checkpoints on the CPU, and the encoders stay frozen f
 import pytest
 import torch
 
-from dante_nnunet import inmemory as pf
+from dante_nnunet.jobs import inmemory as pf
 from tests.support import cpu_storages_tagged_cuda
 from dante_nnunet.config import ChannelSplit
 from dante_nnunet.networks import build_cross_modal_mae, build_dual_pathway_network, build_stock_network

@@ -59,8 +59,8 @@ from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, 
 from dante_nnunet.benchmark.config import (BenchmarkConfigError, load_config, method_stage1, stage1_blocks,
                                            sweep_points)
 from dante_nnunet.benchmark import report as _report
-from dante_nnunet.nnunet_jobs import NNUNET_FOLDERS, add_configuration, nnunet_environment, run_command
-from dante_nnunet.rawdata import dataset_folders
+from dante_nnunet.jobs.nnunet_jobs import NNUNET_FOLDERS, add_configuration, nnunet_environment, run_command
+from dante_nnunet.data.rawdata import dataset_folders
 from dante_nnunet.trainer_names import TrainerNameError, trainer_name
 
 
@@ -385,7 +385,7 @@ class Runner:
             os.rename(tmp, pred)
         metrics_file = join(self.out, "metrics", f"{key}.json")
         if not isfile(metrics_file):
-            from dante_nnunet.evaluation import evaluate_folders
+            from dante_nnunet.jobs.evaluation import evaluate_folders
             os.makedirs(join(self.out, "metrics"), exist_ok=True)
             m = evaluate_folders(test["labels"], pred, load_json(join(self.raw_folder(), "dataset.json")))
             save_json(m, metrics_file)
@@ -499,7 +499,7 @@ class Runner:
     # -- 8 report
     def report(self, metrics: Dict[str, Dict[Optional[int], dict]], partial: Optional[dict] = None) -> dict:
         """``metrics[method][seed]`` is one run's ``dante_nnunet evaluate`` output."""
-        from dante_nnunet.evaluation import regions_from_dataset_json
+        from dante_nnunet.jobs.evaluation import regions_from_dataset_json
         regions = list(regions_from_dataset_json(load_json(join(self.raw_folder(), "dataset.json"))))  # BraTS order
         results = _report.build_results(self.cfg, self.seeds, regions, metrics, self.dataset_id, self._all_times())
         if partial is not None:

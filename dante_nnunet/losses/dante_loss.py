@@ -12,6 +12,9 @@ from dante_nnunet.losses.pib import PIB
 from dante_nnunet.losses.synthesis import synthesis_loss
 from dante_nnunet.networks.dual_pathway import DualPathwayOutput
 
+# the terms of Eq. 6 (and the synthesis term) that DANTELoss reports in ``last_terms``, in log order
+LOSS_TERMS = ("seg_limited", "seg_full", "pib", "align", "synthesis")
+
 
 def privileged_part(output: DualPathwayOutput, target, has_privileged) -> Optional[tuple]:
     """(output, target) restricted to the cases that have their privileged scan, or None when no case has

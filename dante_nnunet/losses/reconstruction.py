@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from dante_nnunet.losses.cases import HasPrivileged, complete_cases_mask
+from dante_nnunet.networks.input_channels import channel_index
 
 RECONSTRUCTION_TERMS = ("l_to_l", "ap_to_f", "lp_to_f")
 
@@ -47,7 +48,7 @@ class ReconstructionLoss(nn.Module):
 
     def __init__(self, limited_indices: Sequence[int], cross_modal: bool = True):
         super().__init__()
-        self.register_buffer("limited_index", torch.as_tensor(list(limited_indices), dtype=torch.long),
+        self.register_buffer("limited_index", channel_index(limited_indices),
                              persistent=False)
         self.cross_modal = cross_modal
         self.last_terms: Dict[str, torch.Tensor] = {}

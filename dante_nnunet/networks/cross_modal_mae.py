@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from dante_nnunet.networks.fusion import ResidualFusion
+from dante_nnunet.networks.input_channels import channel_index
 
 # the parts Stage 2 takes over (their names are the checkpoint contract, see training/transfer.py)
 TRANSFERRED_PARTS = ("encoder_l", "encoder_a", "encoder_p")
@@ -22,7 +23,7 @@ class CrossModalMAEOutput(NamedTuple):
 
 class CrossModalMAE(nn.Module):
     """Takes the *masked* full input X^F (all channels, dataset order) and cuts X^L off it by index,
-    so both views hide the same voxels (see ``dante_nnunet.masking``).
+    so both views hide the same voxels (see ``dante_nnunet.networks.masking``).
 
     ``fusion_lp`` (Psi_2) is None for the self-reconstruction ablation; the L+P->F branch is then not
     computed (and has no parameters, so DDP sees no unused ones). E_L's features Z^L are computed once
@@ -48,7 +49,7 @@ class CrossModalMAE(nn.Module):
         self.fusion_lp = fusion_lp
         self.decoder_l_rec = decoder_l_rec
         self.decoder_f_rec = decoder_f_rec
-        self.register_buffer("limited_index", torch.as_tensor(list(limited_indices), dtype=torch.long),
+        self.register_buffer("limited_index", channel_index(limited_indices),
                              persistent=False)
 
     @property

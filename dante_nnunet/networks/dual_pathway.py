@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dante_nnunet.networks.fusion import ResidualFusion
+from dante_nnunet.networks.input_channels import channel_index
 
 Seg = Union[torch.Tensor, List[torch.Tensor]]
 
@@ -53,12 +54,12 @@ class DualPathwayNet(nn.Module):
         self.encoder_p = encoder_p
         self.fusion = fusion
         self.decoder_f = decoder_f
-        self.register_buffer("limited_index", torch.as_tensor(list(limited_indices), dtype=torch.long),
+        self.register_buffer("limited_index", channel_index(limited_indices),
                              persistent=False)
         if synthesis_head is not None and len(privileged_indices) == 0:
             raise ValueError("a synthesis head needs the privileged channels' indices")
         self.synthesis_head = synthesis_head
-        self.register_buffer("privileged_index", torch.as_tensor(list(privileged_indices), dtype=torch.long),
+        self.register_buffer("privileged_index", channel_index(privileged_indices),
                              persistent=False)
         # the Stage-1 checkpoint E_L/E_A/E_P were loaded from (set by training.transfer), else None
         self.transferred_from: Optional[str] = None

@@ -22,9 +22,16 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 
+def channel_index(indices: Sequence[int]) -> torch.Tensor:
+    """The channel indices of a split (``config.ChannelSplit``) as the index tensor of ``index_select``;
+    modules register it as a non-persistent buffer, so it follows ``.to(device)`` and stays out of
+    checkpoints."""
+    return torch.as_tensor([int(i) for i in indices], dtype=torch.long)
+
+
 def select_channels(encoder: nn.Module, indices: Sequence[int]):
     """Make ``encoder`` take only the channels ``indices`` of its input; returns the hook handle."""
-    idx = list(indices)
+    idx = [int(i) for i in indices]
 
     def hook(module, args):
         x = args[0]

@@ -19,20 +19,18 @@ from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nnunetv2.paths import nnUNet_preprocessed
-from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from dante_nnunet.config import (ChannelSplit, DanteConfigError, cases_without_privileged,
-                                 check_cases_without_privileged, non_constant_channels)
-from dante_nnunet.channel_profile import reference_profiles
-from dante_nnunet.deployment import save_channel_profile, save_deployment_files
-from dante_nnunet.fingerprint import check_plans_statistics
-from dante_nnunet.guards import (CheckpointWriteError, ConstantChannelCache, NonFiniteTrainingError,
-                                 ResultsFolderLock, ResultsFolderNotWritable, first_non_finite, non_finite_cases,
-                                 read_checkpoint, read_run_record, save_whole, split_mismatch, split_record,
+from dante_nnunet.config import ChannelSplit, DanteConfigError, cases_without_privileged
+from dante_nnunet.deploy.channel_profile import reference_profiles
+from dante_nnunet.deploy.channel_profile import save_channel_profile
+from dante_nnunet.deploy.deployment import save_deployment_files
+from dante_nnunet.guards import (CheckpointWriteError, NonFiniteTrainingError, ResultsFolderLock,
+                                 ResultsFolderNotWritable, first_non_finite, non_finite_cases, read_checkpoint,
+                                 read_run_record, save_whole, split_mismatch, split_record, strip_ddp_prefix,
                                  write_run_record)
-from dante_nnunet.predict_input_check import check_inputs_of_predict_command
+from dante_nnunet.deploy.predict_input_check import check_inputs_of_predict_command
+from dante_nnunet.training.case_checks import check_privileged_cases
 from dante_nnunet.training.nnunet_followed import NNUNetFollowed
 from dante_nnunet.training.progress import ThrottledLocalLogger
 from dante_nnunet.training.seeding import make_cudnn_deterministic, seed_everything, seeded_augmenter_workers
@@ -67,10 +65,7 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
                                    f"and copy it over this one (the block does not change preprocessing, so "
                                    f"nothing needs to be preprocessed again)") from None
         self.cases_without_privileged = frozenset(cases_without_privileged(dataset_json, source))
-        if self.cases_without_privileged:
-            self._check_cases_without_privileged(plans, configuration, source)
-        self._check_unlisted_cases_have_privileged(plans, configuration, source)
-        self._validating_teacher = False   # DANTETrainer: the teacher is validated on complete cases only
+        check_privileged_cases(plans, configuration, self.channel_split, self.cases_without_privileged, source)
         super().__init__(plans, configuration, fold, dataset_json, device)
         install_pretrained_weights_hook()   # -pretrained_weights: Stage-1 encoders, and recorded for Stage 1
         if self.is_cascaded:
@@ -89,64 +84,6 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
                                    + (" (cuDNN deterministic)" if self.device.type == 'cuda' else ""),
                                    also_print_to_console=True)
 
-    def _check_cases_without_privileged(self, plans: dict, configuration: str, source: str) -> None:
-        """Before anything is written: every listed case exists in the preprocessed data, not every case is
-        listed, and each listed case's privileged channels are constant (a placeholder; anything else is
-        probably a list naming the wrong cases)."""
-        if not nnUNet_preprocessed.is_set():
-            return
-        folder = join(nnUNet_preprocessed, plans["dataset_name"],
-                      PlansManager(plans).get_configuration(configuration).data_identifier)
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"{source} lists cases without the privileged channel, but there is no "
-                                    f"preprocessed data in {folder} to check them against: run "
-                                    f"nnUNetv2_plan_and_preprocess (or nnUNetv2_preprocess -c {configuration}) first")
-        dataset_class = infer_dataset_class(folder)
-        check_cases_without_privileged(sorted(self.cases_without_privileged), dataset_class.get_identifiers(folder),
-                                       source)
-        check_plans_statistics(plans, configuration, join(nnUNet_preprocessed, plans["dataset_name"],
-                                                          "dataset_fingerprint.json"),
-                               sorted(self.cases_without_privileged), self.channel_split, plans["dataset_name"])
-        privileged = self.channel_split.privileged_indices
-        for case in sorted(self.cases_without_privileged):
-            bad = non_constant_channels(dataset_class(folder, [case]).load_case(case)[0], privileged)
-            if bad:
-                names = [self.channel_split.channel_names[c] for c in bad]
-                raise DanteConfigError(
-                    f'{source}: "dante" -> "cases_without_privileged" lists {case}, but its privileged channel(s) '
-                    f'{names} hold an image, not a constant placeholder (in {folder}). Remove {case} from the list, '
-                    f'or replace its {names} file(s) with a constant image (e.g. zeros) and preprocess again')
-
-    def _check_unlisted_cases_have_privileged(self, plans: dict, configuration: str, source: str) -> None:
-        """Before anything is written: no case outside "cases_without_privileged" has a constant privileged
-        channel (an all-zero T1ce would be trained on as a real scan). Every preprocessed case's privileged
-        channels are read once; the answer is kept beside the preprocessed data (``guards.py``:
-        ``ConstantChannelCache``) and reread only for cases preprocessed again."""
-        if not nnUNet_preprocessed.is_set() or "dataset_name" not in plans:
-            return
-        base = join(nnUNet_preprocessed, plans["dataset_name"])
-        identifier = PlansManager(plans).get_configuration(configuration).data_identifier
-        folder = join(base, identifier)
-        if not os.path.isdir(folder):
-            return   # nnU-Net's own error follows
-        dataset_class = infer_dataset_class(folder)
-        privileged = self.channel_split.privileged_indices
-        cache = ConstantChannelCache(join(base, f"dante_constant_channels_{identifier}.json"), folder)
-        constant = cache.constant_channels(
-            dataset_class.get_identifiers(folder),
-            lambda case: non_constant_channels(dataset_class(folder, [case]).load_case(case)[0], privileged),
-            privileged)
-        bad = {case: c for case, c in constant.items() if case not in self.cases_without_privileged}
-        if bad:
-            names = sorted(bad)
-            channels = sorted({self.channel_split.channel_names[c] for cs in bad.values() for c in cs})
-            raise DanteConfigError(
-                f"{len(names)} case(s) of {folder} have a constant privileged channel {channels} (all zeros or one "
-                f"value: no scan) but are not listed in {source} \"dante\" -> \"cases_without_privileged\": "
-                f"{names[:20]}{' ...' if len(names) > 20 else ''}. Trained on, they would teach the fusion that the "
-                f"privileged scan is blank. List them there if they lack the scan, or give them their scan and "
-                f"preprocess again")
-
     def has_privileged(self, batch: dict) -> Optional[np.ndarray]:
         """Per case of a batch (from nnU-Net's ``keys``): True where the case has its privileged scan; None
         when no training case lacks it (the losses' ``has_privileged`` argument)."""
@@ -155,18 +92,25 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
         return np.array([str(k) not in self.cases_without_privileged for k in batch.get('keys', [])], dtype=bool)
 
     def do_split(self):
-        """nnU-Net's split; with ``complete_cases_only`` (and while DANTE's teacher is validated) without the
-        cases listed in "cases_without_privileged"."""
+        """nnU-Net's split; with ``complete_cases_only`` without the cases listed in "cases_without_privileged"."""
         tr_keys, val_keys = super().do_split()
+        if self.complete_cases_only:
+            tr_keys, val_keys = self._complete_cases(tr_keys, val_keys, training=True)
+        return tr_keys, val_keys
+
+    def _complete_cases(self, tr_keys: List[str], val_keys: List[str], training: bool):
+        """The split without the cases lacking the privileged scan (their training cases too if ``training``);
+        refuses a fold left without training or validation cases."""
         missing = self.cases_without_privileged
-        if missing and (self.complete_cases_only or self._validating_teacher):
-            val_keys = [k for k in val_keys if k not in missing]
-            if self.complete_cases_only:
-                tr_keys = [k for k in tr_keys if k not in missing]
-            if not tr_keys or not val_keys:
-                raise DanteConfigError(f"fold {self.fold}: no {'training' if not tr_keys else 'validation'} case "
-                                       f"with the privileged channel is left once the cases without it are removed "
-                                       f"({type(self).__name__} needs complete cases); use another fold or split")
+        if not missing:
+            return tr_keys, val_keys
+        val_keys = [k for k in val_keys if k not in missing]
+        if training:
+            tr_keys = [k for k in tr_keys if k not in missing]
+        if not tr_keys or not val_keys:
+            raise DanteConfigError(f"fold {self.fold}: no {'training' if not tr_keys else 'validation'} case "
+                                   f"with the privileged channel is left once the cases without it are removed "
+                                   f"({type(self).__name__} needs complete cases); use another fold or split")
         return tr_keys, val_keys
 
     def incomplete_cases_treatment(self) -> str:
@@ -409,7 +353,7 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
     @staticmethod
     def _load_weights(module: nn.Module, weights: dict) -> None:
         """Strict load, tolerating the ``module.`` prefix of weights saved from a DDP-wrapped network."""
-        module.load_state_dict({k[7:] if k.startswith('module.') else k: v for k, v in weights.items()})
+        module.load_state_dict(strip_ddp_prefix(weights))
 
     def _load_full_weights(self, filename_or_checkpoint: Union[dict, str],
                            training_network: Callable[[], nn.Module]) -> dict:

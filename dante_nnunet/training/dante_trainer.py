@@ -33,15 +33,15 @@ from batchgenerators.utilities.file_and_folder_operations import isfile, join, l
 
 from nnunetv2.utilities.collate_outputs import collate_outputs
 
-from dante_nnunet.diagnostics import FEATURE_STATS, diagnostic_warnings, feature_statistics
+from dante_nnunet.training.diagnostics import FEATURE_STATS, diagnostic_warnings, feature_statistics
 from dante_nnunet.guards import read_checkpoint
 from dante_nnunet.losses import DANTELoss, build_alignment, build_pib
-from dante_nnunet.losses.dante_loss import privileged_part
+from dante_nnunet.losses.dante_loss import LOSS_TERMS, privileged_part
 from dante_nnunet.networks.builder import build_dual_pathway_network, deployed_state_dict
 from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
 from dante_nnunet.networks.dual_pathway import DualPathwayNet, FullPathway, LimitedPathway
 from dante_nnunet.training.base import LimitedDeploymentTrainer
-from dante_nnunet.training.progress import LOSS_TERMS, DANTELocalLogger
+from dante_nnunet.training.progress import DANTELocalLogger
 
 
 class DANTETrainer(LimitedDeploymentTrainer):
@@ -66,6 +66,7 @@ class DANTETrainer(LimitedDeploymentTrainer):
     infonce_anchors = 1024            # anchors per level and batch (memory ~ anchors^2)
     validate_full_pathway = True      # final validation also scores the teacher (fold_X/full_pathway/)
     requires_pretrained_weights = False  # True: refuse to train without -pretrained_weights (Stage-1 runs)
+    _validating_teacher = False          # set while perform_actual_validation scores the full pathway
     activation_checkpointing = False  # recompute activations in backward: less memory, ~1 more forward of time
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -291,6 +292,14 @@ class DANTETrainer(LimitedDeploymentTrainer):
         ``_do_i_compile``: CUDA unless nnUNet_compile says otherwise), as nnU-Net validates with its
         compiled training network."""
         return torch.compile(view) if self._do_i_compile() else view
+
+    def do_split(self):
+        """The base split; while the teacher is validated, without the cases lacking the privileged scan (it
+        cannot be scored on a placeholder)."""
+        tr_keys, val_keys = super().do_split()
+        if self._validating_teacher:
+            tr_keys, val_keys = self._complete_cases(tr_keys, val_keys, training=False)
+        return tr_keys, val_keys
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         """nnU-Net's validation (sliding window, mirroring, export, metrics) of the deployed limited

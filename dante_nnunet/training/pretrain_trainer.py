@@ -27,8 +27,9 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import join
 from time import time
 
+from dante_nnunet.guards import strip_ddp_prefix
 from dante_nnunet.losses.reconstruction import RECONSTRUCTION_TERMS, ReconstructionLoss
-from dante_nnunet.masking import DEFAULT_BLOCK_SIZES, MultiScaleBlockMasker, apply_mask
+from dante_nnunet.networks.masking import DEFAULT_BLOCK_SIZES, MultiScaleBlockMasker, apply_mask
 from dante_nnunet.networks.builder import build_cross_modal_mae
 from dante_nnunet.networks.cross_modal_mae import CrossModalMAE
 from dante_nnunet.training.base import DANTEBaseTrainer
@@ -177,7 +178,7 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
             raise ValueError(f"{name} was not written by a DANTEPretrainTrainer (trainer_name "
                              f"{ck.get('trainer_name')!r})")
         ours = self.unwrapped_network().state_dict()
-        if any(".seg_layers." in k and k.removeprefix("module.") not in ours for k in ck['network_weights']):
+        if any(".seg_layers." in k and k not in ours for k in strip_ddp_prefix(ck['network_weights'])):
             raise ValueError(f"{name} holds the unused output heads of its reconstruction decoders (written before "
                              f"they were removed, so that Stage 1 runs under DDP): it cannot be continued with --c. "
                              f"As -pretrained_weights of a DANTETrainer it still works (only its encoders are taken)")

@@ -10,12 +10,10 @@ import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import join
 from nnunetv2.training.logging.nnunet_logger import LocalLogger
 
-from dante_nnunet.diagnostics import FEATURE_STATS, STAT_LABELS
+from dante_nnunet.training.diagnostics import FEATURE_STATS, STAT_LABELS
 from dante_nnunet.guards import write_failure
+from dante_nnunet.losses.dante_loss import LOSS_TERMS
 from dante_nnunet.losses.reconstruction import RECONSTRUCTION_TERMS
-
-LOSS_TERMS = ("seg_limited", "seg_full", "pib", "align", "synthesis")
-
 
 class ThrottledPlotting:
     """Mixin for nnU-Net's LocalLogger: the figures are redrawn at most every ``plot_interval_s`` seconds,

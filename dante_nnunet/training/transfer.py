@@ -22,7 +22,7 @@ from torch import nn
 from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from dante_nnunet.guards import read_checkpoint
+from dante_nnunet.guards import read_checkpoint, strip_ddp_prefix
 from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS, CrossModalMAE
 from dante_nnunet.networks.dual_pathway import DualPathwayNet
 
@@ -43,7 +43,7 @@ def _checkpoint_weights(checkpoint: Union[str, Mapping]):
     ck = read_checkpoint(checkpoint) if isinstance(checkpoint, str) else checkpoint
     if not isinstance(ck, Mapping) or "network_weights" not in ck:
         raise PretrainedWeightsError(f"{source}: not an nnU-Net checkpoint (no 'network_weights')")
-    return source, ck, {k[7:] if k.startswith("module.") else k: v for k, v in ck["network_weights"].items()}
+    return source, ck, strip_ddp_prefix(ck["network_weights"])
 
 
 def _check_fit(source: str, wanted: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor],

@@ -26,7 +26,7 @@ import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import join, load_json, save_json
 
 # the folder nnUNetv2_train searches for trainer classes (nnUNet_extTrainer), shipped with the package
-TRAINER_FOLDER = join(os.path.dirname(os.path.abspath(__file__)), "nnunet_trainers")
+TRAINER_FOLDER = join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "nnunet_trainers")
 # where this interpreter's commands live (nnUNetv2_*, dante_nnunet): the environment the job runs in
 BIN = os.path.dirname(sys.executable)
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")

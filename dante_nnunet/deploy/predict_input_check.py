@@ -1,83 +1,75 @@
-"""What the deployed model is, below training: the limited channels' model files and prediction inputs.
+"""The check of ``nnUNetv2_predict``'s input folder, before any preprocessing starts.
 
-- ``limited_dataset_json`` / ``limited_plans`` / ``save_deployment_files``: a limited-channel trainer's
-  results folder describes only the limited channels (per-channel entries re-indexed), because
-  nnU-Net's predictor takes its channel count and per-channel normalisation from them.
-- ``check_case_files``: a clear error for a prediction folder whose cases do not hold exactly the
-  limited channels' files.
-
-The trainers write these files (training/base.py); ``export.py`` builds the plugin-free model on them.
+nnU-Net's predictor does not check channel counts: with one file too many a case fails deep in
+normalisation, with one too few in a convolution, and an empty folder exits 0 having predicted nothing.
+The only plugin code nnU-Net 2.8.1 runs before that work is the trainer class's
+``build_network_architecture`` (``nnUNetPredictor.initialize_from_trained_model_folder``), and it is
+given no input folder. So the check reads the predict command's own arguments from ``sys.argv``, here
+and nowhere else, and only when the process is one of nnU-Net's predict commands.
 """
 from __future__ import annotations
 
-import copy
 import os
 import re
+import sys
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence
 
-from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
+import numpy as np
+import SimpleITK as sitk
+from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json
 
-from dante_nnunet.config import ChannelSplit
+from dante_nnunet.data.rawdata import size_and_spacing
+from dante_nnunet.deploy.channel_profile import CHANNEL_PROFILE, QUANTILES, case_profiles, distances, looks_swapped
 
-DEPLOYMENT_KEY = "dante_deployment"
-
-
-def _reindex(seq_or_map, indices: Sequence[int]):
-    if isinstance(seq_or_map, dict):
-        return {str(new): seq_or_map[str(old)] for new, old in enumerate(indices)}
-    return [seq_or_map[old] for old in indices]
+_PREDICT_OPTIONS = ("-i", "-o", "-m", "-d", "-p", "-tr", "-c", "-f", "-step_size", "-chk", "-npp", "-nps",
+                    "-prev_stage_predictions", "-num_parts", "-part_id", "-device")
 
 
-def limited_dataset_json(dataset_json: dict, split: ChannelSplit) -> dict:
-    """dataset.json of the deployed model: channel_names re-numbered over the limited channels; the
-    ``dante`` block is replaced by a ``dante_deployment`` record of where the channels came from."""
-    out = copy.deepcopy(dataset_json)
-    out["channel_names"] = _reindex(dataset_json["channel_names"], split.limited_indices)
-    out.pop("dante", None)
-    out[DEPLOYMENT_KEY] = {
-        "training_channel_names": {str(i): n for i, n in enumerate(split.channel_names)},
-        "privileged_channels": list(split.privileged_names),
-        "limited_channel_indices_in_training": list(split.limited_indices),
-    }
-    return out
+def _predict_arguments(argv: Sequence[str]):
+    """The -i folder, and the model's limited channel names, file ending (from its results folder's
+    dataset.json) and folder, when -d/-tr/-c/-p or -m name one, of an nnUNetv2_predict command line, parsed the way argparse
+    parses it (``-i DIR``, ``-iDIR``, ``-i=DIR``). The single-dash options of both predict commands
+    (2.8.1) are declared so that ``-chk x`` is not read as ``-c hk``."""
+    import argparse
+    p = argparse.ArgumentParser(add_help=False)
+    for opt in _PREDICT_OPTIONS:
+        p.add_argument(opt, nargs="+" if opt == "-f" else None)
+    ns, _ = p.parse_known_args(list(argv[1:]))
+    names, ending, folder = None, None, None
+    try:
+        if ns.m:
+            folder = ns.m
+        else:
+            from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+            from nnunetv2.utilities.file_path_utilities import get_output_folder
+            folder = get_output_folder(maybe_convert_to_dataset_name(ns.d), ns.tr or "nnUNetTrainer",
+                                       ns.p or "nnUNetPlans", ns.c)
+        dataset_json = load_json(join(folder, "dataset.json"))
+        names = list(dataset_json["channel_names"].values())
+        ending = dataset_json.get("file_ending")
+    except Exception:   # names and ending need the model folder; nnU-Net reports a bad model folder itself
+        pass
+    return ns.i, names, ending, folder
 
 
-def limited_plans(plans: dict, split: ChannelSplit) -> dict:
-    """plans.json of the deployed model: every per-channel field re-indexed to the limited channels
-    (``foreground_intensity_properties_per_channel``; per configuration ``normalization_schemes`` and
-    ``use_mask_for_norm`` where the configuration sets them itself)."""
-    out = copy.deepcopy(plans)
-    idx = split.limited_indices
-    n = split.num_channels
-    fg = out.get("foreground_intensity_properties_per_channel")
-    if fg is not None:
-        if len(fg) != n:
-            raise ValueError(f"plans: foreground_intensity_properties_per_channel has {len(fg)} channels, "
-                             f"dataset.json {n}")
-        out["foreground_intensity_properties_per_channel"] = _reindex(fg, idx)
-    for name, cfg in out.get("configurations", {}).items():
-        for key in ("normalization_schemes", "use_mask_for_norm"):
-            if key in cfg:
-                if len(cfg[key]) != n:
-                    raise ValueError(f"plans: configuration {name!r} {key} has {len(cfg[key])} entries, "
-                                     f"dataset.json {n} channels")
-                cfg[key] = _reindex(cfg[key], idx)
-    return out
+def check_inputs_of_predict_command(num_input_channels: int, argv: Optional[Sequence[str]] = None) -> None:
+    """When the running process is ``nnUNetv2_predict`` (or ``..._from_modelfolder``), check its ``-i``
+    folder (``check_case_files`` below) before any preprocessing starts; the module docstring says
+    why here."""
+    argv = sys.argv if argv is None else argv
+    if not argv or not os.path.basename(argv[0]).startswith("nnUNetv2_predict"):
+        return
+    folder, names, ending, model = _predict_arguments(argv)
+    if folder is not None:
+        cases = check_case_files(folder, num_input_channels,
+                                 names if names and len(names) == num_input_channels else None, ending)
+        if model is not None and ending is not None:
+            for line in swapped_channel_warnings(folder, cases, ending, model):
+                print(f"WARNING (dante_nnunet): {line}", file=sys.stderr, flush=True)
 
 
-def save_deployment_files(output_folder_base: str, plans: dict, dataset_json: dict, split: ChannelSplit) -> None:
-    """Write the limited-channel plans.json and dataset.json into a results folder, and re-index the
-    per-channel intensity properties of its dataset_fingerprint.json if there is one."""
-    save_json(limited_plans(plans, split), join(output_folder_base, "plans.json"), sort_keys=False)
-    save_json(limited_dataset_json(dataset_json, split), join(output_folder_base, "dataset.json"), sort_keys=False)
-    fingerprint = join(output_folder_base, "dataset_fingerprint.json")
-    if isfile(fingerprint):
-        save_json(limited_plans(load_json(fingerprint), split), fingerprint, sort_keys=False)
-
-
-# ------------------------------------------------------------------------------------------------
-# prediction inputs
+# ------------------------------------------------------------------ the files of each case
 
 _CASE_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})(?P<ending>\..+)$")
 
@@ -128,7 +120,6 @@ def check_case_files(folder: str, num_channels: int, channel_names: Optional[Seq
 
 
 def _check_same_size_and_spacing(folder: str, case: str, names: Sequence[str]) -> None:
-    from dante_nnunet.rawdata import size_and_spacing
     geometry = {f: size_and_spacing(join(folder, f)) for f in names}
     known = {f: g for f, g in geometry.items() if g is not None}
     if len(set(known.values())) > 1:
@@ -137,26 +128,10 @@ def _check_same_size_and_spacing(folder: str, case: str, names: Sequence[str]) -
                          f"needs every channel of a case on one grid: resample them to one")
 
 
-# ------------------------------------------------------------------ the channels' intensity profiles
-CHANNEL_PROFILE = "dante_channel_profile.json"
-
-
-def save_channel_profile(model_folder: str, channel_names: Sequence[str], reference, num_cases: int) -> None:
-    """The deployed channels' reference intensity profiles (``channel_profile.py``), beside the model's
-    dataset.json, for the swapped-channel warning of nnUNetv2_predict."""
-    from dante_nnunet.channel_profile import QUANTILES
-    tmp = join(model_folder, CHANNEL_PROFILE + ".tmp")
-    save_json({"channel_names": list(channel_names), "quantiles": list(QUANTILES),
-               "reference": [[float(v) for v in row] for row in reference], "training_cases": int(num_cases)}, tmp)
-    os.replace(tmp, join(model_folder, CHANNEL_PROFILE))
-
-
+# ------------------------------------------------------------------ swapped channels
 def swapped_channel_warnings(folder: str, cases: Sequence[str], file_ending: str, model_folder: str) -> List[str]:
     """One line per input case whose channel files look swapped against the model's reference profiles
     (none when the model folder has no profile, or deploys a single channel)."""
-    import numpy as np
-    import SimpleITK as sitk
-    from dante_nnunet.channel_profile import QUANTILES, case_profiles, distances, looks_swapped
     path = join(model_folder, CHANNEL_PROFILE)
     if not isfile(path):
         return []

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json
 
-from dante_nnunet.deployment import DEPLOYMENT_KEY
+from dante_nnunet.deploy.deployment import DEPLOYMENT_KEY
 from dante_nnunet.guards import read_checkpoint, write_failure
 
 def export_model(dataset: str, configuration: str, trainer: str, folds: Sequence[str], output_root: str,

@@ -19,8 +19,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from dante_nnunet.config import ChannelSplit, DanteConfigError, cases_without_privileged, non_constant_channels
-from dante_nnunet.evaluation import label_values_from_dataset_json
-from dante_nnunet.rawdata import check_image, size_and_spacing
+
+from dante_nnunet.data.rawdata import label_values_from_dataset_json, check_image, size_and_spacing
 
 
 def _case_files(folder: str, ending: str, problems: List[str]) -> Dict[str, Dict[int, str]]:

@@ -11,7 +11,7 @@ import re
 import shutil
 import tempfile
 from contextlib import contextmanager
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -152,3 +152,11 @@ def placeholder_image(reference: sitk.Image) -> sitk.Image:
     out = sitk.Image(reference.GetSize(), reference.GetPixelID(), reference.GetNumberOfComponentsPerPixel())
     out.CopyInformation(reference)
     return out
+
+
+def label_values_from_dataset_json(dataset_json: Mapping) -> List[int]:
+    """Every label value dataset.json defines (background, ignore and each label or region member)."""
+    values = set()
+    for value in dataset_json["labels"].values():
+        values.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+    return sorted(values)

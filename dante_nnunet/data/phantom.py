@@ -54,8 +54,8 @@ import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import join, save_json
 
 from dante_nnunet.config import ChannelSplit
-from dante_nnunet.converters import BRATS_CHANNEL_NAMES, BRATS_LABELS
-from dante_nnunet.rawdata import check_new_dataset, new_dataset_folder, resolve_raw_root, sibling_roots
+from dante_nnunet.data.converters import BRATS_CHANNEL_NAMES, BRATS_LABELS
+from dante_nnunet.data.rawdata import check_new_dataset, new_dataset_folder, resolve_raw_root, sibling_roots
 
 Case = Tuple[np.ndarray, np.ndarray]   # (channels x Z x Y x X float32, Z x Y x X uint8)
 

@@ -33,7 +33,7 @@ import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import join, load_json, save_json
 
 from dante_nnunet.config import ChannelSplit
-from dante_nnunet.rawdata import (check_image, check_new_dataset, check_same_geometry, new_dataset_folder,
+from dante_nnunet.data.rawdata import (check_image, check_new_dataset, check_same_geometry, new_dataset_folder,
                                   placeholder_image, resolve_raw_root, sibling_roots)
 
 PLACEHOLDER_LABEL = "non-background (placeholder)"

@@ -44,7 +44,7 @@ import numpy as np
 import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import join, save_json
 
-from dante_nnunet.rawdata import (check_image, check_new_dataset, check_same_geometry, new_dataset_folder,
+from dante_nnunet.data.rawdata import (check_image, check_new_dataset, check_same_geometry, new_dataset_folder,
                                   placeholder_image, resolve_raw_root, sibling_roots)
 
 BRATS_MODALITIES = ("t1", "t1ce", "t2", "flair")     # -> _0000.._0003

@@ -17,9 +17,11 @@ says nothing about them rather than guess. docs/reliability.md has the measureme
 """
 from __future__ import annotations
 
+import os
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
+from batchgenerators.utilities.file_and_folder_operations import join, save_json
 
 QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 RATIO, FLOOR, ALIKE = 3.0, 1.0, 1.0
@@ -97,3 +99,16 @@ def reference_profiles(load_case, keys: Sequence[str], channels: Sequence[int]) 
         data, mask = load_case(k)
         profiles.append(case_profiles([np.asarray(data[c]) for c in channels], mask))
     return np.median(np.stack(profiles), 0)
+
+
+# ------------------------------------------------------------------ the saved profile of a model
+CHANNEL_PROFILE = "dante_channel_profile.json"
+
+
+def save_channel_profile(model_folder: str, channel_names: Sequence[str], reference, num_cases: int) -> None:
+    """The deployed channels' reference intensity profiles (``channel_profile.py``), beside the model's
+    dataset.json, for the swapped-channel warning of nnUNetv2_predict."""
+    tmp = join(model_folder, CHANNEL_PROFILE + ".tmp")
+    save_json({"channel_names": list(channel_names), "quantiles": list(QUANTILES),
+               "reference": [[float(v) for v in row] for row in reference], "training_cases": int(num_cases)}, tmp)
+    os.replace(tmp, join(model_folder, CHANNEL_PROFILE))

@@ -11,9 +11,9 @@ import numpy as np
 import SimpleITK as sitk
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json, save_json
 
-from dante_nnunet.evaluation import evaluate_folders
-from dante_nnunet.nnunet_jobs import add_configuration, nnunet_environment, run_command
-from dante_nnunet.phantom import write_phantom
+from dante_nnunet.jobs.evaluation import evaluate_folders
+from dante_nnunet.jobs.nnunet_jobs import add_configuration, nnunet_environment, run_command
+from dante_nnunet.data.phantom import write_phantom
 
 
 def run_demo(workdir: str, dataset_id: int = 990, trainer: str = "DANTETrainer_demo",

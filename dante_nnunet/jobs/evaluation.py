@@ -27,7 +27,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from dante_nnunet.rawdata import check_image
+from dante_nnunet.data.rawdata import check_image, label_values_from_dataset_json
 
 HD95_EMPTY_PENALTY_MM = float(np.sqrt(240 ** 2 + 240 ** 2 + 155 ** 2))   # 373.13
 
@@ -49,14 +49,6 @@ def regions_from_dataset_json(dataset_json: Mapping) -> Dict[str, List[int]]:
     if not out:
         raise ValueError(f"dataset.json labels {dict(labels)} define no foreground region")
     return out
-
-
-def label_values_from_dataset_json(dataset_json: Mapping) -> List[int]:
-    """Every label value dataset.json defines (background, ignore and each label or region member)."""
-    values = set()
-    for value in dataset_json["labels"].values():
-        values.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
-    return sorted(values)
 
 
 def _check_values(case: str, which: str, path: str, arr: np.ndarray, allowed: Sequence[int]) -> None:
