@@ -105,8 +105,8 @@ def _add_configuration(args) -> int:
     add_configuration(plans, args.n, base=args.b, features_per_stage=widths, patch_size=args.patch_size,
                       replace=args.replace)
     print(f"added configuration {args.n!r} to {plans} (inherits {args.b}'s preprocessed data)")
-    print(f"train it: nnUNetv2_train {args.d} {args.n} 0 -tr DANTETrainer -p {args.p}   (-device cpu on a machine "
-          f"without a GPU)")
+    print(f"train it on a CPU: nnUNetv2_train {args.d} {args.n} 0 -tr DANTETrainer_10epochs -p {args.p} -device cpu\n"
+          f"on a GPU: nnUNetv2_train {args.d} {args.n} 0 -tr DANTETrainer -p {args.p}   (the paper's 500 epochs)")
     return 0
 
 

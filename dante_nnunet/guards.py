@@ -1,4 +1,4 @@
-"""Guards against silent loss of work or silently wrong training (issue 13; docs/reliability.md).
+"""Guards against silent loss of work or silently wrong training (the faults tried: docs/reliability.md).
 
 - ``read_checkpoint``: ``torch.load`` with an error that names the file (a truncated or foreign file
   otherwise ends in torch's "failed finding central directory" without it).

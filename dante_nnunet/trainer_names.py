@@ -80,6 +80,9 @@ NAMED_TOKENS: Dict[str, Token] = {t.name: t for t in (
     Token("synthOnly", "ablation: the synthesis term without Eqs. 3-4 (no PIB, no alignment)",
           {"lambda_synthesis": 1.0, "lambda_pib": 0.0, "lambda_align": 0.0}, families=(DANTE,),
           refinable=("lambda_synthesis",)),
+    Token("vib", "variational bottleneck (RedCore-style): the fusion's correction is a Gaussian code of "
+          "scale-free inputs, sampled in training, its mean in evaluation; the PIB term is its KL to N(0, I)",
+          {"bottleneck": "vib"}, families=(DANTE,)),
     Token("checkpointing", "activation checkpointing of every encoder, decoder and the fusion (time for memory)",
           {"activation_checkpointing": True}, families=(DANTE,)),
     # --- Stage 1 and starting from it

@@ -99,11 +99,12 @@ def _graph_breaks(fn, *args) -> list:
 
 
 @pytest.mark.parametrize("alignment,stop_gradient,pib", [(a, True, "relative") for a in ALIGNMENTS]
-                         + [("l1", False, "l1")])   # each alignment in the default form; the paper's form
-def test_whole_stage2_step_traces_without_graph_breaks(alignment, stop_gradient, pib):
+                         + [("l1", False, "l1"), ("std_l1", True, "vib")])   # each alignment in the default
+def test_whole_stage2_step_traces_without_graph_breaks(alignment, stop_gradient, pib):   # form; the paper's; VIB
     """Network and DANTELoss traced together: nothing of the plugin (the output NamedTuple, InfoNCE's
-    anchor sampling, the standardisation, the PIB) breaks the graph."""
-    t = _stage2(seeded_anchors=False, alignment=alignment, alignment_stop_gradient=stop_gradient, pib=pib)
+    anchor sampling, the standardisation, the PIB, the variational code's sampling) breaks the graph."""
+    attrs = dict(bottleneck="vib") if pib == "vib" else dict(pib=pib)
+    t = _stage2(seeded_anchors=False, alignment=alignment, alignment_stop_gradient=stop_gradient, **attrs)
     batch = pf.region_batch()
     assert _graph_breaks(lambda x, y: t.loss(t.network(x), y), batch["data"], batch["target"]) == []
 
@@ -173,6 +174,26 @@ def _assert_autocast_step_close(t, dtype):
 def test_stage2_autocast_step_is_finite_and_close_to_fp32(alignment, dtype):
     _assert_autocast_step_close(_stage2(features=WIDE, alignment=alignment, alignment_stop_gradient=False,
                                         pib="l1" if alignment == "l1" else "relative", lambda_synthesis=1.0), dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_vib_autocast_step_is_finite_and_close_to_fp32(dtype):
+    """The variational fusion under autocast: the code's noise is drawn in float32 from the same reseeded
+    stream, the scales and the KL are float32."""
+    torch.manual_seed(0)
+    t = _stage2(features=WIDE, bottleneck="vib")
+    batch = pf.region_batch()
+    torch.manual_seed(1)
+    loss, grads = _step(t, t.network, batch)
+    terms = {k: float(v) for k, v in t.loss.last_terms.items()}
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=dtype):
+        a_loss, a_grads = _step(t, t.network, batch)
+    a_terms = {k: float(v) for k, v in t.loss.last_terms.items()}
+    rel, cosine = TOLERANCE[dtype]
+    assert torch.isfinite(a_loss) and torch.isfinite(a_grads).all() and terms["pib"] > 0
+    assert all(abs(a_terms[k] - terms[k]) <= rel * abs(terms[k]) for k in terms if k != "synthesis"), (terms, a_terms)
+    assert float(torch.nn.functional.cosine_similarity(a_grads, grads, dim=0)) > cosine
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])

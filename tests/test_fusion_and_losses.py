@@ -221,3 +221,104 @@ def test_synthesis_loss_by_hand_and_only_the_prediction_learns():
     assert target.grad is None                    # X^P is data, not something to pull
     with pytest.raises(ValueError, match=r"\(1, 1, 2, 2\).*\(1, 2, 2, 2\)"):
         synthesis_loss(pred, torch.zeros(1, 2, 2, 2))
+
+
+# ---------------------------------------------------------------- variational bottleneck (VIB form of PIB)
+def test_vib_kl_by_hand():
+    from dante_nnunet.losses.pib import vib_kl
+    # level 1: two elements, (mu 1, log var 0) -> 0.5 * (1 + 1 - 0 - 1) = 0.5 and (mu 0, var 4) ->
+    # 0.5 * (0 + 4 - ln 4 - 1) = 0.8068528; mean 0.6534264. Level 2: the prior itself -> 0.
+    mu = torch.tensor([1.0, 0.0]).view(1, 1, 2, 1, 1)
+    log_var = torch.tensor([0.0, math.log(4.0)]).view(1, 1, 2, 1, 1)
+    level1 = torch.cat((mu, log_var), dim=1)
+    level2 = torch.zeros(2, 6, 3, 3, 3)
+    assert vib_kl([level1, level2]).item() == pytest.approx(0.5 * (0.5 + 0.5 * (3.0 - math.log(4.0))), abs=1e-6)
+    assert vib_kl([level2]).item() == 0.0
+
+
+def _vib_fusion(zero_init=False):
+    from dante_nnunet.networks.fusion import VariationalFusion
+    torch.manual_seed(0)
+    fusion = VariationalFusion([3, 5], torch.nn.Conv3d, zero_init=zero_init)
+    for p in fusion.proj:   # a trained-looking state: every weight non-zero
+        torch.nn.init.normal_(p.weight, std=0.3)
+        torch.nn.init.normal_(p.bias, std=0.3)
+    z_a = [torch.randn(2, 3, 4, 4, 4), torch.randn(2, 5, 2, 2, 2)]
+    z_p = [torch.randn(2, 3, 4, 4, 4), torch.randn(2, 5, 2, 2, 2)]
+    return fusion, z_a, z_p
+
+
+def test_vib_kl_and_code_do_not_move_under_any_per_channel_rescaling():
+    """Rescaling Z^A and Z^P per case and channel (what a shrinking encoder can do) leaves the code and its
+    KL unchanged and scales the correction with Z^A: the bottleneck cannot be passed by rescaling."""
+    from dante_nnunet.losses.pib import vib_kl
+    fusion, z_a, z_p = _vib_fusion()
+    fusion.eval()
+    fused, corr, codes = fusion(z_a, z_p)
+    g = torch.Generator().manual_seed(3)
+    k_a = [torch.rand(2, a.shape[1], 1, 1, 1, generator=g) * 10 + 0.01 for a in z_a]
+    k_p = [torch.rand(2, p.shape[1], 1, 1, 1, generator=g) * 10 + 0.01 for p in z_p]
+    fused2, corr2, codes2 = fusion([a * k for a, k in zip(z_a, k_a)], [p * k for p, k in zip(z_p, k_p)])
+    for c, c2, x, x2, k in zip(codes, codes2, corr, corr2, k_a):
+        assert torch.allclose(c, c2, atol=1e-5) and torch.allclose(x * k, x2, rtol=1e-4, atol=1e-6)
+    assert vib_kl(codes2).item() == pytest.approx(vib_kl(codes).item(), rel=1e-5)
+    assert vib_kl(codes).item() > 0.1
+    # the correction is s^A * mu in evaluation: mu is the code's first half, s^A Z^A's channel scale
+    mu = codes[0][:, :3]
+    assert torch.allclose(corr[0], z_a[0].abs().mean(dim=(2, 3, 4), keepdim=True) * mu, atol=1e-6)
+    assert torch.allclose(fused[0], corr[0] + z_a[0])
+
+
+def test_vib_samples_in_training_only_and_starts_quiet():
+    fusion, z_a, z_p = _vib_fusion()
+    fusion.train()
+    a, b = fusion(z_a, z_p)[1], fusion(z_a, z_p)[1]
+    assert not torch.allclose(a[0], b[0])                      # a reparameterised sample each call
+    torch.manual_seed(5)
+    c = fusion(z_a, z_p)
+    mu, log_var = c[2][0].chunk(2, dim=1)
+    torch.manual_seed(5)
+    eps = torch.randn_like(mu)
+    s_a = z_a[0].abs().mean(dim=(2, 3, 4), keepdim=True)
+    assert torch.allclose(c[1][0], s_a * (mu + torch.exp(0.5 * log_var) * eps), atol=1e-5)
+    fusion.eval()
+    assert torch.equal(fusion(z_a, z_p)[1][0], fusion(z_a, z_p)[1][0])
+    from dante_nnunet.networks.fusion import VariationalFusion
+    quiet = VariationalFusion([3], torch.nn.Conv3d, zero_init=True)   # mu 0, sigma exp(-2) at the start
+    _, corr, codes = quiet.train()(z_a[:1], z_p[:1])
+    assert torch.equal(codes[0][:, :3], torch.zeros_like(codes[0][:, :3]))
+    assert torch.allclose(codes[0][:, 3:], torch.full_like(codes[0][:, 3:], -4.0))
+    assert corr[0].abs().mean() < 0.2 * z_a[0].abs().mean()
+
+
+@pytest.mark.slow   # initialises three trainers and runs their steps
+def test_vib_trainers_build_the_variational_fusion_and_deploy_the_stock_network():
+    """``vib`` with the default form and with the paper's: the PIB term is the KL of the network's codes;
+    the deployed weights are the stock network's, as without it."""
+    from dante_nnunet.jobs import inmemory as pf
+    from dante_nnunet.losses.pib import vib_kl
+    from dante_nnunet.networks.builder import deployed_state_dict
+    from dante_nnunet.networks.fusion import VariationalFusion
+    from dante_nnunet.training import DANTETrainer, DANTETrainer_paper_vib, DANTETrainer_vib_1epoch
+    assert (DANTETrainer_vib_1epoch.epochs, DANTETrainer_vib_1epoch.bottleneck) == (1, "vib")
+    assert (DANTETrainer_paper_vib.alignment, DANTETrainer_paper_vib.fusion_zero_init) == ("l1", False)
+    keys = None
+    for cls in (DANTETrainer_vib_1epoch, DANTETrainer_paper_vib, DANTETrainer):
+        t = pf.initialisable_trainer(cls, "Dataset996_Vib")
+        t.initialize()
+        dual = t.dual_network()
+        assert isinstance(dual.fusion, VariationalFusion) == (cls is not DANTETrainer)
+        t.loss.lambda_pib, t.loss.lambda_align = 0.3, 0.5
+        batch = pf.region_batch()
+        out = t.network(batch["data"])
+        loss = t.loss(out, batch["target"])
+        if cls is not DANTETrainer:
+            assert t.loss.last_terms["pib"].item() == pytest.approx(vib_kl(out.codes).item(), rel=1e-6)
+            loss.backward()
+            assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in dual.fusion.parameters())
+        else:
+            assert out.codes is None
+        deployed = set(deployed_state_dict(dual))
+        assert keys is None or deployed == keys
+        keys = deployed
+    assert not any("fusion" in k for k in keys)

@@ -24,15 +24,13 @@ enhancement strength s (unit SD) runs through each case; ET is the core where s 
 - T2 carries the same strength plainly (0.25 s, 3 noise SDs per unit), but on top of a per-case offset of
   the core's level (SD 0.3, about 4 noise SDs). ET is therefore present in the limited channels, but only
   relative to each case's own core: an absolute T2 threshold fails across cases. (Meant to be learned
-  slowly from few cases; through nnU-Net it is not: 4x the training cases did not raise the lower bound,
-  docs/privileged_transfer.md.)
+  slowly from few cases; how it measured through nnU-Net: docs/privileged_transfer.md.)
 - T1 and FLAIR: the core is uniform (necrosis-like), the edema as in the BraTS-like kind.
 
 **Reference** (``kind="reference"``): the transfer design (same tumours and strengths for a seed) with the
 per-case T2 offset (SD 0.5) on the whole tumour, edema included. The edema then shows each case's level,
-so ET is fully determined by the limited channels, relative to a reference that moves from case to case.
-Screened for issue 11's headroom criterion (configs/phantom_reference*.json): not case-limited through
-nnU-Net either (seed 0: lower bound ET 70.6 with 10 cases, 72.3 with 40).
+so ET is fully determined by the limited channels, relative to a reference that moves from case to case
+(its screen: docs/privileged_transfer.md).
 
 **DP2E-like** (``kind="ct"``): channels non-contrast CT and CT pulmonary angiography, both named "CT"
 (nnU-Net's CT normalisation), the CTPA given by number in the dante block; label 1 embolus. A body

@@ -106,7 +106,7 @@ def run_command(cmd: Sequence[Union[str, os.PathLike, int]], env: Mapping[str, s
         for line in p.stdout:
             fh.write(line)
             if echo and PROGRESS.search(line):
-                print("    " + line.rstrip()[:150], flush=True)
+                print("    " + line.rstrip(), flush=True)   # whole: a cut hint line is a broken command
         rc = p.wait()
     result = CommandResult(rc, time.time() - t0)
     if check and rc != 0:

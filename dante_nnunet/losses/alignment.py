@@ -3,8 +3,8 @@ satisfy.
 
 - ``RegressionAlignment``: Eq. 4 as written, on the raw feature maps. Its minimum can be reached by
   shrinking both maps: every encoder stage ends in InstanceNorm + LeakyReLU and feeds a convolution
-  followed by InstanceNorm, so the task loss hardly sees a stage's scale, and measured runs shrank
-  Z^A 15x at level 1 and killed up to 62% of the channels (docs/privileged_transfer.md).
+  followed by InstanceNorm, so the task loss hardly sees a stage's scale, and runs shrank Z^A and killed
+  channels (the measurements: docs/privileged_transfer.md).
 - ``StandardizedAlignment``: Eq. 4 between per-case, per-channel standardised maps (as PKD /
   data2vec normalise feature targets). Invariant to any positive per-channel scale and any shift of
   either map, so only agreement in shape lowers it; a dead channel facing a live one costs the most.

@@ -82,7 +82,7 @@ class DANTELoss(nn.Module):
         seg_f = self.task_loss(output.seg_full, target)
         total = seg_l + seg_f
         if self.lambda_pib > 0:
-            pib = self.pib(output.corrections, output.z_alignable)
+            pib = self.pib(output.corrections, output.z_alignable, output.codes)
             total = total + self.lambda_pib * pib
         if self.lambda_align > 0:
             align = self.alignment(output.z_alignable, output.z_limited)

@@ -20,7 +20,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from dante_nnunet.config import ChannelSplit
 from dante_nnunet.networks.cross_modal_mae import CrossModalMAE
 from dante_nnunet.networks.dual_pathway import DualPathwayNet
-from dante_nnunet.networks.fusion import ResidualFusion
+from dante_nnunet.networks.fusion import ResidualFusion, VariationalFusion
 
 # attributes of an encoder that UNetDecoder reads when it is built
 _ENCODER_SPEC_ATTRS = ("output_channels", "strides", "conv_op", "kernel_sizes", "conv_bias", "norm_op",
@@ -52,11 +52,12 @@ def _split_unet(net: nn.Module, arch_name: str):
 
 def build_dual_pathway_network(configuration_manager, split: ChannelSplit, num_output_channels: int,
                                deep_supervision: bool = True, fusion_zero_init: bool = False,
-                               synthesis: bool = False) -> DualPathwayNet:
+                               synthesis: bool = False, variational: bool = False) -> DualPathwayNet:
     """E_L on the limited channels; E_A and E_P on all channels; residual fusion at every encoder
     level (proj_i zero-initialised if ``fusion_zero_init``); D_L on Z^L and D_F on Z^F; each part of the
     plans' architecture (2D or 3D). ``synthesis``: a 1x1 convolution (with bias) from D_L's last feature
-    map to the privileged channels (losses/synthesis.py), He-initialised as the plans' UNets are."""
+    map to the privileged channels (losses/synthesis.py), He-initialised as the plans' UNets are.
+    ``variational``: the fusion's correction is a Gaussian code (fusion.VariationalFusion)."""
     arch = configuration_manager.network_arch_class_name
     n_lim, n_all = len(split.limited_indices), split.num_channels
     enc_l, dec_l = _split_unet(build_stock_network(configuration_manager, n_lim, num_output_channels,
@@ -65,7 +66,8 @@ def build_dual_pathway_network(configuration_manager, split: ChannelSplit, num_o
                                                    deep_supervision), arch)
     enc_p, _ = _split_unet(build_stock_network(configuration_manager, n_all, num_output_channels,
                                                deep_supervision), arch)
-    fusion = ResidualFusion(enc_a.output_channels, enc_a.conv_op, zero_init=fusion_zero_init)
+    fusion = (VariationalFusion if variational else ResidualFusion)(enc_a.output_channels, enc_a.conv_op,
+                                                                    zero_init=fusion_zero_init)
     head = None
     if synthesis:
         head = enc_l.conv_op(enc_l.output_channels[0], len(split.privileged_indices), 1, 1, 0, bias=True)

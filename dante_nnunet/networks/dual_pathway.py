@@ -26,6 +26,8 @@ class DualPathwayOutput(NamedTuple):
     # with a synthesis head (losses/synthesis.py): its prediction of X^P from D_L's last features, and X^P
     synthesis: Optional[torch.Tensor] = None
     privileged_input: Optional[torch.Tensor] = None
+    # with a variational fusion (fusion.VariationalFusion): cat(mu_i, log sigma_i^2) per level, the KL's input
+    codes: Optional[List[torch.Tensor]] = None
 
 
 class DualPathwayNet(nn.Module):
@@ -79,7 +81,7 @@ class DualPathwayNet(nn.Module):
 
     def forward_full(self, x_full: torch.Tensor) -> Seg:
         """The teacher f_F = D_F o psi(E_A, E_P) on all channels (no limited pathway computed)."""
-        fused, _ = self.fusion(self.encoder_a(x_full), self.encoder_p(x_full))
+        fused = self.fusion(self.encoder_a(x_full), self.encoder_p(x_full))[0]
         return self.decoder_f(fused)
 
     def _decode_limited(self, z_l: List[torch.Tensor]):
@@ -99,11 +101,12 @@ class DualPathwayNet(nn.Module):
         z_l = self._run(self.encoder_l, self.select_limited(x_full))
         z_a = self._run(self.encoder_a, x_full)
         z_p = self._run(self.encoder_p, x_full)
-        z_f, corrections = self._run(self.fusion, z_a, z_p)
+        fusion = self._run(self.fusion, z_a, z_p)   # (fused, corrections[, codes of a variational fusion])
+        z_f, corrections = fusion[0], fusion[1]
         seg_l, synthesis = self._decode_limited(z_l)
         privileged = x_full.index_select(1, self.privileged_index) if synthesis is not None else None
         return DualPathwayOutput(seg_l, self._run(self.decoder_f, z_f), z_l, z_a, z_p, corrections, synthesis,
-                                 privileged)
+                                 privileged, fusion[2] if len(fusion) > 2 else None)
 
     def set_deep_supervision(self, enabled: bool) -> None:
         self.decoder_l.deep_supervision = enabled

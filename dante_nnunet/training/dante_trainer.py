@@ -58,6 +58,8 @@ class DANTETrainer(LimitedDeploymentTrainer):
     alignment_stop_gradient = True    # True: Z^A is a detached target (only E_L is pulled)
     pib = "relative"                  # 'l1' (Eq. 3 as written) | 'relative' (to the scale of Z^A)
     fusion_zero_init = True           # True: proj_i starts at 0, so the correction starts at 0
+    bottleneck = "deterministic"      # "vib": the correction is a Gaussian code and the PIB term its KL
+                                      # (networks/fusion.py VariationalFusion, losses/pib.py vib_kl)
     lambda_synthesis = 0.0            # > 0: a training-only head on D_L regresses X^P (losses/synthesis.py),
                                       # on from epoch 0 (it needs no teacher); not in the paper
     regularizer_start_fraction = 0.2  # PIB and alignment join at epoch 100 of 500
@@ -81,7 +83,7 @@ class DANTETrainer(LimitedDeploymentTrainer):
 
     def regularizer_description(self) -> str:
         direction = ", Z^A detached" if self.alignment_stop_gradient else ""
-        return (f"lambda_pib={self.lambda_pib} (PIB {self.pib}), lambda_align={self.lambda_align} "
+        return (f"lambda_pib={self.lambda_pib} (PIB {self.pib_form}), lambda_align={self.lambda_align} "
                 f"({self.alignment}{direction}), fusion init {'zero' if self.fusion_zero_init else 'default'}")
 
     def synthesis_description(self) -> str:
@@ -89,6 +91,14 @@ class DANTETrainer(LimitedDeploymentTrainer):
             return "no privileged synthesis"
         return (f"privileged synthesis lambda_syn={self.lambda_synthesis} (D_L head -> "
                 f"{list(self.channel_split.privileged_names)}, MSE) from epoch 0")
+
+    @property
+    def pib_form(self) -> str:
+        """The PIB term's form: the KL of the variational fusion's code, else ``pib``."""
+        if self.bottleneck not in ("deterministic", "vib"):
+            raise ValueError(f"{type(self).__name__}.bottleneck must be 'deterministic' or 'vib', not "
+                             f"{self.bottleneck!r}")
+        return "vib" if self.bottleneck == "vib" else self.pib
 
     @property
     def regularizer_start_epoch(self) -> int:
@@ -106,7 +116,8 @@ class DANTETrainer(LimitedDeploymentTrainer):
                                 num_output_channels: int, enable_deep_supervision: bool = True) -> DualPathwayNet:
         dual = build_dual_pathway_network(configuration_manager, self.channel_split, num_output_channels,
                                           enable_deep_supervision, fusion_zero_init=self.fusion_zero_init,
-                                          synthesis=self.lambda_synthesis > 0)
+                                          synthesis=self.lambda_synthesis > 0,
+                                          variational=self.pib_form == "vib")
         dual.activation_checkpointing = self.activation_checkpointing
         return dual
 
@@ -126,7 +137,8 @@ class DANTETrainer(LimitedDeploymentTrainer):
         alignment = build_alignment(self.alignment, self.infonce_temperature, self.infonce_anchors,
                                     stop_gradient=self.alignment_stop_gradient)
         # regulariser weights are set per epoch in on_train_epoch_start
-        return DANTELoss(super()._build_loss(), alignment, lambda_pib=0.0, lambda_align=0.0, pib=build_pib(self.pib),
+        return DANTELoss(super()._build_loss(), alignment, lambda_pib=0.0, lambda_align=0.0,
+                         pib=build_pib(self.pib_form),
                          lambda_synthesis=self.lambda_synthesis)
 
     def on_train_epoch_start(self):

@@ -10,10 +10,17 @@ import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import join
 from nnunetv2.training.logging.nnunet_logger import LocalLogger
 
-from dante_nnunet.training.diagnostics import FEATURE_STATS, STAT_LABELS
+from dante_nnunet.training.diagnostics import DEAD_WARN_FRACTION, FEATURE_STATS, STAT_LABELS, STAT_TITLES
 from dante_nnunet.guards import write_failure
 from dante_nnunet.losses.dante_loss import LOSS_TERMS
 from dante_nnunet.losses.reconstruction import RECONSTRUCTION_TERMS
+
+def _integer_epochs(fig) -> None:
+    """Epoch axes with whole-number ticks only (a 1-epoch run otherwise shows -0.04 .. 0.04)."""
+    from matplotlib.ticker import MaxNLocator
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
 
 class ThrottledPlotting:
     """Mixin for nnU-Net's LocalLogger: the figures are redrawn at most every ``plot_interval_s`` seconds,
@@ -64,7 +71,7 @@ class _CurvesLogger(ThrottledPlotting, LocalLogger):
 
     def _mark(self, ax) -> None:
         for i, (label, e) in enumerate(sorted(self.marks.items(), key=lambda kv: kv[1])):
-            ax.axvline(e, color="k", ls="--" if i == 0 else ":", linewidth=2, label=f"{label} (epoch {e})")
+            ax.axvline(e, color="k", ls="--" if i == 0 else ":", linewidth=2, marker="", label=f"{label} (epoch {e})")
 
     def load_checkpoint(self, checkpoint: dict):
         checkpoint = dict(checkpoint)
@@ -92,6 +99,11 @@ class _CurvesLogger(ThrottledPlotting, LocalLogger):
             return
         x = list(range(epoch + 1))
         sns.set(font_scale=2.5)
+        # a short run's curves are a few points: draw them as markers, or a 1-epoch figure looks blank
+        with matplotlib.rc_context({"lines.marker": "o" if len(x) <= 30 else "None", "lines.markersize": 14}):
+            self._draw_figures(output_folder, plt, log, x, epoch)
+
+    def _draw_figures(self, output_folder, plt, log: dict, x: list, epoch: int) -> None:
         n = self.n_curve_panels + 2
         fig, axes = plt.subplots(n, 1, figsize=(30, 18 * n))
         self._plot_curves(axes[:-2], log, x, epoch)
@@ -111,6 +123,7 @@ class _CurvesLogger(ThrottledPlotting, LocalLogger):
         ax.set_xlabel("epoch")
         ax.set_ylabel("learning rate")
         ax.legend(loc=(0, 1))
+        _integer_epochs(fig)
         plt.tight_layout()
         fig.savefig(join(output_folder, "progress.png"))
         plt.close(fig)
@@ -147,6 +160,8 @@ class DANTELocalLogger(_CurvesLogger):
         """diagnostics.png: each feature diagnostic per encoder level and epoch (diagnostics.py)."""
         import matplotlib.pyplot as plt
         fig, axes = plt.subplots(len(FEATURE_STATS), 1, figsize=(30, 12 * len(FEATURE_STATS)))
+        fig.suptitle("DANTE feature diagnostics per encoder level (level 1 = full resolution), mean over each "
+                     "epoch's training steps", fontsize=34)
         for ax, stat in zip(axes, FEATURE_STATS):
             rows = [r if isinstance(r, (list, tuple)) else [] for r in log[f"diag_{stat}"][:epoch + 1]]
             levels = max((len(r) for r in rows), default=0)
@@ -157,11 +172,20 @@ class DANTELocalLogger(_CurvesLogger):
                 ax.plot(x, values[:, i], linewidth=4, label=f"level {i + 1}")
             if stat.startswith("abs_"):
                 ax.set_yscale("log")
+            elif stat.startswith("dead_"):
+                ax.axhline(DEAD_WARN_FRACTION, color="r", ls="-.", linewidth=3, marker="",
+                           label=f"warning level ({DEAD_WARN_FRACTION:.0%} dead)")
+                top = np.nanmax(values) if np.isfinite(values).any() else 0.0
+                ax.set_ylim(0, max(1.5 * DEAD_WARN_FRACTION, 1.1 * top))
+            else:
+                ax.set_ylim(bottom=0)
+            ax.set_title(STAT_TITLES[stat], fontsize=26, loc="left")
             ax.set_ylabel(STAT_LABELS[stat])
             ax.set_xlabel("epoch")
             self._mark(ax)
-            ax.legend(loc=(0, 1), ncol=levels + len(self.marks))
-        plt.tight_layout()
+            ax.legend(loc="upper right", ncol=levels + len(self.marks) + 1, fontsize=18)
+        _integer_epochs(fig)
+        plt.tight_layout(rect=(0, 0, 1, 0.98))
         fig.savefig(join(output_folder, "diagnostics.png"))
         plt.close(fig)
 
