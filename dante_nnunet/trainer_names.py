@@ -83,6 +83,9 @@ NAMED_TOKENS: Dict[str, Token] = {t.name: t for t in (
     Token("vib", "variational bottleneck (RedCore-style): the fusion's correction is a Gaussian code of "
           "scale-free inputs, sampled in training, its mean in evaluation; the PIB term is its KL to N(0, I)",
           {"bottleneck": "vib"}, families=(DANTE,)),
+    Token("club", "IndiSeek-style independence: lambda_club = 0.1 x a CLUB upper bound on I(Z^A; Z^P) per level, "
+          "from the regularisers' epoch, its estimator trained from epoch 0", {"lambda_club": 0.1},
+          families=(DANTE,), refinable=("lambda_club",)),
     Token("checkpointing", "activation checkpointing of every encoder, decoder and the fusion (time for memory)",
           {"activation_checkpointing": True}, families=(DANTE,)),
     # --- Stage 1 and starting from it
@@ -107,10 +110,11 @@ NAMED_TOKENS: Dict[str, Token] = {t.name: t for t in (
 _NUMBER = r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 # numeric tokens: (pattern, attribute, families, help, converter)
 _WEIGHTS = (("pib", "lambda_pib"), ("align", "lambda_align"), ("syn", "lambda_synthesis"))
+_OTHER_WEIGHTS = (("club", "lambda_club"),)   # not formatted by trainer_name
 NUMERIC_TOKENS = (
     (re.compile(r"(?P<v>[1-9]\d*)epochs?"), "epochs", FAMILIES, "<n>epochs: n epochs ('1epoch')", int),
     *((re.compile(rf"{key}(?P<v>{_NUMBER})"), attr, (DANTE,), f"{key}<x>: {attr} = x", float)
-      for key, attr in _WEIGHTS),
+      for key, attr in _WEIGHTS + _OTHER_WEIGHTS),
     (re.compile(r"seed(?P<v>\d+)"), "seed", FAMILIES, "seed<n>: training seed n (training/seeding.py)", int),
 )
 

@@ -8,12 +8,14 @@ import torch
 from torch import nn
 
 from dante_nnunet.losses.cases import HasPrivileged, complete_cases_mask, select_cases
+from dante_nnunet.losses.independence import CLUBEstimator, club_terms
 from dante_nnunet.losses.pib import PIB
 from dante_nnunet.losses.synthesis import synthesis_loss
 from dante_nnunet.networks.dual_pathway import DualPathwayOutput
 
 # the terms of Eq. 6 (and the synthesis term) that DANTELoss reports in ``last_terms``, in log order
-LOSS_TERMS = ("seg_limited", "seg_full", "pib", "align", "synthesis")
+# (club: the CLUB bound on I(Z^A; Z^P); club_q: its estimator's own loss, losses/independence.py)
+LOSS_TERMS = ("seg_limited", "seg_full", "pib", "align", "synthesis", "club", "club_q")
 
 
 def privileged_part(output: DualPathwayOutput, target, has_privileged) -> Optional[tuple]:
@@ -28,7 +30,7 @@ def privileged_part(output: DualPathwayOutput, target, has_privileged) -> Option
     return DualPathwayOutput(*(select_cases(x, index) for x in output)), select_cases(target, index)
 
 
-def _privileged_graph_zero(output: DualPathwayOutput) -> torch.Tensor:
+def _privileged_graph_zero(output: DualPathwayOutput, club: Optional[nn.Module] = None) -> torch.Tensor:
     """0 x (sum of every output that only the privileged terms read): adds nothing, but keeps the full
     pathway's and the synthesis head's parameters in the graph (DDP requires every parameter to get a
     gradient in every step, also in a step whose batch has no case with the privileged scan)."""
@@ -36,6 +38,8 @@ def _privileged_graph_zero(output: DualPathwayOutput) -> torch.Tensor:
     parts = list(seg_full) + list(output.corrections) + list(output.z_alignable) + list(output.z_privileged)
     if output.synthesis is not None:
         parts.append(output.synthesis)
+    if club is not None:
+        parts.extend(club.parameters())
     return 0.0 * torch.stack([p.float().sum() for p in parts]).sum()
 
 
@@ -54,11 +58,17 @@ class DANTELoss(nn.Module):
     that have it, each normalised over those cases (the same per-element means on the smaller batch).
     A batch with none of them is L_task(f_L) alone, and its other terms are logged as NaN.
 
+    ``club`` (optional): the estimator q(Z^P | Z^A) of ``losses/independence.py``; then every step adds its
+    own loss (features detached: it trains q only, from the first epoch, so q is fitted when the bound
+    starts) and ``lambda_club`` x the CLUB bound on I(Z^A; Z^P) (q detached: it trains the encoders only),
+    on the cases with the privileged scan. Both are logged (``club``, ``club_q``).
+
     After each call, ``last_terms`` holds the detached value of every term (no host sync).
     """
 
     def __init__(self, task_loss: nn.Module, alignment: nn.Module, lambda_pib: float, lambda_align: float,
-                 pib: Optional[nn.Module] = None, lambda_synthesis: float = 0.0):
+                 pib: Optional[nn.Module] = None, lambda_synthesis: float = 0.0,
+                 club: Optional[CLUBEstimator] = None, lambda_club: float = 0.0, club_samples: int = 256):
         super().__init__()
         self.task_loss = task_loss
         self.alignment = alignment
@@ -66,17 +76,20 @@ class DANTELoss(nn.Module):
         self.lambda_pib = lambda_pib
         self.lambda_align = lambda_align
         self.lambda_synthesis = lambda_synthesis
+        self.club = club
+        self.lambda_club = lambda_club
+        self.club_samples = club_samples
         self.last_terms: Dict[str, torch.Tensor] = {}
 
     def forward(self, output: DualPathwayOutput, target, has_privileged: HasPrivileged = None) -> torch.Tensor:
         seg_l = self.task_loss(output.seg_limited, target)
         nan = torch.full((), float("nan"), device=seg_l.device)
-        seg_f = pib = align = syn = nan
+        seg_f = pib = align = syn = club = club_q = nan
         part = privileged_part(output, target, has_privileged)
         if part is None:
-            total = seg_l + _privileged_graph_zero(output)
+            total = seg_l + _privileged_graph_zero(output, self.club)
             self.last_terms = {"seg_limited": seg_l.detach(), "seg_full": nan, "pib": nan, "align": nan,
-                               "synthesis": nan}
+                               "synthesis": nan, "club": nan, "club_q": nan}
             return total
         output, target = part
         seg_f = self.task_loss(output.seg_full, target)
@@ -93,6 +106,10 @@ class DANTELoss(nn.Module):
                                  "(build_dual_pathway_network(..., synthesis=True))")
             syn = synthesis_loss(output.synthesis, output.privileged_input)
             total = total + self.lambda_synthesis * syn
+        if self.club is not None:
+            club, club_q = club_terms(self.club, output.z_alignable, output.z_privileged, self.club_samples)
+            total = total + club_q + (self.lambda_club * club if self.lambda_club > 0 else 0.0 * club)
         self.last_terms = {"seg_limited": seg_l.detach(), "seg_full": seg_f.detach(),
-                           "pib": pib.detach(), "align": align.detach(), "synthesis": syn.detach()}
+                           "pib": pib.detach(), "align": align.detach(), "synthesis": syn.detach(),
+                           "club": club.detach(), "club_q": club_q.detach()}
         return total

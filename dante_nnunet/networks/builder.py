@@ -18,6 +18,7 @@ from dynamic_network_architectures.initialization.weight_init import InitWeights
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from dante_nnunet.config import ChannelSplit
+from dante_nnunet.losses.independence import CLUBEstimator
 from dante_nnunet.networks.cross_modal_mae import CrossModalMAE
 from dante_nnunet.networks.dual_pathway import DualPathwayNet
 from dante_nnunet.networks.fusion import ResidualFusion, VariationalFusion
@@ -52,12 +53,14 @@ def _split_unet(net: nn.Module, arch_name: str):
 
 def build_dual_pathway_network(configuration_manager, split: ChannelSplit, num_output_channels: int,
                                deep_supervision: bool = True, fusion_zero_init: bool = False,
-                               synthesis: bool = False, variational: bool = False) -> DualPathwayNet:
+                               synthesis: bool = False, variational: bool = False,
+                               club: bool = False) -> DualPathwayNet:
     """E_L on the limited channels; E_A and E_P on all channels; residual fusion at every encoder
     level (proj_i zero-initialised if ``fusion_zero_init``); D_L on Z^L and D_F on Z^F; each part of the
     plans' architecture (2D or 3D). ``synthesis``: a 1x1 convolution (with bias) from D_L's last feature
     map to the privileged channels (losses/synthesis.py), He-initialised as the plans' UNets are.
-    ``variational``: the fusion's correction is a Gaussian code (fusion.VariationalFusion)."""
+    ``variational``: the fusion's correction is a Gaussian code (fusion.VariationalFusion). ``club``: with the
+    CLUB term's estimator q(Z^P | Z^A) (losses/independence.py)."""
     arch = configuration_manager.network_arch_class_name
     n_lim, n_all = len(split.limited_indices), split.num_channels
     enc_l, dec_l = _split_unet(build_stock_network(configuration_manager, n_lim, num_output_channels,
@@ -72,8 +75,9 @@ def build_dual_pathway_network(configuration_manager, split: ChannelSplit, num_o
     if synthesis:
         head = enc_l.conv_op(enc_l.output_channels[0], len(split.privileged_indices), 1, 1, 0, bias=True)
         head.apply(InitWeights_He(1e-2))
+    estimator = CLUBEstimator(enc_a.output_channels) if club else None
     return DualPathwayNet(enc_l, dec_l, enc_a, enc_p, fusion, dec_f, split.limited_indices, head,
-                          split.privileged_indices)
+                          split.privileged_indices, estimator)
 
 
 def _drop_unused_heads(decoder: nn.Module) -> nn.Module:

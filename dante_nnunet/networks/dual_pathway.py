@@ -43,12 +43,14 @@ class DualPathwayNet(nn.Module):
 
     ``synthesis_head`` (optional, training only like the full pathway): a module from D_L's last feature
     map (full resolution, before the segmentation layer) to the privileged channels, ``privileged_indices``
-    of the input. It is not part of the deployed network.
+    of the input. It is not part of the deployed network. ``club_estimator`` (optional, training only): the
+    variational network of the CLUB term, held here so that nnU-Net's optimizer trains it.
     """
 
     def __init__(self, encoder_l: nn.Module, decoder_l: nn.Module, encoder_a: nn.Module, encoder_p: nn.Module,
                  fusion: ResidualFusion, decoder_f: nn.Module, limited_indices: Sequence[int],
-                 synthesis_head: Optional[nn.Module] = None, privileged_indices: Sequence[int] = ()):
+                 synthesis_head: Optional[nn.Module] = None, privileged_indices: Sequence[int] = (),
+                 club_estimator: Optional[nn.Module] = None):
         super().__init__()
         self.encoder_l = encoder_l
         self.decoder_l = decoder_l
@@ -63,6 +65,8 @@ class DualPathwayNet(nn.Module):
         self.synthesis_head = synthesis_head
         self.register_buffer("privileged_index", channel_index(privileged_indices),
                              persistent=False)
+        # training only: q(Z^P | Z^A) of the CLUB term (losses/independence.py), read by the loss, not by forward
+        self.club_estimator = club_estimator
         # the Stage-1 checkpoint E_L/E_A/E_P were loaded from (set by training.transfer), else None
         self.transferred_from: Optional[str] = None
         self.activation_checkpointing = False

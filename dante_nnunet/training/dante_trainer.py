@@ -58,6 +58,9 @@ class DANTETrainer(LimitedDeploymentTrainer):
     alignment_stop_gradient = True    # True: Z^A is a detached target (only E_L is pulled)
     pib = "relative"                  # 'l1' (Eq. 3 as written) | 'relative' (to the scale of Z^A)
     fusion_zero_init = True           # True: proj_i starts at 0, so the correction starts at 0
+    lambda_club = 0.0                 # > 0: CLUB bound on I(Z^A; Z^P) (losses/independence.py), from the
+                                      # regularisers' epoch; its estimator trains from epoch 0
+    club_samples = 256                # voxels sampled per level and step for the CLUB estimate
     bottleneck = "deterministic"      # "vib": the correction is a Gaussian code and the PIB term its KL
                                       # (networks/fusion.py VariationalFusion, losses/pib.py vib_kl)
     lambda_synthesis = 0.0            # > 0: a training-only head on D_L regresses X^P (losses/synthesis.py),
@@ -84,7 +87,8 @@ class DANTETrainer(LimitedDeploymentTrainer):
     def regularizer_description(self) -> str:
         direction = ", Z^A detached" if self.alignment_stop_gradient else ""
         return (f"lambda_pib={self.lambda_pib} (PIB {self.pib_form}), lambda_align={self.lambda_align} "
-                f"({self.alignment}{direction}), fusion init {'zero' if self.fusion_zero_init else 'default'}")
+                f"({self.alignment}{direction}), fusion init {'zero' if self.fusion_zero_init else 'default'}"
+                + (f", lambda_club={self.lambda_club} (CLUB of Z^A, Z^P)" if self.lambda_club > 0 else ""))
 
     def synthesis_description(self) -> str:
         if self.lambda_synthesis <= 0:
@@ -117,7 +121,7 @@ class DANTETrainer(LimitedDeploymentTrainer):
         dual = build_dual_pathway_network(configuration_manager, self.channel_split, num_output_channels,
                                           enable_deep_supervision, fusion_zero_init=self.fusion_zero_init,
                                           synthesis=self.lambda_synthesis > 0,
-                                          variational=self.pib_form == "vib")
+                                          variational=self.pib_form == "vib", club=self.lambda_club > 0)
         dual.activation_checkpointing = self.activation_checkpointing
         return dual
 
@@ -138,8 +142,8 @@ class DANTETrainer(LimitedDeploymentTrainer):
                                     stop_gradient=self.alignment_stop_gradient)
         # regulariser weights are set per epoch in on_train_epoch_start
         return DANTELoss(super()._build_loss(), alignment, lambda_pib=0.0, lambda_align=0.0,
-                         pib=build_pib(self.pib_form),
-                         lambda_synthesis=self.lambda_synthesis)
+                         pib=build_pib(self.pib_form), lambda_synthesis=self.lambda_synthesis,
+                         club=self.dual_network().club_estimator, club_samples=self.club_samples)
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()   # network.train(), lr of the poly schedule
@@ -147,6 +151,7 @@ class DANTETrainer(LimitedDeploymentTrainer):
         on = self.current_epoch >= self.regularizer_start_epoch
         self.loss.lambda_pib = self.lambda_pib if on else 0.0
         self.loss.lambda_align = self.lambda_align if on else 0.0
+        self.loss.lambda_club = self.lambda_club if on else 0.0
         if self.current_epoch == self.regularizer_start_epoch:
             self.print_to_log_file(f"DANTE regularisers on: {self.regularizer_description()}")
 

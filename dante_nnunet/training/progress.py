@@ -145,7 +145,7 @@ class DANTELocalLogger(_CurvesLogger):
     n_curve_panels = 2
     trainer_name = "DANTETrainer"
     # curves added after checkpoints existed: the diagnostics and the synthesis term
-    optional_keys = tuple(f"diag_{s}" for s in FEATURE_STATS) + ("train_synthesis",)
+    optional_keys = tuple(f"diag_{s}" for s in FEATURE_STATS) + ("train_synthesis", "train_club", "train_club_q")
 
     def __init__(self, verbose: bool = False):
         super().__init__(verbose)
@@ -208,11 +208,12 @@ class DANTELocalLogger(_CurvesLogger):
         ax = axes[1]
         styles = {"seg_limited": ("b", "task loss, limited pathway"), "seg_full": ("m", "task loss, full pathway"),
                   "pib": ("orange", "L_PIB (Eq. 3)"), "align": ("c", "L_Align (Eq. 4/5)"),
-                  "synthesis": ("y", "L_Syn (privileged synthesis)")}
+                  "synthesis": ("y", "L_Syn (privileged synthesis)"),
+                  "club": ("k", "CLUB bound on I(Z^A; Z^P)"), "club_q": ("grey", "CLUB estimator's loss")}
         for t in LOSS_TERMS:
             values = np.asarray(log[f"train_{t}"][:epoch + 1], dtype=float)
-            if t == "synthesis" and np.all(np.isnan(values)):
-                continue   # a trainer without the synthesis term
+            if t in ("synthesis", "club", "club_q") and np.all(np.isnan(values)):
+                continue   # a trainer without that optional term
             color, label = styles[t]
             ax.plot(x, values, color=color, label=label, linewidth=4)
         ax.set_xlabel("epoch")
