@@ -59,7 +59,8 @@ def test_epoch_end_hooks_gather_over_ranks(ranks):
     values below."""
     r0, r1 = (r["crafted"] for r in ranks["records"])
     assert r0 == r1                                        # every rank logs the gathered values
-    assert r0["train_terms"] == pytest.approx([1.5, 3.0, 4.5, 6.0, 7.5])   # seg_l, seg_f, pib, align, synthesis
+    # seg_l, seg_f, pib, align, synthesis, club, club_q
+    assert r0["train_terms"] == pytest.approx([1.5, 3.0, 4.5, 6.0, 7.5, 9.0, 10.5])
     assert r0["train_loss"] == pytest.approx(1.5)
     assert r0["diag_abs_zl"] == pytest.approx([1.5] * len(r0["diag_abs_zl"]))
     # teacher counts summed over ranks: tp 2*([1,0,2]+[2,0,2]) = [6,0,8], fp [0,0,1]+[0,1,1] = [0,1,2],

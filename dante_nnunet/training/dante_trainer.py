@@ -143,7 +143,8 @@ class DANTETrainer(LimitedDeploymentTrainer):
         # regulariser weights are set per epoch in on_train_epoch_start
         return DANTELoss(super()._build_loss(), alignment, lambda_pib=0.0, lambda_align=0.0,
                          pib=build_pib(self.pib_form), lambda_synthesis=self.lambda_synthesis,
-                         club=self.dual_network().club_estimator, club_samples=self.club_samples)
+                         club=self.dual_network().club_estimator if self.lambda_club > 0 else None,
+                         club_samples=self.club_samples)
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()   # network.train(), lr of the poly schedule
