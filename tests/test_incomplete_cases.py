@@ -2,6 +2,7 @@
 list's checks, the per-case masking of every loss by hand, ModDrop's forced drop, the phantom option, and
 the trainers' refusals on real preprocessed data."""
 import json
+import math
 import os
 
 import numpy as np
@@ -89,6 +90,7 @@ def test_dante_loss_uses_only_complete_cases_for_the_privileged_terms():
     # cases 0 and 2: seg_f (1 + 9) / 2 = 5; PIB (1 + 3) / 2 = 2; align (|2-1| + |4-1|) / 2 = 2;
     # synthesis ((0-1)^2 + (2-0)^2) / 2 = 2.5; seg_l over all three cases: 1
     terms = {k: v.item() for k, v in loss.last_terms.items()}
+    assert math.isnan(terms.pop("club")) and math.isnan(terms.pop("club_q"))   # no CLUB estimator here
     assert terms == pytest.approx({"seg_limited": 1.0, "seg_full": 5.0, "pib": 2.0, "align": 2.0, "synthesis": 2.5})
     assert total.item() == pytest.approx(1.0 + 5.0 + 0.3 * 2.0 + 0.5 * 2.0 + 0.2 * 2.5)
     # every case complete (or no list): the unmasked loss
