@@ -29,22 +29,24 @@ FEATURE_STATS = ("abs_zl", "abs_za", "align_dist", "dead_zl", "dead_za", "corr_r
 STAT_LABELS = {"abs_zl": "mean |Z^L|", "abs_za": "mean |Z^A|", "align_dist": "L1 of standardised Z^A - Z^L",
                "dead_zl": "dead channels of Z^L", "dead_za": "dead channels of Z^A",
                "corr_ratio": "|correction| / |Z^A|"}
-# one line per diagnostic for diagnostics.png (Z^L: the deployed limited encoder; Z^A: the full pathway's
-# encoder of every channel; the correction: what the fusion adds to Z^A from Z^P)
-STAT_TITLES = {
-    "abs_zl": "feature scale of the deployed encoder, mean |Z^L| (log scale; a fall of 5x after the regularisers "
-              "start is warned)",
-    "abs_za": "feature scale of the all-channel encoder, mean |Z^A| (log scale)",
-    "align_dist": "alignment that rescaling cannot fake: mean |std(Z^A) - std(Z^L)| (0 = same up to scale, about "
-                  "1.13 = unrelated)",
-    "dead_zl": "fraction of Z^L channels that are dead (mean |activation| < 0.01); above the line is warned",
-    "dead_za": "fraction of Z^A channels that are dead (mean |activation| < 0.01); above the line is warned",
-    "corr_ratio": "size of the fusion's privileged correction, mean |proj(Z^A, Z^P)| / mean |Z^A| (what PIB "
-                  "penalises)",
-}
 DEAD_ACTIVATION = 0.01    # a channel whose mean |activation| is below this is dead
 DEAD_WARN_FRACTION = 0.2  # warn when more than this fraction of a level's channels is dead
 SCALE_WARN_FACTOR = 5.0   # warn when a level's mean |Z| falls by more than this since the regularisers started
+# one line per diagnostic for diagnostics.png (Z^L: the deployed limited encoder; Z^A: the full pathway's
+# encoder of every channel; the correction: what the fusion adds to Z^A from Z^P)
+STAT_TITLES = {
+    "abs_zl": f"feature scale of the deployed encoder, mean |Z^L| (log scale; a fall of {SCALE_WARN_FACTOR:g}x after "
+              f"the regularisers start is warned)",
+    "abs_za": "feature scale of the all-channel encoder, mean |Z^A| (log scale)",
+    "align_dist": "alignment that rescaling cannot fake: mean |std(Z^A) - std(Z^L)| (0 = same up to scale, about "
+                  "1.13 = unrelated)",
+    "dead_zl": f"fraction of Z^L channels that are dead (mean |activation| < {DEAD_ACTIVATION:g}); above the line is "
+               f"warned",
+    "dead_za": f"fraction of Z^A channels that are dead (mean |activation| < {DEAD_ACTIVATION:g}); above the line is "
+               f"warned",
+    "corr_ratio": "size of the fusion's privileged correction, mean |proj(Z^A, Z^P)| / mean |Z^A| (what PIB "
+                  "penalises)",
+}
 
 
 def dead_fraction(z: torch.Tensor, threshold: float = DEAD_ACTIVATION) -> torch.Tensor:
