@@ -34,7 +34,7 @@ def measure(kind: str, seed: int, root: str, num_train: int, num_test: int, shap
     raw = write_phantom(kind, dataset_id, num_train=num_train, num_test=num_test, seed=seed, shape=shape,
                         raw_root=env["nnUNet_raw"])
     name = os.path.basename(raw)
-    run_command(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", "3d_fullres", "-np", "1"], env)
+    run_command(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", "3d_fullres", "-np", "1", "-npfp", "1"], env)
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
     folder = os.path.join(env["nnUNet_preprocessed"], name, "nnUNetPlans_3d_fullres")
     dataset_class = infer_dataset_class(folder)

@@ -12,6 +12,10 @@ for _k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
 os.environ.pop("nnUNet_extTrainer", None)
 os.environ.setdefault("nnUNet_n_proc_DA", "1")
 os.environ.setdefault("nnUNet_def_n_proc", "1")
+# nnUNetv2_predict without worker processes (its sequential path, -npp 0 -nps 0): each spawned worker
+# imports torch and nnU-Net again, which costs more than predicting a few tiny cases
+os.environ.setdefault("nnUNet_npp", "0")
+os.environ.setdefault("nnUNet_nps", "0")
 
 from tests.support import E2E_CONFIG, E2E_DATASET_ID, TEST_TRAINERS, run  # noqa: E402
 
@@ -30,7 +34,7 @@ def e2e_dataset(tmp_path_factory):
                                        nnUNet_results=str(root / "res")), trainer_folders=[TEST_TRAINERS])
     raw = write_phantom("rim", E2E_DATASET_ID, "DANTEe2e", num_train=8, num_test=2, seed=1, shape=(32, 32, 32),
                         raw_root=env["nnUNet_raw"])
-    run(["nnUNetv2_plan_and_preprocess", "-d", E2E_DATASET_ID, "-c", "3d_fullres", "-np", "1"], env)
+    run(["nnUNetv2_plan_and_preprocess", "-d", E2E_DATASET_ID, "-c", "3d_fullres", "-np", "1", "-npfp", "1"], env)
     name = os.path.basename(raw)
     add_configuration(join(env["nnUNet_preprocessed"], name, "nnUNetPlans.json"), E2E_CONFIG,
                       features_per_stage=[8, 16, 32, 64], patch_size=[16, 16, 16])

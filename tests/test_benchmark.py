@@ -273,9 +273,8 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
                        {"name": "DANTE", "trainer": "DANTETrainer_tinyS1", "stage1": "crossmodal"},
                        {"name": "LowerS1", "trainer": "LowerBoundTrainer_tinyS1", "stage1": "limited", "fold": 1}],
            "lower": "Lower", "upper": "Upper", "dante": "DANTE", "seeds": [0],
-           # one preprocessing and one export worker: each spawned worker imports torch and nnU-Net
-           # again, which costs more than predicting 2 tiny cases
-           "predict_args": ["-npp", "1", "-nps", "1"]}
+           # nnU-Net's sequential prediction (no worker processes; tests/conftest.py says why)
+           "predict_args": ["-npp", "0", "-nps", "0"]}
     results = Runner(cfg, str(tmp_path)).run_all(tsne=True)   # the sweep's own step: test_sweep_step below
     out = tmp_path / "tiny"
     assert set(results["methods"]) == {"Lower", "Upper", "ModDrop", "Distill", "DANTE", "LowerS1"}

@@ -67,20 +67,24 @@ def test_figures_are_redrawn_at_most_once_per_interval_and_flushed(tmp_path, mon
     clock = [100.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
     drawn = []
-    lg = ThrottledLocalLogger()
+    lg = ThrottledLocalLogger()            # the interval counts from here (the trainer's start)
     monkeypatch.setattr(lg, "_draw", lambda folder: drawn.append((clock[0], folder)))
-    lg.plot_progress_png("a")              # first epoch: drawn
+    clock[0] += 59
+    lg.plot_progress_png("a")              # a first epoch within the interval: not drawn, kept pending
+    assert drawn == []
+    clock[0] += 1
+    lg.plot_progress_png("a")              # the interval has passed: drawn
     clock[0] += 30
     lg.plot_progress_png("a")              # within the interval: not drawn, kept pending
-    assert drawn == [(100.0, "a")]
+    assert drawn == [(160.0, "a")]
     clock[0] += 31
     lg.plot_progress_png("a")
-    assert drawn[-1] == (161.0, "a")
+    assert drawn[-1] == (221.0, "a")
     clock[0] += 1
     lg.plot_progress_png("a")
     lg.flush_plots()                       # end of training: the latest state
     lg.flush_plots()                       # nothing pending any more
-    assert drawn[-1] == (162.0, "a") and len(drawn) == 3
+    assert drawn[-1] == (222.0, "a") and len(drawn) == 3
 
 
 def test_ridge_probe_r2_by_hand():

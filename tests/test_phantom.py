@@ -220,7 +220,8 @@ def test_ct_phantom_plans_with_ct_normalisation_and_splits_by_number(tmp_path):
     name = os.path.basename(out)
     listed = load_json(os.path.join(out, "dataset.json"))["dante"]["cases_without_privileged"]
     assert len(listed) == 2
-    run(["nnUNetv2_plan_and_preprocess", "-d", "604", "-c", "3d_fullres", "-np", "1", "--verify_dataset_integrity"],
+    run(["nnUNetv2_plan_and_preprocess", "-d", "604", "-c", "3d_fullres", "-np", "1", "-npfp", "1",
+         "--verify_dataset_integrity"],
         env)
     pre = tmp_path / "pre" / name
 

@@ -24,14 +24,18 @@ def _integer_epochs(fig) -> None:
 
 class ThrottledPlotting:
     """Mixin for nnU-Net's LocalLogger: the figures are redrawn at most every ``plot_interval_s`` seconds,
-    and ``flush_plots`` draws the latest state (the trainers call it when training ends).
+    counted from the logger's creation (the trainer's start), and ``flush_plots`` draws the latest state
+    (the trainers call it when training ends): a run shorter than the interval draws its figures once.
 
     nnU-Net redraws progress.png after every epoch. A figure costs about 1 s on a CPU (DANTE's two figures
     3.8 s), against about 2 s for a 50-iteration epoch of a small CPU configuration; a GPU epoch of 250
     iterations takes far longer than the interval, so there every epoch is still drawn."""
     plot_interval_s = 60.0
-    _last_plot: float = float("-inf")
     _pending: Optional[str] = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._last_plot = time.monotonic()
 
     def _draw(self, output_folder: str) -> None:
         raise NotImplementedError
