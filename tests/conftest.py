@@ -16,6 +16,10 @@ os.environ.setdefault("nnUNet_def_n_proc", "1")
 # imports torch and nnU-Net again, which costs more than predicting a few tiny cases
 os.environ.setdefault("nnUNet_npp", "0")
 os.environ.setdefault("nnUNet_nps", "0")
+# OpenMP threads that wait yield the core instead of spinning (set before torch loads its OpenMP): with two
+# test workers on two cores a spinning 2-thread op waits for a time slice (instance norm of a 16^3 patch:
+# 0.1 ms alone, 11-24 ms beside another busy process; 0.2 ms with this)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from tests.support import E2E_CONFIG, E2E_DATASET_ID, TEST_TRAINERS, run  # noqa: E402
 
