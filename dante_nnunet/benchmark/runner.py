@@ -193,7 +193,8 @@ class Runner:
             open(join(pre, ".dante_preprocessed"), "w").close()
         else:
             self.run("plan", ["nnUNetv2_plan_and_preprocess", "-d", str(self.dataset_id), "-c", base, "-np", "1",
-                              "-npfp", "1", "--verify_dataset_integrity"] + [str(a) for a in self.cfg.get("plan_args", [])])
+                              "-npfp", "1", "--verify_dataset_integrity"]
+                     + [str(a) for a in self.cfg.get("plan_args", [])])
             open(join(pre, ".dante_preprocessed"), "w").close()
         extra = self.cfg.get("add_configuration")
         if extra:
