@@ -37,8 +37,9 @@ def test_stage1_loss_is_the_sum_of_eqs_7_8_9_by_hand():
                               rec_full_lp=x - 3.0)                 # error 3 -> Eq. 9 = 9
     loss = ReconstructionLoss(SPLIT.limited_indices)
     assert loss(out, x, mask).item() == pytest.approx(1 + 4 + 9)
-    assert {k: v.item() for k, v in loss.last_terms.items()} == pytest.approx({"l_to_l": 1, "ap_to_f": 4,
-                                                                             "lp_to_f": 9})
+    terms = {k: v.item() for k, v in loss.last_terms.items()}
+    assert math.isnan(terms.pop("synthesis"))   # the limited-only synthesis form's term
+    assert terms == pytest.approx({"l_to_l": 1, "ap_to_f": 4, "lp_to_f": 9})
     # Eq. 7 targets the limited channels only: an error on T1ce (channel 1) does not reach it
     bad = out._replace(rec_limited=x[:, [0, 2, 3]].clone())
     assert loss(bad, x, mask).item() == pytest.approx(0 + 4 + 9)
@@ -100,6 +101,53 @@ def test_limited_only_mae_reads_no_privileged_channel_and_trains_eq7_alone():
         build_cross_modal_mae(configuration_manager(), SPLIT, limited_only=True)
 
 
+def test_stage1_privileged_synthesis_by_hand():
+    """Eq. 7 + L_Syn: the synthesis term is the mean squared error over every voxel (masked or not) of the
+    privileged channel, over the complete cases only; NaN (adding 0) when no case of the batch has it."""
+    x = torch.arange(2 * 4 * 2 * 2, dtype=torch.float32).reshape(2, 4, 2, 2)
+    mask = torch.zeros(2, 1, 2, 2)
+    mask[0, 0, 0, 0] = mask[1, 0, 1, 1] = 1
+    syn = x[:, [1]].clone()
+    syn[0] += 3.0   # case 0: error 3 on every voxel -> 9
+    syn[1] -= 5.0   # case 1: error 5 -> 25
+    out = CrossModalMAEOutput(x[:, [0, 2, 3]] + 1.0, None, None, syn)   # Eq. 7 = 1
+    loss = ReconstructionLoss(SPLIT.limited_indices, cross_modal=False, privileged_indices=SPLIT.privileged_indices)
+    assert loss(out, x, mask).item() == pytest.approx(1 + (9 + 25) / 2)
+    assert loss.last_terms["synthesis"].item() == pytest.approx(17.0)
+    assert math.isnan(loss.last_terms["ap_to_f"].item()) and math.isnan(loss.last_terms["lp_to_f"].item())
+    # visible voxels count as much as masked ones: the same total with no voxel masked but Eq. 7's
+    assert loss(out, x, torch.zeros_like(mask)).item() == pytest.approx(0 + 17)
+    # case 1 without its privileged scan: only case 0's error
+    assert loss(out, x, mask, [True, False]).item() == pytest.approx(1 + 9)
+    total = loss(out, x, mask, [False, False])
+    assert total.item() == pytest.approx(1.0) and math.isnan(loss.last_terms["synthesis"].item())
+    # the cross-modal form reports the synthesis term as NaN
+    full = ReconstructionLoss(SPLIT.limited_indices)
+    full(CrossModalMAEOutput(x[:, [0, 2, 3]], x, x), x, mask)
+    assert math.isnan(full.last_terms["synthesis"].item())
+    with pytest.raises(ValueError, match="1 privileged channel"):
+        ReconstructionLoss(SPLIT.limited_indices, cross_modal=False)(out, x, mask)
+
+
+def test_synthesis_mae_reads_no_privileged_channel_and_trains_e_l_and_its_decoder():
+    torch.manual_seed(0)
+    net = build_cross_modal_mae(configuration_manager(), SPLIT, cross_modal=False, limited_only=True, synthesis=True)
+    assert {k.split(".")[0] for k in net.state_dict()} == {"encoder_l", "decoder_l_rec"}
+    x = torch.randn(2, 4, 16, 16, 16)
+    mask = MultiScaleBlockMasker(seed=1)(2, x.shape[2:])
+    y = x.clone()
+    y[:, 1] += 5.0   # another privileged channel: the outputs do not change
+    with torch.no_grad():
+        a, b = net(apply_mask(x, mask)), net(apply_mask(y, mask))
+    assert a.rec_limited.shape == (2, 3, 16, 16, 16) and a.syn_privileged.shape == (2, 1, 16, 16, 16)
+    assert torch.equal(a.syn_privileged, b.syn_privileged) and torch.equal(a.rec_limited, b.rec_limited)
+    out = net(apply_mask(x, mask))
+    loss = ReconstructionLoss(SPLIT.limited_indices, cross_modal=False, privileged_indices=SPLIT.privileged_indices)
+    assert _grads(net, loss(out, x, mask)) == {"encoder_l", "decoder_l_rec"}
+    with pytest.raises(ValueError, match="limited_only=True"):
+        build_cross_modal_mae(configuration_manager(), SPLIT, cross_modal=False, synthesis=True)
+
+
 def test_masked_input_voxels_are_invisible_to_the_network():
     torch.manual_seed(0)
     net = build_cross_modal_mae(configuration_manager(), SPLIT).eval()
@@ -108,7 +156,7 @@ def test_masked_input_voxels_are_invisible_to_the_network():
     y = x + 10 * mask   # differs from x only at masked voxels
     with torch.no_grad():
         a, b = net(apply_mask(x, mask)), net(apply_mask(y, mask))
-    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert a.syn_privileged is None and all(torch.equal(p, q) for p, q in zip(a[:3], b[:3]))
 
 
 @pytest.mark.slow

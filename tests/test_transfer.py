@@ -196,14 +196,16 @@ def test_other_channel_names_in_stage1_are_reported(tmp_path):
     assert len(lines) == 1 and "WARNING: Stage 1 was trained with limited ['T1', 'T1ce', 'T2']" in lines[0]
 
 
-@pytest.mark.parametrize("limited_only", [False, True])
-def test_lower_bound_takes_e_l_into_its_encoder_and_refuses_checkpoints_without_it(tmp_path, limited_only):
-    """The lower bound fine-tuned from Stage 1: E_L (of a cross-modal or a limited-only MAE) goes into the
-    stock network's encoder (and so its decoder's registration of it), the decoder stays fresh; through
-    nnU-Net's -pretrained_weights hook; a checkpoint without E_L is refused, naming why."""
+@pytest.mark.parametrize("limited_only,synthesis", [(False, False), (True, False), (True, True)])
+def test_lower_bound_takes_e_l_into_its_encoder_and_refuses_checkpoints_without_it(tmp_path, limited_only, synthesis):
+    """The lower bound fine-tuned from Stage 1: E_L (of a cross-modal, a limited-only MAE or one that also
+    synthesises the privileged channel) goes into the stock network's encoder (and so its decoder's
+    registration of it), the decoder stays fresh; through nnU-Net's -pretrained_weights hook; a checkpoint
+    without E_L is refused, naming why."""
     cm = pf.configuration_manager()
     torch.manual_seed(1)
-    mae = build_cross_modal_mae(cm, SPLIT, cross_modal=not limited_only, limited_only=limited_only)
+    mae = build_cross_modal_mae(cm, SPLIT, cross_modal=not limited_only, limited_only=limited_only,
+                                synthesis=synthesis)
     with torch.no_grad():
         for q in mae.parameters():
             q.add_(torch.rand_like(q) + 0.1)

@@ -1,4 +1,5 @@
-"""The Stage-1 reconstruction objective (paper Eqs. 7-9)."""
+"""The Stage-1 reconstruction objective (paper Eqs. 7-9), and the privileged synthesis a limited-only
+Stage 1 may add (not in the paper)."""
 from __future__ import annotations
 
 from typing import Dict, Sequence
@@ -7,9 +8,10 @@ import torch
 from torch import nn
 
 from dante_nnunet.losses.cases import HasPrivileged, complete_cases_mask
+from dante_nnunet.losses.synthesis import synthesis_loss
 from dante_nnunet.networks.input_channels import channel_index
 
-RECONSTRUCTION_TERMS = ("l_to_l", "ap_to_f", "lp_to_f")
+RECONSTRUCTION_TERMS = ("l_to_l", "ap_to_f", "lp_to_f", "synthesis")
 
 
 def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -43,13 +45,21 @@ class ReconstructionLoss(nn.Module):
     the masked voxels of the other cases. A batch with no complete case reports Eqs. 8-9 as NaN (they
     add 0, with the full pathway kept in the graph for DDP).
 
+    A limited-only network with privileged synthesis (``syn_privileged`` set; not in the paper) adds
+    ``synthesis_loss`` (losses/synthesis.py: the mean squared error over every voxel, masked or not, and
+    every privileged channel of the complete cases; weight 1) between it and the unmasked privileged
+    channels: L = Eq. 7 + L_Syn. Its term is NaN for every other network, and for a batch without a
+    complete case (it then adds 0).
+
     After each call ``last_terms`` holds the detached value of every term (no host sync).
     """
 
-    def __init__(self, limited_indices: Sequence[int], cross_modal: bool = True):
+    def __init__(self, limited_indices: Sequence[int], cross_modal: bool = True,
+                 privileged_indices: Sequence[int] = ()):
         super().__init__()
         self.register_buffer("limited_index", channel_index(limited_indices),
                              persistent=False)
+        self.register_buffer("privileged_index", channel_index(privileged_indices), persistent=False)
         self.cross_modal = cross_modal
         self.last_terms: Dict[str, torch.Tensor] = {}
 
@@ -69,8 +79,13 @@ class ReconstructionLoss(nn.Module):
             if self.cross_modal:
                 raise ValueError("cross-modal loss needs the full pathway's reconstructions; the network is a "
                                  "limited-only MAE")
-            self.last_terms = {"l_to_l": l_to_l.detach(), "ap_to_f": nan, "lp_to_f": nan}
-            return l_to_l
+            if output.syn_privileged is None:
+                self.last_terms = {"l_to_l": l_to_l.detach(), "ap_to_f": nan, "lp_to_f": nan, "synthesis": nan}
+                return l_to_l
+            syn = self._synthesis(output.syn_privileged, x_full, keep)
+            self.last_terms = {"l_to_l": l_to_l.detach(), "ap_to_f": nan, "lp_to_f": nan,
+                               "synthesis": syn.detach() if any_complete else nan}
+            return l_to_l + syn
         ap_to_f = masked_mse(output.rec_full_ap, x_full, full_mask)
         total = l_to_l + ap_to_f
         lp_to_f = nan
@@ -81,5 +96,17 @@ class ReconstructionLoss(nn.Module):
             lp_to_f = masked_mse(output.rec_full_lp, x_full, full_mask)
             total = total + lp_to_f
         self.last_terms = {"l_to_l": l_to_l.detach(), "ap_to_f": ap_to_f.detach() if any_complete else nan,
-                           "lp_to_f": lp_to_f.detach() if any_complete else nan}
+                           "lp_to_f": lp_to_f.detach() if any_complete else nan, "synthesis": nan}
         return total
+
+    def _synthesis(self, prediction: torch.Tensor, x_full: torch.Tensor, keep) -> torch.Tensor:
+        if self.privileged_index.numel() != prediction.shape[1]:
+            raise ValueError(f"the network synthesises {prediction.shape[1]} privileged channel(s); the loss was "
+                             f"given {self.privileged_index.numel()} privileged index(es)")
+        target = x_full.index_select(1, self.privileged_index.to(x_full.device))
+        if keep is None:
+            return synthesis_loss(prediction, target)
+        if not bool(keep.any()):
+            return 0.0 * prediction.float().sum()
+        k = keep.to(prediction.device)
+        return synthesis_loss(prediction[k], target[k])

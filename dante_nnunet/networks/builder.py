@@ -90,20 +90,26 @@ def _drop_unused_heads(decoder: nn.Module) -> nn.Module:
 
 
 def build_cross_modal_mae(configuration_manager, split: ChannelSplit, cross_modal: bool = True,
-                          limited_only: bool = False) -> CrossModalMAE:
+                          limited_only: bool = False, synthesis: bool = False) -> CrossModalMAE:
     """The Stage-1 network: E_L, E_A, E_P built exactly as ``build_dual_pathway_network`` builds them
     (so their state dicts transfer key for key), Psi_1 and Psi_2 (Psi_2 only if ``cross_modal``),
     D_L^REC with one output per limited channel and D_F^REC with one per channel. The reconstruction
     decoders are the plans' UNet decoders without deep supervision (and without its unused heads); their
     1x1 output convolutions are linear, so they regress intensities. ``limited_only``: E_L and D_L^REC
-    alone (a masked autoencoder of the limited channels; ``cross_modal`` must then be False)."""
+    alone (a masked autoencoder of the limited channels; ``cross_modal`` must then be False). ``synthesis``
+    (limited-only; not in the paper): D_L^REC has one more output per privileged channel, which it
+    synthesises (see ``CrossModalMAE``)."""
     arch = configuration_manager.network_arch_class_name
     n_lim, n_all = len(split.limited_indices), split.num_channels
-    enc_l, dec_l = _split_unet(build_stock_network(configuration_manager, n_lim, n_lim, False), arch)
+    if synthesis and not limited_only:
+        raise ValueError("privileged synthesis in Stage 1 needs limited_only=True (E_L and D_L^REC alone)")
+    n_syn = n_all - n_lim if synthesis else 0
+    enc_l, dec_l = _split_unet(build_stock_network(configuration_manager, n_lim, n_lim + n_syn, False), arch)
     if limited_only:
         if cross_modal:
             raise ValueError("a limited-only MAE has no cross-modal branch: pass cross_modal=False")
-        return CrossModalMAE(enc_l, None, None, None, None, _drop_unused_heads(dec_l), None, split.limited_indices)
+        return CrossModalMAE(enc_l, None, None, None, None, _drop_unused_heads(dec_l), None, split.limited_indices,
+                             synthesis_channels=n_syn)
     enc_a, dec_f = _split_unet(build_stock_network(configuration_manager, n_all, n_all, False), arch)
     enc_p, _ = _split_unet(build_stock_network(configuration_manager, n_all, n_all, False), arch)
     fusion_ap = ResidualFusion(enc_a.output_channels, enc_a.conv_op)

@@ -19,6 +19,7 @@ class CrossModalMAEOutput(NamedTuple):
     rec_limited: torch.Tensor              # D_L^REC(E_L(X^L)), Eq. 7
     rec_full_ap: Optional[torch.Tensor]    # D_F^REC(Psi_1(E_A(X^F), E_P(X^F))), Eq. 8; None: limited only
     rec_full_lp: Optional[torch.Tensor]    # D_F^REC(Psi_2(E_L(X^L), E_P(X^F))), Eq. 9; None without it
+    syn_privileged: Optional[torch.Tensor] = None   # D_L^REC's extra outputs: X^P synthesised from E_L(X^L)
 
 
 class CrossModalMAE(nn.Module):
@@ -32,16 +33,27 @@ class CrossModalMAE(nn.Module):
     ``encoder_a``, ``encoder_p``, ``fusion_ap`` and ``decoder_f_rec`` all None: a masked autoencoder of the
     limited channels alone (E_L and D_L^REC, Eq. 7 only), what a user without privileged scans would
     pre-train; privileged channels are never read.
+
+    ``synthesis_channels`` > 0 (a limited-only MAE only; not in the paper): D_L^REC has that many more
+    outputs, the privileged channels synthesised from E_L's features (``syn_privileged``), so that
+    privileged scans without labels give E_L a dense target it must infer from the limited channels.
+    The network still reads no privileged channel; the loss compares with them.
     """
 
     def __init__(self, encoder_l: nn.Module, encoder_a: Optional[nn.Module], encoder_p: Optional[nn.Module],
                  fusion_ap: Optional[ResidualFusion], fusion_lp: Optional[ResidualFusion],
-                 decoder_l_rec: nn.Module, decoder_f_rec: Optional[nn.Module], limited_indices: Sequence[int]):
+                 decoder_l_rec: nn.Module, decoder_f_rec: Optional[nn.Module], limited_indices: Sequence[int],
+                 synthesis_channels: int = 0):
         super().__init__()
         full = (encoder_a, encoder_p, fusion_ap, decoder_f_rec)
         if any(m is None for m in full) and not all(m is None for m in full) or (encoder_a is None and fusion_lp is not None):
             raise ValueError("the full pathway (E_A, E_P, Psi_1, D_F^REC) is given whole or not at all, and Psi_2 "
                              "needs it")
+        if synthesis_channels and encoder_a is not None:
+            raise ValueError("privileged synthesis is a limited-only MAE's extra task: build it without the full "
+                             "pathway")
+        self.synthesis_channels = synthesis_channels
+        self.num_limited = len(limited_indices)
         self.encoder_l = encoder_l
         self.encoder_a = encoder_a
         self.encoder_p = encoder_p
@@ -63,7 +75,10 @@ class CrossModalMAE(nn.Module):
     def forward(self, x_masked: torch.Tensor) -> CrossModalMAEOutput:
         z_l = self.encoder_l(x_masked.index_select(1, self.limited_index))
         if self.limited_only:
-            return CrossModalMAEOutput(self.decoder_l_rec(z_l), None, None)
+            out = self.decoder_l_rec(z_l)
+            if self.synthesis_channels:
+                return CrossModalMAEOutput(out[:, :self.num_limited], None, None, out[:, self.num_limited:])
+            return CrossModalMAEOutput(out, None, None)
         z_a = self.encoder_a(x_masked)
         z_p = self.encoder_p(x_masked)
         rec_l = self.decoder_l_rec(z_l)

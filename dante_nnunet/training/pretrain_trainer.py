@@ -9,7 +9,8 @@ What changes against nnUNetTrainer, hook by hook:
   whose E_L/E_A/E_P are those of Stage 2 (``networks/builder.py``).
 - ``build_network_architecture``: refuses, with a message, to build a segmentation network for
   ``nnUNetv2_predict``: a Stage-1 model does not segment.
-- ``_build_loss``: Eqs. 7 + 8 + 9 (``losses/reconstruction.py``).
+- ``_build_loss``: Eqs. 7 + 8 + 9 (``losses/reconstruction.py``); a limited-only Stage 1 Eq. 7 alone, or
+  Eq. 7 + privileged synthesis (``privileged_synthesis``, not in the paper).
 - ``train_step``/``validation_step``: mask the batch (``masking.py``), reconstruct, masked MSE.
   Validation masks are re-drawn from the same seed every epoch, so validation losses compare.
 - ``on_train_epoch_end``/``on_validation_epoch_end``/``on_epoch_end``: the three losses per epoch
@@ -43,6 +44,8 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
     cross_modal = True                     # False: drop Eq. 9 (each pathway reconstructs its own input)
     limited_only = False                   # True: E_L and D_L^REC alone, Eq. 7 only (needs cross_modal False):
                                            # an MAE of the limited channels, no privileged scan read
+    privileged_synthesis = False           # True (with limited_only; not in the paper): D_L^REC also synthesises
+                                           # the privileged channels from E_L (L = Eq. 7 + L_Syn)
     mask_ratio = 0.75                      # fraction of blocks masked per case
     mask_block_sizes = DEFAULT_BLOCK_SIZES  # block edges in voxels, one drawn per case (see masking.py)
     mask_seed = 0                          # seeds the training mask stream (+ rank under DDP); None: unseeded
@@ -74,20 +77,25 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
 
     def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
                                 num_output_channels: int, enable_deep_supervision: bool = True) -> CrossModalMAE:
-        return build_cross_modal_mae(configuration_manager, self.channel_split, self.cross_modal, self.limited_only)
+        return build_cross_modal_mae(configuration_manager, self.channel_split, self.cross_modal, self.limited_only,
+                                     self.privileged_synthesis)
 
     def stage1_kind(self) -> str:
         if self.limited_only:
-            return "limited-channel"
+            return "limited-channel, privileged synthesis" if self.privileged_synthesis else "limited-channel"
         return "cross-modal" if self.cross_modal else "self-reconstruction"
 
     def set_deep_supervision_enabled(self, enabled: bool):
         pass   # the reconstruction decoders are built without deep supervision
 
     def _build_loss(self):
-        return ReconstructionLoss(self.channel_split.limited_indices, self.cross_modal)
+        s = self.channel_split
+        return ReconstructionLoss(s.limited_indices, self.cross_modal,
+                                  s.privileged_indices if self.privileged_synthesis else ())
 
     def incomplete_cases_treatment(self) -> str:
+        if self.privileged_synthesis:
+            return "they train Eq. 7 (L->L) only; the synthesis term uses the cases with the privileged channel"
         return "they train Eq. 7 (L->L) only; Eqs. 8-9 use the cases with the privileged channel"
 
     # ------------------------------------------------------------------ steps
@@ -168,7 +176,7 @@ class DANTEPretrainTrainer(DANTEBaseTrainer):
         self._write_checkpoint(filename, self.unwrapped_network().state_dict(), dante_stage1={
             'channel_names': list(s.channel_names), 'limited_channels': list(s.limited_names),
             'privileged_channels': list(s.privileged_names), 'cross_modal': self.cross_modal,
-            'limited_only': self.limited_only,
+            'limited_only': self.limited_only, 'privileged_synthesis': self.privileged_synthesis,
             'mask_ratio': self.mask_ratio, 'mask_block_sizes': list(self.mask_block_sizes),
             'configuration': self.configuration_name})
 

@@ -225,11 +225,12 @@ class DANTELocalLogger(_CurvesLogger):
 
 
 class PretrainLocalLogger(_CurvesLogger):
-    """The Stage-1 logger: no Dice curves; total and per-term reconstruction losses (Eqs. 7-9) for
+    """The Stage-1 logger: no Dice curves; total and per-term reconstruction losses (Eqs. 7-9, synthesis) for
     training and validation, one value per epoch (NaN for a term that is off), learning rate and
     epoch times."""
 
     trainer_name = "DANTEPretrainTrainer"
+    optional_keys = ("train_synthesis", "val_synthesis")   # added after Stage-1 checkpoints existed
 
     def __init__(self, verbose: bool = False):
         super().__init__(verbose)
@@ -239,10 +240,10 @@ class PretrainLocalLogger(_CurvesLogger):
 
     def _plot_curves(self, axes, log: dict, x: list, epoch: int) -> None:
         ax = axes[0]
-        ax.plot(x, log["train_losses"][:epoch + 1], color="b", label="loss_tr (Eqs. 7+8+9)", linewidth=4)
+        ax.plot(x, log["train_losses"][:epoch + 1], color="b", label="loss_tr (sum of the terms)", linewidth=4)
         ax.plot(x, log["val_losses"][:epoch + 1], color="r", label="loss_val", linewidth=4)
         styles = {"l_to_l": ("g", "L->L (Eq. 7)"), "ap_to_f": ("m", "A+P->F (Eq. 8)"),
-                  "lp_to_f": ("orange", "L+P->F (Eq. 9)")}
+                  "lp_to_f": ("orange", "L+P->F (Eq. 9)"), "synthesis": ("c", "L->P synthesis")}
         for t in RECONSTRUCTION_TERMS:
             color, label = styles[t]
             ax.plot(x, np.asarray(log[f"train_{t}"][:epoch + 1], dtype=float), color=color, ls="dashed",
@@ -250,5 +251,5 @@ class PretrainLocalLogger(_CurvesLogger):
             ax.plot(x, np.asarray(log[f"val_{t}"][:epoch + 1], dtype=float), color=color, ls="dotted",
                     label=f"{label}, val", linewidth=3)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("masked-voxel MSE")
+        ax.set_ylabel("MSE (reconstruction: masked voxels)")
         ax.legend(loc=(0, 1), ncol=2)
