@@ -97,6 +97,8 @@ NAMED_TOKENS: Dict[str, Token] = {t.name: t for t in (
           families=(LOWER,)),
     Token("S1synth", "as S1, under its own name: the lower bound from a Stage 1 with privileged synthesis "
           "(limitedSynth)", _PRETRAINED, families=(LOWER,)),
+    Token("S1dense", "as S1, under its own name: the lower bound from a denseSynth Stage 1", _PRETRAINED,
+          families=(LOWER,)),
     Token("noFreeze", "transferred Stage-1 encoders train from the first epoch (needed under DDP)",
           {"encoder_freeze_fraction": 0.0}, families=(DANTE,)),
     Token("selfMAE", "Stage 1 'w/o cross-modal' (Table 2): each pathway reconstructs its own input only "
@@ -107,6 +109,10 @@ NAMED_TOKENS: Dict[str, Token] = {t.name: t for t in (
     Token("limitedSynth", "not in the paper: the limited-channel MAE (Eq. 7) whose decoder also synthesises the "
           "privileged channels from E_L, so privileged scans without labels teach the deployed encoder",
           {"cross_modal": False, "limited_only": True, "privileged_synthesis": True}, families=(PRETRAIN,)),
+    Token("denseSynth", "not in the paper: limitedSynth with nothing masked: E_L and its decoder translate the "
+          "limited channels into the privileged ones (synthesis alone; Eq. 7 has no masked voxel)",
+          {"cross_modal": False, "limited_only": True, "privileged_synthesis": True, "mask_ratio": 0.0},
+          families=(PRETRAIN,)),
     # --- cases
     Token("completeOnly", "trains and validates on the cases with the privileged scan only",
           {"complete_cases_only": True}, families=(DANTE, LOWER)),

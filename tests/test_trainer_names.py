@@ -89,6 +89,18 @@ def test_weight_token_refines_the_form_it_belongs_to():
                                                                "lambda_align": 0.0}
 
 
+def test_synthesis_stage1_tokens(package_trainers):
+    """limitedSynth adds privileged synthesis to the limited-channel MAE; denseSynth also masks nothing
+    (the trainer class carries the attributes its masker and loss are built from)."""
+    assert parse_name("DANTEPretrainTrainer_limitedSynth").attrs == {
+        "cross_modal": False, "limited_only": True, "privileged_synthesis": True}
+    dense = _lookup("DANTEPretrainTrainer_denseSynth_transfer_seed1")
+    assert (dense.mask_ratio, dense.privileged_synthesis, dense.limited_only, dense.seed) == (0.0, True, True, 1)
+    assert _lookup("LowerBoundTrainer_S1dense").requires_pretrained_weights
+    with pytest.raises(TrainerNameError, match="both set"):
+        parse_name("DANTEPretrainTrainer_limitedSynth_denseSynth")
+
+
 def test_teacher_follows_the_students_schedule_and_seed(package_trainers):
     assert _lookup("DistillationTrainer").teacher_trainer == "UpperBoundTrainer"
     assert _lookup("DistillationTrainer_transfer_seed2").teacher_trainer == "UpperBoundTrainer_transfer_seed2"
