@@ -1,7 +1,8 @@
 """Stage-1 diagnostics for a benchmark config with Stage-1 blocks (issue 25): for one seed, how well each
 pre-trained E_L predicts the privileged channel of labelled scans that no Stage 1 saw (a ridge probe on all
 encoder levels, R^2 over the brain and over the tumour), beside a randomly initialised E_L and the limited
-channels themselves, and each Stage 1's reconstruction terms (Eqs. 7-9) at its first and last epoch.
+channels themselves; for a Stage 1 with privileged synthesis, R^2 of its own synthesis on those scans; and
+each Stage 1's reconstruction terms (Eqs. 7-9, synthesis) at its first and last epoch.
 
     .venv/bin/python scripts/probe_stage1.py --config configs/phantom_unlabelled.json --seed 0 [--json OUT]
 
@@ -19,7 +20,7 @@ from batchgenerators.utilities.file_and_folder_operations import isfile, join, l
 
 from dante_nnunet.benchmark import Runner, load_config
 from dante_nnunet.benchmark.config import stage1_blocks
-from dante_nnunet.benchmark.features import privileged_probe
+from dante_nnunet.benchmark.features import privileged_probe, synthesis_r2
 from dante_nnunet.config import ChannelSplit
 from dante_nnunet.guards import read_checkpoint
 from dante_nnunet.losses.reconstruction import RECONSTRUCTION_TERMS
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
     torch.manual_seed(a.seed)
     encoders = {"inputs (limited channels)": None,
                 "random E_L": build_stock_network(cm, n_lim, 1, False).encoder}
-    stage1 = {}
+    stage1, synthesis = {}, {}
     for block in stage1_blocks(cfg):
         ck_file = runner.stage1_checkpoint(a.seed, block)
         if not isfile(ck_file):
@@ -54,7 +55,10 @@ def main(argv=None) -> int:
         net = build_stock_network(cm, n_lim, 1, False)
         load_stage1_limited_encoder(net, ck_file)
         encoders[f"E_L of stage1 {block['name']!r}"] = net.encoder
-        log = read_checkpoint(ck_file)["logging"]
+        ck = read_checkpoint(ck_file)
+        if ck.get("dante_stage1", {}).get("privileged_synthesis"):
+            synthesis[block["name"]] = ck_file
+        log = ck["logging"]
         stage1[block["name"]] = {f"{s}_{t}": [round(float(log[f"{s}_{t}"][0]), 4), round(float(log[f"{s}_{t}"][-1]), 4)]
                                  for s in ("train", "val") for t in RECONSTRUCTION_TERMS if f"{s}_{t}" in log}
     folds = load_json(join(pre, "splits_final.json"))
@@ -66,12 +70,16 @@ def main(argv=None) -> int:
     print("| features | R^2 brain | R^2 tumour | features |\n| --- | --- | --- | --- |")
     for name, r in probe.items():
         print(f"| {name} | {r['r2_brain']:.3f} | {r['r2_tumour']:.3f} | {r['features']} |")
+    for name, ck_file in list(synthesis.items()):   # the synthesis Stage 1s' own output on the probe's test scans
+        synthesis[name] = synthesis_r2(ck_file, pre, cfg["configuration"], cases[a.cases:2 * a.cases])
+        print(f"stage1 {name!r} synthesis of the privileged channel: " +
+              ", ".join(f"{k} {v:.3f}" for k, v in synthesis[name].items() if k != "cases"))
     for name, terms in stage1.items():
         print(f"stage1 {name!r} first -> last epoch: " + ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in terms.items()
                                                                    if not any(np.isnan(v))))
     if a.json:
         with open(a.json, "w") as fh:
-            json.dump({"seed": a.seed, "probe": probe, "stage1_terms": stage1}, fh, indent=1)
+            json.dump({"seed": a.seed, "probe": probe, "stage1_terms": stage1, "synthesis": synthesis}, fh, indent=1)
     return 0
 
 

@@ -135,3 +135,51 @@ def privileged_probe(encoders: Dict[str, "torch.nn.Module"], preprocessed_folder
         out[name] = {"r2_brain": ridge_r2(xf, yf, xt, yt), "r2_tumour": ridge_r2(xf, yf, xt[tt], yt[tt]),
                      "features": int(xf.shape[1])}
     return out
+
+
+def _r2(prediction: np.ndarray, target: np.ndarray) -> float:
+    """1 - SSE / SST over the given voxels (SST about their own mean); NaN for fewer than 2 voxels."""
+    if target.size < 2:
+        return float("nan")
+    sst = float(((target - target.mean()) ** 2).sum())
+    return 1.0 - float(((prediction - target) ** 2).sum()) / max(sst, 1e-12)
+
+
+def synthesis_r2(checkpoint_file: str, preprocessed_folder: str, configuration: str,
+                 cases: List[str]) -> Dict[str, float]:
+    """How well a Stage 1 with privileged synthesis (``limitedSynth`` / ``denseSynth``) synthesises the
+    privileged channel of ``cases`` (scans it never saw), from their whole unmasked limited channels: R^2
+    of its ``syn_privileged`` against the nnU-Net-normalised privileged channel, pooled over the cases,
+    over the brain (any limited channel non-zero), the tumour (label > 0) and the highest label (ET in the
+    BraTS-like phantoms). Each case is zero-padded to the network's stride."""
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from dante_nnunet.config import ChannelSplit
+    from dante_nnunet.guards import read_checkpoint, strip_ddp_prefix
+    from dante_nnunet.networks.builder import build_cross_modal_mae
+
+    cm = PlansManager(join(preprocessed_folder, "nnUNetPlans.json")).get_configuration(configuration)
+    split = ChannelSplit.from_dataset_json(load_json(join(preprocessed_folder, "dataset.json")), preprocessed_folder)
+    net = build_cross_modal_mae(cm, split, cross_modal=False, limited_only=True, synthesis=True)
+    net.load_state_dict(strip_ddp_prefix(read_checkpoint(checkpoint_file)["network_weights"]))
+    net.eval()
+    data_folder = join(preprocessed_folder, cm.data_identifier)
+    ds = infer_dataset_class(data_folder)(data_folder)
+    stride = np.prod(np.array(cm.pool_op_kernel_sizes, dtype=int), axis=0)
+    pred, target, region = [], [], []
+    for case in cases:
+        data, seg = ds.load_case(case)[:2]
+        data, seg = np.asarray(data, dtype=np.float32), np.asarray(seg)[0]
+        pad = [(0, 0)] + [(0, int(-n % s)) for n, s in zip(data.shape[1:], stride)]
+        x = np.pad(data, pad)
+        with torch.no_grad():
+            syn = net(torch.from_numpy(x)[None]).syn_privileged[0, 0].numpy()
+        brain = np.any(x[list(split.limited_indices)] != 0, axis=0)
+        labels = np.pad(seg, pad[1:])
+        pred.append(syn[brain])
+        target.append(x[split.privileged_indices[0]][brain])
+        region.append(labels[brain])
+    p, t, r = np.concatenate(pred), np.concatenate(target), np.concatenate(region)
+    top = r.max()
+    return {"r2_brain": _r2(p, t), "r2_tumour": _r2(p[r > 0], t[r > 0]), "r2_top_label": _r2(p[r == top], t[r == top]),
+            "mse_brain": float(((p - t) ** 2).mean()), "cases": len(cases)}
