@@ -102,3 +102,13 @@ def test_ridge_probe_r2_by_hand():
     xq, yq = np.array([[0.0], [2.0]]), np.array([1.0, 2.0])   # predictions 0 and 2: SSE 1, SST 0.5
     assert ridge_r2(xf, xf[:, 0], xq, yq, ridge=0.0) == pytest.approx(1 - 1 / 0.5)
     assert ridge_r2(x, 10 * (x @ w), xt, 10 * (xt @ w)) == pytest.approx(ridge_r2(x, x @ w, xt, xt @ w))
+
+
+def test_r2_score_by_hand():
+    """The synthesis diagnostic's R^2: target (1, 2, 3), SST 2; prediction (1, 2, 5): SSE 4 -> 1 - 4/2 = -1;
+    the target's mean everywhere gives 0; a single value gives NaN."""
+    from dante_nnunet.benchmark.features import r2_score
+    t = np.array([1.0, 2.0, 3.0])
+    assert r2_score(np.array([1.0, 2.0, 5.0]), t) == pytest.approx(-1.0)
+    assert r2_score(np.full(3, 2.0), t) == pytest.approx(0.0) and r2_score(t, t) == 1.0
+    assert np.isnan(r2_score(np.ones(1), np.ones(1)))

@@ -71,6 +71,14 @@ def _multilevel_features(encoder, x: torch.Tensor) -> torch.Tensor:
                       if s.shape[2:] != x.shape[2:] else s for s in skips], 1)[0]
 
 
+def r2_score(prediction: np.ndarray, target: np.ndarray) -> float:
+    """1 - SSE / SST over the given values (SST about the target's own mean); NaN for fewer than 2."""
+    if target.size < 2:
+        return float("nan")
+    sst = float(((target - target.mean()) ** 2).sum())
+    return 1.0 - float(((prediction - target) ** 2).sum()) / max(sst, 1e-12)
+
+
 def ridge_r2(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
              ridge: float = 1e-3) -> float:
     """R^2 on (x_test, y_test) of a ridge regression with bias fitted on (x_fit, y_fit); features are
@@ -83,8 +91,7 @@ def ridge_r2(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: n
     reg = ridge * len(a) * np.eye(a.shape[1])
     reg[-1, -1] = 0.0   # no penalty on the bias
     w = np.linalg.solve(a.T @ a + reg, a.T @ y_fit)
-    resid = y_test - b @ w
-    return float(1.0 - (resid ** 2).sum() / ((y_test - y_test.mean()) ** 2).sum())
+    return r2_score(b @ w, y_test)
 
 
 def privileged_probe(encoders: Dict[str, "torch.nn.Module"], preprocessed_folder: str, configuration: str,
@@ -137,14 +144,6 @@ def privileged_probe(encoders: Dict[str, "torch.nn.Module"], preprocessed_folder
     return out
 
 
-def _r2(prediction: np.ndarray, target: np.ndarray) -> float:
-    """1 - SSE / SST over the given voxels (SST about their own mean); NaN for fewer than 2 voxels."""
-    if target.size < 2:
-        return float("nan")
-    sst = float(((target - target.mean()) ** 2).sum())
-    return 1.0 - float(((prediction - target) ** 2).sum()) / max(sst, 1e-12)
-
-
 def synthesis_r2(checkpoint_file: str, preprocessed_folder: str, configuration: str,
                  cases: List[str]) -> Dict[str, float]:
     """How well a Stage 1 with privileged synthesis (``limitedSynth`` / ``denseSynth``) synthesises the
@@ -181,5 +180,6 @@ def synthesis_r2(checkpoint_file: str, preprocessed_folder: str, configuration: 
         region.append(labels[brain])
     p, t, r = np.concatenate(pred), np.concatenate(target), np.concatenate(region)
     top = r.max()
-    return {"r2_brain": _r2(p, t), "r2_tumour": _r2(p[r > 0], t[r > 0]), "r2_top_label": _r2(p[r == top], t[r == top]),
+    return {"r2_brain": r2_score(p, t), "r2_tumour": r2_score(p[r > 0], t[r > 0]),
+            "r2_top_label": r2_score(p[r == top], t[r == top]),
             "mse_brain": float(((p - t) ** 2).mean()), "cases": len(cases)}
