@@ -51,7 +51,7 @@ def _crafted_epoch_ends(stage2, stage1, rank: int) -> dict:
     log = stage2.logger.get_value
     e1 = stage1.current_epoch
     s1 = [{'loss': torch.tensor(r), 'val_l_to_l': torch.tensor(r), 'val_ap_to_f': torch.tensor(2 * r),
-           'val_lp_to_f': torch.tensor(3 * r)}]
+           'val_lp_to_f': torch.tensor(3 * r), 'val_synthesis': torch.tensor(4 * r)}]
     stage1.on_validation_epoch_end(s1)
     return {"train_terms": [log(f"train_{t}", step=e2) for t in LOSS_TERMS],
             "train_loss": log("train_losses", step=e2), "diag_abs_zl": log("diag_abs_zl", step=e2),
@@ -59,7 +59,7 @@ def _crafted_epoch_ends(stage2, stage1, rank: int) -> dict:
             "mean_fg_dice_full": log("mean_fg_dice_full", step=e2),
             "mean_fg_dice": float(log("mean_fg_dice", step=e2)),
             "stage1_val": [stage1.logger.get_value(k, step=e1) for k in
-                           ("val_losses", "val_l_to_l", "val_ap_to_f", "val_lp_to_f")]}
+                           ("val_losses", "val_l_to_l", "val_ap_to_f", "val_lp_to_f", "val_synthesis")]}
 
 
 def run_rank(rank: int, port: int, dataset: str, configuration: str, out: str) -> None:

@@ -69,7 +69,7 @@ def test_epoch_end_hooks_gather_over_ranks(ranks):
     assert r0["mean_fg_dice_full"] == pytest.approx((12 / 15 + 0 + 16 / 18) / 3)
     # the deployed pathway's (nnU-Net's own gather): tp [3,0,4], fp [0,1,2], fn [1,2,0]
     assert r0["mean_fg_dice"] == pytest.approx((6 / 7 + 0 + 8 / 10) / 3)
-    assert r0["stage1_val"] == pytest.approx([1.5, 1.5, 3.0, 4.5])
+    assert r0["stage1_val"] == pytest.approx([1.5, 1.5, 3.0, 4.5, 6.0])
 
 
 @pytest.mark.parametrize("cross_modal", [True, False])

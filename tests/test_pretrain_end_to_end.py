@@ -179,3 +179,39 @@ def test_stage1_checkpoint_written_on_a_gpu_transfers_and_continues_on_a_cpu_onl
                                 device=torch.device("cpu"))
     pre.load_checkpoint(ck_file)
     assert torch.equal(pre.unwrapped_network().state_dict()[key], ck["network_weights"][key])
+
+
+def test_synthesis_diagnostic_scores_a_constant_synthesis_by_hand(e2e_dataset, tmp_path):
+    """benchmark/features.synthesis_r2 on nnU-Net's preprocessed cases: a synthesis Stage 1 whose T1ce head
+    outputs 0.5 everywhere scores 1 - sum((0.5 - t)^2) / sum((t - mean t)^2) over the brain's voxels."""
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from dante_nnunet.benchmark.features import synthesis_r2
+    from dante_nnunet.config import ChannelSplit
+    from dante_nnunet.networks.builder import build_cross_modal_mae
+
+    pre = join(e2e_dataset["env"]["nnUNet_preprocessed"], e2e_dataset["name"])
+    cm = PlansManager(join(pre, "nnUNetPlans.json")).get_configuration(E2E_CONFIG)
+    split = ChannelSplit.from_dataset_json(load_json(join(pre, "dataset.json")), pre)
+    net = build_cross_modal_mae(cm, split, cross_modal=False, limited_only=True, synthesis=True)
+    head = net.decoder_l_rec.seg_layers[-1]
+    with torch.no_grad():
+        head.weight[3:] = 0.0
+        head.bias[3:] = 0.5
+    torch.save({"network_weights": net.state_dict()}, tmp_path / "s1.pth")
+    ds = infer_dataset_class(join(pre, cm.data_identifier))(join(pre, cm.data_identifier))
+    cases = sorted(ds.identifiers)[:3]
+    got = synthesis_r2(str(tmp_path / "s1.pth"), pre, E2E_CONFIG, cases)
+    t, r = [], []
+    for c in cases:
+        data, seg = (np.asarray(a) for a in ds.load_case(c)[:2])
+        brain = np.any(data[list(split.limited_indices)] != 0, axis=0)
+        t.append(data[split.privileged_indices[0]][brain])
+        r.append(seg[0][brain])
+    t, r = np.concatenate(t).astype(np.float64), np.concatenate(r)
+    assert got["r2_brain"] == pytest.approx(1 - ((0.5 - t) ** 2).sum() / ((t - t.mean()) ** 2).sum(), rel=1e-4)
+    tt = t[r > 0]
+    assert got["r2_tumour"] == pytest.approx(1 - ((0.5 - tt) ** 2).sum() / ((tt - tt.mean()) ** 2).sum(), rel=1e-4)
+    assert got["top_label_synthesised"] == pytest.approx(0.5, abs=1e-5)
+    assert got["top_label_true"] == pytest.approx(t[r == r.max()].mean(), rel=1e-4)
+    assert got["cases"] == 3
