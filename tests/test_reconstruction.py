@@ -79,16 +79,22 @@ def test_self_reconstruction_ablation_has_no_cross_branch():
     assert net(torch.randn(1, 4, 16, 16, 16)).rec_full_lp is None
 
 
-def test_limited_only_mae_reads_no_privileged_channel_and_trains_eq7_alone():
-    torch.manual_seed(0)
-    net = build_cross_modal_mae(configuration_manager(), SPLIT, cross_modal=False, limited_only=True)
+def _with_privileged_shifted(net):
+    """A limited-only Stage-1 network has E_L and D_L^REC only; its outputs (a, b) for an input x and for x
+    with another privileged channel, under one mask."""
     assert {k.split(".")[0] for k in net.state_dict()} == {"encoder_l", "decoder_l_rec"}
     x = torch.randn(2, 4, 16, 16, 16)
     mask = MultiScaleBlockMasker(seed=1)(2, x.shape[2:])
     y = x.clone()
-    y[:, 1] += 5.0   # another privileged channel: the output does not change
+    y[:, 1] += 5.0
     with torch.no_grad():
-        a, b = net(apply_mask(x, mask)), net(apply_mask(y, mask))
+        return x, mask, net(apply_mask(x, mask)), net(apply_mask(y, mask))
+
+
+def test_limited_only_mae_reads_no_privileged_channel_and_trains_eq7_alone():
+    torch.manual_seed(0)
+    net = build_cross_modal_mae(configuration_manager(), SPLIT, cross_modal=False, limited_only=True)
+    x, mask, a, b = _with_privileged_shifted(net)
     assert a.rec_full_ap is None and a.rec_full_lp is None and torch.equal(a.rec_limited, b.rec_limited)
     # the loss is Eq. 7 alone, by hand: error 2 on every limited voxel -> 4; Eqs. 8-9 reported NaN
     loss = ReconstructionLoss(SPLIT.limited_indices, cross_modal=False)
@@ -132,13 +138,7 @@ def test_stage1_privileged_synthesis_by_hand():
 def test_synthesis_mae_reads_no_privileged_channel_and_trains_e_l_and_its_decoder():
     torch.manual_seed(0)
     net = build_cross_modal_mae(configuration_manager(), SPLIT, cross_modal=False, limited_only=True, synthesis=True)
-    assert {k.split(".")[0] for k in net.state_dict()} == {"encoder_l", "decoder_l_rec"}
-    x = torch.randn(2, 4, 16, 16, 16)
-    mask = MultiScaleBlockMasker(seed=1)(2, x.shape[2:])
-    y = x.clone()
-    y[:, 1] += 5.0   # another privileged channel: the outputs do not change
-    with torch.no_grad():
-        a, b = net(apply_mask(x, mask)), net(apply_mask(y, mask))
+    x, mask, a, b = _with_privileged_shifted(net)
     assert a.rec_limited.shape == (2, 3, 16, 16, 16) and a.syn_privileged.shape == (2, 1, 16, 16, 16)
     assert torch.equal(a.syn_privileged, b.syn_privileged) and torch.equal(a.rec_limited, b.rec_limited)
     out = net(apply_mask(x, mask))
