@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         encoders[f"E_L of stage1 {block['name']!r}"] = net.encoder
         ck = read_checkpoint(ck_file)
         if ck.get("dante_stage1", {}).get("privileged_synthesis"):
-            synthesis[block["name"]] = ck_file
+            synthesis[block["name"]] = ck
         log = ck["logging"]
         stage1[block["name"]] = {f"{s}_{t}": [round(float(log[f"{s}_{t}"][0]), 4), round(float(log[f"{s}_{t}"][-1]), 4)]
                                  for s in ("train", "val") for t in RECONSTRUCTION_TERMS if f"{s}_{t}" in log}
@@ -70,8 +70,8 @@ def main(argv=None) -> int:
     print("| features | R^2 brain | R^2 tumour | features |\n| --- | --- | --- | --- |")
     for name, r in probe.items():
         print(f"| {name} | {r['r2_brain']:.3f} | {r['r2_tumour']:.3f} | {r['features']} |")
-    for name, ck_file in list(synthesis.items()):   # the synthesis Stage 1s' own output on the probe's test scans
-        synthesis[name] = synthesis_r2(ck_file, pre, cfg["configuration"], cases[a.cases:2 * a.cases])
+    for name, ck in list(synthesis.items()):   # the synthesis Stage 1s' own output on the probe's test scans
+        synthesis[name] = synthesis_r2(ck, pre, cfg["configuration"], cases[a.cases:2 * a.cases])
         print(f"stage1 {name!r} synthesis of the privileged channel: " +
               ", ".join(f"{k} {v:.3f}" for k, v in synthesis[name].items() if k != "cases"))
     for name, terms in stage1.items():

@@ -215,3 +215,38 @@ def test_synthesis_diagnostic_scores_a_constant_synthesis_by_hand(e2e_dataset, t
     assert got["top_label_synthesised"] == pytest.approx(0.5, abs=1e-5)
     assert got["top_label_true"] == pytest.approx(t[r == r.max()].mean(), rel=1e-4)
     assert got["cases"] == 3
+    from dante_nnunet.guards import read_checkpoint
+    assert synthesis_r2(read_checkpoint(str(tmp_path / "s1.pth")), pre, E2E_CONFIG, cases) == got   # read once
+
+
+def test_privileged_probe_on_the_limited_channels_is_a_ridge_fit_by_hand(e2e_dataset):
+    """benchmark/features.privileged_probe with the limited channels themselves as features ("inputs"), every
+    brain voxel kept: R^2 on the test cases of a ridge regression fitted on the fit cases, computed here from
+    nnU-Net's preprocessed arrays (brain: any limited channel non-zero; tumour: label > 0)."""
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from dante_nnunet.benchmark.features import privileged_probe, ridge_r2
+    from dante_nnunet.config import ChannelSplit
+
+    pre = join(e2e_dataset["env"]["nnUNet_preprocessed"], e2e_dataset["name"])
+    cm = PlansManager(join(pre, "nnUNetPlans.json")).get_configuration(E2E_CONFIG)
+    split = ChannelSplit.from_dataset_json(load_json(join(pre, "dataset.json")), pre)
+    ds = infer_dataset_class(join(pre, cm.data_identifier))(join(pre, cm.data_identifier))
+    cases = sorted(ds.identifiers)[:4]
+    got = privileged_probe({"inputs": None}, pre, E2E_CONFIG, cases[:2], cases[2:], max_voxels_per_case=10 ** 9)
+
+    def rows(part):
+        x, y, tumour = [], [], []
+        for c in part:
+            data, seg = (np.asarray(a) for a in ds.load_case(c)[:2])
+            lim = data[list(split.limited_indices)].astype(np.float32)
+            brain = np.any(lim != 0, axis=0)
+            x.append(lim[:, brain].T)
+            y.append(data[split.privileged_indices[0]][brain].astype(np.float32))
+            tumour.append(seg[0][brain] > 0)
+        return np.concatenate(x), np.concatenate(y), np.concatenate(tumour)
+
+    (xf, yf, _), (xt, yt, tt) = rows(cases[:2]), rows(cases[2:])
+    assert got["inputs"]["features"] == len(split.limited_indices)
+    assert got["inputs"]["r2_brain"] == pytest.approx(ridge_r2(xf, yf, xt, yt), rel=1e-4, abs=1e-6)
+    assert got["inputs"]["r2_tumour"] == pytest.approx(ridge_r2(xf, yf, xt[tt], yt[tt]), rel=1e-4, abs=1e-6)

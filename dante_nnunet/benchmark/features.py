@@ -94,6 +94,29 @@ def ridge_r2(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: n
     return r2_score(b @ w, y_test)
 
 
+def _padded_case_reader(preprocessed_folder: str, configuration: str):
+    """(configuration manager, channel split, ``load``) for one nnU-Net preprocessed configuration, where
+    ``load(case)`` gives the case's data (float32, channels first) and its label map, both zero-padded at the
+    end of each axis to a multiple of the network's stride (the product of the pooling kernels)."""
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from dante_nnunet.config import ChannelSplit
+
+    cm = PlansManager(join(preprocessed_folder, "nnUNetPlans.json")).get_configuration(configuration)
+    split = ChannelSplit.from_dataset_json(load_json(join(preprocessed_folder, "dataset.json")), preprocessed_folder)
+    data_folder = join(preprocessed_folder, cm.data_identifier)
+    ds = infer_dataset_class(data_folder)(data_folder)
+    stride = np.prod(np.array(cm.pool_op_kernel_sizes, dtype=int), axis=0)
+
+    def load(case: str):
+        data, seg = ds.load_case(case)[:2]
+        data, seg = np.asarray(data, dtype=np.float32), np.asarray(seg)[0]
+        pad = [(0, 0)] + [(0, int(-n % s)) for n, s in zip(data.shape[1:], stride)]
+        return np.pad(data, pad), np.pad(seg, pad[1:])
+
+    return cm, split, load
+
+
 def privileged_probe(encoders: Dict[str, "torch.nn.Module"], preprocessed_folder: str, configuration: str,
                      fit_cases: List[str], test_cases: List[str], max_voxels_per_case: int = 4000,
                      seed: int = 0) -> Dict[str, Dict[str, float]]:
@@ -102,28 +125,16 @@ def privileged_probe(encoders: Dict[str, "torch.nn.Module"], preprocessed_folder
     privileged channel, scored by R^2 on ``test_cases`` over the brain and over the tumour (label > 0).
     ``encoders`` maps a name to a stock encoder on the limited channels (E_L of a Stage 1, or a random one);
     the name ``"inputs"`` given None uses the limited channels themselves as features."""
-    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    from dante_nnunet.config import ChannelSplit
-
-    pm = PlansManager(join(preprocessed_folder, "nnUNetPlans.json"))
-    cm = pm.get_configuration(configuration)
-    split = ChannelSplit.from_dataset_json(load_json(join(preprocessed_folder, "dataset.json")), preprocessed_folder)
-    data_folder = join(preprocessed_folder, cm.data_identifier)
-    ds = infer_dataset_class(data_folder)(data_folder)
-    stride = np.prod(np.array(cm.pool_op_kernel_sizes, dtype=int), axis=0)
+    _, split, load = _padded_case_reader(preprocessed_folder, configuration)
     rng = np.random.default_rng(seed)
     rows: Dict[str, Dict[str, list]] = {}
     for part, cases in (("fit", fit_cases), ("test", test_cases)):
         for case in cases:
-            data, seg = ds.load_case(case)[:2]
-            data, seg = np.asarray(data, dtype=np.float32), np.asarray(seg)[0]
-            pad = [(0, 0)] + [(0, int(-n % s)) for n, s in zip(data.shape[1:], stride)]
-            x = np.pad(data, pad)
+            x, labels = load(case)
             limited = x[list(split.limited_indices)]
             target = x[split.privileged_indices[0]]
             brain = np.any(limited != 0, axis=0)
-            tumour = np.pad(seg, pad[1:]) > 0
+            tumour = labels > 0
             idx = np.flatnonzero(brain)
             if len(idx) > max_voxels_per_case:
                 idx = np.sort(rng.choice(idx, max_voxels_per_case, replace=False))
@@ -144,38 +155,28 @@ def privileged_probe(encoders: Dict[str, "torch.nn.Module"], preprocessed_folder
     return out
 
 
-def synthesis_r2(checkpoint_file: str, preprocessed_folder: str, configuration: str,
+def synthesis_r2(checkpoint, preprocessed_folder: str, configuration: str,
                  cases: List[str]) -> Dict[str, float]:
     """How well a Stage 1 with privileged synthesis (``limitedSynth`` / ``denseSynth``) synthesises the
     privileged channel of ``cases`` (scans it never saw), from their whole unmasked limited channels: R^2
     of its ``syn_privileged`` against the nnU-Net-normalised privileged channel, pooled over the cases,
     over the brain (any limited channel non-zero) and the tumour (label > 0); and the mean synthesised and
     true value in the highest label (ET in the BraTS-like phantoms). Each case is zero-padded to the
-    network's stride."""
-    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    from dante_nnunet.config import ChannelSplit
+    network's stride. ``checkpoint`` is the Stage-1 checkpoint file or what ``read_checkpoint`` read of it."""
     from dante_nnunet.guards import read_checkpoint, strip_ddp_prefix
     from dante_nnunet.networks.builder import build_cross_modal_mae
 
-    cm = PlansManager(join(preprocessed_folder, "nnUNetPlans.json")).get_configuration(configuration)
-    split = ChannelSplit.from_dataset_json(load_json(join(preprocessed_folder, "dataset.json")), preprocessed_folder)
+    cm, split, load = _padded_case_reader(preprocessed_folder, configuration)
+    ck = read_checkpoint(checkpoint) if isinstance(checkpoint, str) else checkpoint
     net = build_cross_modal_mae(cm, split, cross_modal=False, limited_only=True, synthesis=True)
-    net.load_state_dict(strip_ddp_prefix(read_checkpoint(checkpoint_file)["network_weights"]))
+    net.load_state_dict(strip_ddp_prefix(ck["network_weights"]))
     net.eval()
-    data_folder = join(preprocessed_folder, cm.data_identifier)
-    ds = infer_dataset_class(data_folder)(data_folder)
-    stride = np.prod(np.array(cm.pool_op_kernel_sizes, dtype=int), axis=0)
     pred, target, region = [], [], []
     for case in cases:
-        data, seg = ds.load_case(case)[:2]
-        data, seg = np.asarray(data, dtype=np.float32), np.asarray(seg)[0]
-        pad = [(0, 0)] + [(0, int(-n % s)) for n, s in zip(data.shape[1:], stride)]
-        x = np.pad(data, pad)
+        x, labels = load(case)
         with torch.no_grad():
             syn = net(torch.from_numpy(x)[None]).syn_privileged[0, 0].numpy()
         brain = np.any(x[list(split.limited_indices)] != 0, axis=0)
-        labels = np.pad(seg, pad[1:])
         pred.append(syn[brain])
         target.append(x[split.privileged_indices[0]][brain])
         region.append(labels[brain])
