@@ -183,6 +183,26 @@ def test_seeded_report_layout(tmp_path, monkeypatch):
     assert "**Partial**" in table and "low 0, 1; up none; dante 0" in table
     assert "over the seeds each method has run" in table and "over the seeds both have run" in table
     assert "3 training seeds" not in table   # the config's 3 seeds have not all run
+    # runs of an earlier results folder (its results.json) fill the seeds missing here; runs here win
+    earlier = tmp_path / "earlier.json"
+    old = {"name": "t", "seeds": [0, 1, 2], "methods": {
+        "low": {"trainer": "LowerBoundTrainer", "per_seed": {"1": ev(0.99)["mean"], "2": ev(0.52)["mean"]}},
+        "dante": {"trainer": "DANTETrainer", "per_seed": {"1": ev(0.70)["mean"], "2": ev(0.65)["mean"]}}}}
+    json.dump(old, open(earlier, "w"))
+    merged = runner.report_so_far(str(earlier))
+    assert merged["partial"] == {"low": ["0", "1", "2"], "up": [], "dante": ["0", "1", "2"]}
+    assert merged["earlier_runs"]["runs"] == {"low": ["2"], "dante": ["1", "2"]}
+    assert merged["methods"]["low"]["per_seed"]["1"]["enhancing tumor"]["dice"] == 0.62   # the run here
+    assert merged["methods"]["dante"]["vs_lower"]["enhancing tumor"]["mean"] == pytest.approx((0.1 + 0.08 + 0.13) / 3)
+    assert f"Taken from an earlier results.json ({earlier}): low 2; dante 1, 2." in \
+        (tmp_path / "results" / "t" / "table.md").read_text()
+    old["methods"]["dante"]["trainer"] = "DANTETrainer_vib"
+    json.dump(old, open(earlier, "w"))
+    with pytest.raises(BenchmarkConfigError, match="method 'dante' ran 'DANTETrainer_vib' on fold 0, the config has"):
+        runner.report_so_far(str(earlier))
+    json.dump(dict(old, name="other"), open(earlier, "w"))
+    with pytest.raises(BenchmarkConfigError, match="results.json of config 'other', not of 't'"):
+        runner.report_so_far(str(earlier))
     for f in os.listdir(runner.out + "/metrics"):
         if f.startswith("low"):
             os.remove(f"{runner.out}/metrics/{f}")

@@ -114,6 +114,10 @@ def results_table(results: dict) -> str:
     if partial:
         text_partial = ("\n\n**Partial**: the run is not finished; seeds per method: "
                         + "; ".join(f"{n} {', '.join(s) or 'none'}" for n, s in partial.items()) + ".")
+        earlier = results.get("earlier_runs")
+        if earlier and earlier["runs"]:
+            text_partial += (f" Taken from an earlier results.json ({earlier['file']}): "
+                             + "; ".join(f"{n} {', '.join(s)}" for n, s in earlier["runs"].items()) + ".")
     which = "the seeds each method has run (listed below)" if partial else f"{len(seeds) if seeds else 0} training seeds"
     spread = (f"mean ± SD over {len(seeds)} training seeds ({', '.join(map(str, seeds))}) of each run's mean over "
               f"the test cases" if seeds and not partial else

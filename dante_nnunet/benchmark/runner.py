@@ -449,9 +449,14 @@ class Runner:
         self.log(f"finished in {time.time() - t0:.0f} s; {join(self.out, 'table.md')}")
         return results
 
-    def report_so_far(self) -> dict:
+    def report_so_far(self, earlier: Optional[str] = None) -> dict:
         """results.json / table.md from the metrics written so far (a run still going or stopped): each method
-        with the seeds it has finished, a ``partial`` entry listing them; the lower bound must have one."""
+        with the seeds it has finished, a ``partial`` entry listing them; the lower bound must have one.
+
+        ``earlier``: a results.json of this config written elsewhere (another machine, a results folder since
+        removed). A method's seed that has no metrics here takes that file's ``per_seed`` entry (a run's mean
+        test Dice and HD95 per region, all the report uses); runs here take precedence. The result lists what
+        came from it under ``earlier_runs``. The file must name this config and each method's trainer."""
         metrics: Dict[str, Dict[Optional[int], dict]] = {}
         for m in self.cfg["methods"]:
             metrics[m["name"]] = {}
@@ -459,9 +464,28 @@ class Runner:
                 f = join(self.out, "metrics", f"{self.method_key(m)}{self.seed_suffix(seed)}.json")
                 if isfile(f):
                     metrics[m["name"]][seed] = load_json(f)
+        taken: Dict[str, List[str]] = {}
+        if earlier is not None:
+            old = load_json(earlier)
+            if old.get("name") != self.cfg["name"] or not old.get("seeds"):
+                raise BenchmarkConfigError(f"{earlier} is the seeded results.json of config {old.get('name')!r}, "
+                                           f"not of {self.cfg['name']!r}")
+            for m in self.cfg["methods"]:
+                entry = old["methods"].get(m["name"])
+                if entry is None:
+                    continue
+                if entry.get("trainer") != m["trainer"] or str(entry.get("fold", self.fold)) != self.method_fold(m):
+                    raise BenchmarkConfigError(
+                        f"{earlier}: method {m['name']!r} ran {entry.get('trainer')!r} on fold "
+                        f"{entry.get('fold', self.fold)}, the config has {m['trainer']!r} on fold {self.method_fold(m)}")
+                for seed in self.seeds:
+                    if seed not in metrics[m["name"]] and str(seed) in entry.get("per_seed", {}):
+                        metrics[m["name"]][seed] = {"mean": entry["per_seed"][str(seed)]}
+                        taken.setdefault(m["name"], []).append(str(seed))
         if not metrics[self.cfg["lower"]]:
             raise FileNotFoundError(f"no finished run of the lower bound {self.cfg['lower']!r} in {self.out}/metrics")
-        results = self.report(metrics, partial={n: [str(s) for s in runs] for n, runs in metrics.items()})
+        results = self.report(metrics, partial={n: [str(s) for s in sorted(runs)] for n, runs in metrics.items()},
+                              earlier=(earlier, taken) if earlier is not None else None)
         self.log(f"report of the runs so far: {join(self.out, 'table.md')}")
         return results
 
@@ -498,13 +522,17 @@ class Runner:
         return out
 
     # -- 8 report
-    def report(self, metrics: Dict[str, Dict[Optional[int], dict]], partial: Optional[dict] = None) -> dict:
-        """``metrics[method][seed]`` is one run's ``dante_nnunet evaluate`` output."""
+    def report(self, metrics: Dict[str, Dict[Optional[int], dict]], partial: Optional[dict] = None,
+               earlier: Optional[tuple] = None) -> dict:
+        """``metrics[method][seed]`` is one run's ``dante_nnunet evaluate`` output; ``earlier``: (file, method
+        -> seeds taken from it) of ``report_so_far``."""
         from dante_nnunet.jobs.evaluation import regions_from_dataset_json
         regions = list(regions_from_dataset_json(load_json(join(self.raw_folder(), "dataset.json"))))  # BraTS order
         results = _report.build_results(self.cfg, self.seeds, regions, metrics, self.dataset_id, self._all_times())
         if partial is not None:
             results["partial"] = partial
+        if earlier is not None:
+            results["earlier_runs"] = {"file": os.path.abspath(earlier[0]), "runs": earlier[1]}
         _report.write_report(results, self.out)
         return results
 
@@ -518,11 +546,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--tsne", action="store_true", help="also draw the t-SNE of Z_L, Z_A, Z_P (Fig. 5)")
     p.add_argument("--report-so-far", action="store_true",
                    help="train nothing: write table.md / results.json from the runs finished so far (marked partial)")
+    p.add_argument("--earlier", default=None, metavar="RESULTS_JSON",
+                   help="with --report-so-far: take the runs missing here from this results.json of the same config")
     a = p.parse_args(argv)
+    if a.earlier and not a.report_so_far:
+        p.error("--earlier goes with --report-so-far")
     cfg = load_config(a.config)
     runner = Runner(cfg, a.results, a.device)
     if a.report_so_far:
-        runner.report_so_far()
+        runner.report_so_far(a.earlier)
     else:
         runner.run_all(sweep=a.sweep, tsne=a.tsne)
     return 0
