@@ -52,10 +52,10 @@ def main(argv=None) -> int:
         if not isfile(ck_file):
             print(f"stage1 {block['name']!r}: {ck_file} not trained yet, left out", file=sys.stderr)
             continue
+        ck = read_checkpoint(ck_file)   # read once: E_L, the synthesis check and the log come from it
         net = build_stock_network(cm, n_lim, 1, False)
-        load_stage1_limited_encoder(net, ck_file)
+        load_stage1_limited_encoder(net, ck)
         encoders[f"E_L of stage1 {block['name']!r}"] = net.encoder
-        ck = read_checkpoint(ck_file)
         if ck.get("dante_stage1", {}).get("privileged_synthesis"):
             synthesis[block["name"]] = ck
         log = ck["logging"]

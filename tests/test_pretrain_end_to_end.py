@@ -181,25 +181,32 @@ def test_stage1_checkpoint_written_on_a_gpu_transfers_and_continues_on_a_cpu_onl
     assert torch.equal(pre.unwrapped_network().state_dict()[key], ck["network_weights"][key])
 
 
-def test_synthesis_diagnostic_scores_a_constant_synthesis_by_hand(e2e_dataset, tmp_path):
-    """benchmark/features.synthesis_r2 on nnU-Net's preprocessed cases: a synthesis Stage 1 whose T1ce head
-    outputs 0.5 everywhere scores 1 - sum((0.5 - t)^2) / sum((t - mean t)^2) over the brain's voxels."""
+def _preprocessed_e2e(e2e_dataset):
+    """(preprocessed folder, configuration manager, channel split, nnU-Net dataset) of the e2e dataset's
+    E2E_CONFIG: what the Stage-1 diagnostics read, read here the way nnU-Net does, for hand computations."""
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    from dante_nnunet.benchmark.features import synthesis_r2
     from dante_nnunet.config import ChannelSplit
-    from dante_nnunet.networks.builder import build_cross_modal_mae
 
     pre = join(e2e_dataset["env"]["nnUNet_preprocessed"], e2e_dataset["name"])
     cm = PlansManager(join(pre, "nnUNetPlans.json")).get_configuration(E2E_CONFIG)
     split = ChannelSplit.from_dataset_json(load_json(join(pre, "dataset.json")), pre)
+    return pre, cm, split, infer_dataset_class(join(pre, cm.data_identifier))(join(pre, cm.data_identifier))
+
+
+def test_synthesis_diagnostic_scores_a_constant_synthesis_by_hand(e2e_dataset, tmp_path):
+    """benchmark/features.synthesis_r2 on nnU-Net's preprocessed cases: a synthesis Stage 1 whose T1ce head
+    outputs 0.5 everywhere scores 1 - sum((0.5 - t)^2) / sum((t - mean t)^2) over the brain's voxels."""
+    from dante_nnunet.benchmark.features import synthesis_r2
+    from dante_nnunet.networks.builder import build_cross_modal_mae
+
+    pre, cm, split, ds = _preprocessed_e2e(e2e_dataset)
     net = build_cross_modal_mae(cm, split, cross_modal=False, limited_only=True, synthesis=True)
     head = net.decoder_l_rec.seg_layers[-1]
     with torch.no_grad():
         head.weight[3:] = 0.0
         head.bias[3:] = 0.5
     torch.save({"network_weights": net.state_dict()}, tmp_path / "s1.pth")
-    ds = infer_dataset_class(join(pre, cm.data_identifier))(join(pre, cm.data_identifier))
     cases = sorted(ds.identifiers)[:3]
     got = synthesis_r2(str(tmp_path / "s1.pth"), pre, E2E_CONFIG, cases)
     t, r = [], []
@@ -223,15 +230,9 @@ def test_privileged_probe_on_the_limited_channels_is_a_ridge_fit_by_hand(e2e_dat
     """benchmark/features.privileged_probe with the limited channels themselves as features ("inputs"), every
     brain voxel kept: R^2 on the test cases of a ridge regression fitted on the fit cases, computed here from
     nnU-Net's preprocessed arrays (brain: any limited channel non-zero; tumour: label > 0)."""
-    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     from dante_nnunet.benchmark.features import privileged_probe, ridge_r2
-    from dante_nnunet.config import ChannelSplit
 
-    pre = join(e2e_dataset["env"]["nnUNet_preprocessed"], e2e_dataset["name"])
-    cm = PlansManager(join(pre, "nnUNetPlans.json")).get_configuration(E2E_CONFIG)
-    split = ChannelSplit.from_dataset_json(load_json(join(pre, "dataset.json")), pre)
-    ds = infer_dataset_class(join(pre, cm.data_identifier))(join(pre, cm.data_identifier))
+    pre, _, split, ds = _preprocessed_e2e(e2e_dataset)
     cases = sorted(ds.identifiers)[:4]
     got = privileged_probe({"inputs": None}, pre, E2E_CONFIG, cases[:2], cases[2:], max_voxels_per_case=10 ** 9)
 
