@@ -58,6 +58,42 @@ def _pretrain_dataset(args) -> int:
     return 0
 
 
+def _pseudo_label_dataset(args) -> int:
+    from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json, save_json
+    from dante_nnunet.data.check_dataset import dataset_folder
+    from dante_nnunet.data.pseudo_label_dataset import pseudo_label_split, write_pseudo_label_dataset
+    source = dataset_folder(args.s)
+    fold = None
+    if args.fold is not None:
+        from nnunetv2.paths import nnUNet_preprocessed
+        splits_file = join(str(nnUNet_preprocessed), os.path.basename(source), "splits_final.json")
+        if not isfile(splits_file):
+            raise FileNotFoundError(f"--fold {args.fold}: {splits_file} does not exist (nnU-Net writes it at the first "
+                                    f"training of {os.path.basename(source)}; or write it yourself)")
+        splits = load_json(splits_file)
+        if not 0 <= args.fold < len(splits):
+            raise ValueError(f"--fold {args.fold}: {splits_file} has folds 0..{len(splits) - 1}")
+        fold = splits[args.fold]
+    folder, scans = write_pseudo_label_dataset(source, args.images, args.labels, args.d, args.n,
+                                               labelled_cases=None if fold is None else fold["train"] + fold["val"])
+    print(f"wrote {folder}: {len(scans)} pseudo-labelled scans")
+    name = os.path.basename(folder)
+    if fold is not None:
+        from nnunetv2.paths import nnUNet_preprocessed
+        pre = join(str(nnUNet_preprocessed), name)
+        os.makedirs(pre, exist_ok=True)
+        save_json(pseudo_label_split(fold, scans), join(pre, "splits_final.json"))
+        print(f"wrote {join(pre, 'splits_final.json')}: fold 0 trains on fold {args.fold}'s {len(fold['train'])} "
+              f"cases + the {len(scans)} scans, validates on its {len(fold['val'])}")
+    src_id = int(os.path.basename(source)[7:10])
+    name_id = int(name[7:10])
+    print(f"next: nnUNetv2_extract_fingerprint -d {name_id}; nnUNetv2_move_plans_between_datasets -s {src_id} "
+          f"-t {name_id} -sp nnUNetPlans -tp nnUNetPlans; nnUNetv2_preprocess -d {name_id} -c CONFIGURATION")
+    print(f"then: nnUNetv2_train {name_id} CONFIGURATION {0 if fold is not None else 'FOLD'} -tr LowerBoundTrainer "
+          f"(or DANTETrainer)")
+    return 0
+
+
 def _check_dataset(args) -> int:
     from dante_nnunet.data.check_dataset import check_raw_dataset, dataset_folder, summary
     folder = dataset_folder(args.d)
@@ -194,6 +230,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--file-ending", help="image file ending (if not given: from --like, else .nii.gz)")
     _allow_missing_privileged_option(s)
     s.set_defaults(func=_pretrain_dataset)
+
+    s = sub.add_parser("pseudo-label-dataset", help="a labelled dataset plus scans labelled by a model's predictions "
+                                                    "(e.g. an all-channel teacher's on unlabelled scans with every "
+                                                    "channel): the student's training dataset")
+    s.add_argument("-s", required=True, help="the labelled dataset (name or id)")
+    s.add_argument("--images", required=True, help="folder of the scans, every channel, named <case>_XXXX<ending>")
+    s.add_argument("--labels", required=True, help="folder of the predictions of those scans (nnUNetv2_predict -o)")
+    s.add_argument("-d", type=int, required=True, help="new dataset id")
+    s.add_argument("-n", required=True, help="new dataset name (letters and digits)")
+    s.add_argument("--fold", type=int, default=None,
+                   help="keep only this fold's labelled cases (splits_final.json of -s) and write the new dataset's "
+                        "splits_final.json: fold 0 = its training cases + the scans, the same validation cases")
+    s.set_defaults(func=_pseudo_label_dataset)
 
     s = sub.add_parser("check-dataset", help="read every image and label of an nnU-Net raw dataset whole and report "
                                              "each truncated, unreadable or non-finite file, mixed grids within a "

@@ -2,6 +2,7 @@
 tiny config end to end through the stock commands (phantom -> plan -> Stage 1 -> five methods ->
 limited-only prediction -> evaluation -> table -> t-SNE), then a rerun that skips every finished step; the
 sweep step on its own."""
+import filecmp
 import json
 import os
 import shutil
@@ -70,6 +71,26 @@ def test_config_errors_name_file_and_key(tmp_path):
     with pytest.raises(BenchmarkConfigError, match=r"methods\[0\] fold 2 is not one of the 2 nested_splits folds"):
         load_config(_cfg(tmp_path, nested_splits={"validation": 1, "train": [2, 8]},
                          methods=[{"name": "low", "trainer": "A", "fold": 2}, *two[1:2], two[2] | {"stage1": None}]))
+    # pseudo-labels: the teacher is an earlier method; the students' datasets (one per seed) take free ids
+    pl = {"teacher": "up", "images": "raw:imagesUnlabelled", "dataset": {"id": 740, "name": "P"}}
+    three = [{"name": "low", "trainer": "A"}, {"name": "up", "trainer": "B"}, {"name": "dante", "trainer": "C"}]
+    load_config(_cfg(tmp_path, methods=three + [{"name": "pl", "trainer": "A", "pseudo_labels": pl}]))
+    with pytest.raises(BenchmarkConfigError, match=r"methods\[0\] 'pl' pseudo_labels: teacher 'up' is not a method "
+                                                   r"listed before it"):
+        load_config(_cfg(tmp_path, methods=[{"name": "pl", "trainer": "A", "pseudo_labels": pl}] + three))
+    with pytest.raises(BenchmarkConfigError, match=r"pseudo_labels must be \{\"teacher\": METHOD"):
+        load_config(_cfg(tmp_path, methods=three + [{"name": "pl", "trainer": "A", "pseudo_labels": {"teacher": "up"}}]))
+    with pytest.raises(BenchmarkConfigError, match=r"take ids \[700, 701, 702\] \(id \+ seed\); 701 is dataset.id's"):
+        load_config(_cfg(tmp_path, seeds=[0, 1, 2], methods=three + [
+            {"name": "pl", "trainer": "A", "pseudo_labels": {**pl, "dataset": {"id": 700, "name": "P"}}}]))
+    with pytest.raises(BenchmarkConfigError, match=r"methods\[4\] 'pl2' pseudo_labels: .* 741 is methods\[3\] 'pl''s"):
+        load_config(_cfg(tmp_path, seeds=[0, 1], methods=three + [
+            {"name": "pl", "trainer": "A", "pseudo_labels": pl},
+            {"name": "pl2", "trainer": "A", "pseudo_labels": {**pl, "dataset": {"id": 741, "name": "Q"}}}]))
+    with pytest.raises(BenchmarkConfigError, match="trains on pseudo-labels itself"):
+        load_config(_cfg(tmp_path, methods=three + [
+            {"name": "pl", "trainer": "A", "pseudo_labels": pl},
+            {"name": "pl2", "trainer": "D", "pseudo_labels": {**pl, "teacher": "pl", "dataset": {"id": 750, "name": "Q"}}}]))
     for bad in ([], [0, 0], [1, -2], "0,1", [0.5]):
         with pytest.raises(BenchmarkConfigError, match="'seeds' must be a list of distinct non-negative integers"):
             load_config(_cfg(tmp_path, seeds=bad))
@@ -335,6 +356,60 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
     again = Runner(cfg, str(tmp_path)).run_all()
     assert again["seconds"] == results["seconds"]   # every step skipped; the first run's times are kept
     assert again["methods"] == json.loads(json.dumps(results["methods"]))
+
+
+@pytest.mark.slow
+def test_pseudo_label_methods_end_to_end(tmp_path, monkeypatch, capsys):
+    """The privileged teacher (upper bound) and the self-training control (lower bound, fed copies of the
+    scans' limited channels) each label the unlabelled scans; each student trains on fold 0 of its own
+    dataset (the labelled fold + the scans) and is tested on the limited channels; a rerun skips it all."""
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("nnUNet_extTrainer", TEST_TRAINERS)
+    cfg = {"name": "pl", "workdir": True,
+           "dataset": {"id": 741, "source": {"phantom": {"kind": "types", "num_train": 4, "num_test": 2,
+                                                         "shape": [16, 16, 16], "num_unlabelled": 3}}},
+           "configuration": "3d_t", "add_configuration": {"name": "3d_t", "features_per_stage": 4,
+                                                          "patch_size": [16, 16, 16]},
+           "nested_splits": {"validation": 1, "train": [2, 3]},
+           "methods": [{"name": "Lower", "trainer": "LowerBoundTrainer_tiny"},
+                       {"name": "Upper", "trainer": "UpperBoundTrainer_tiny", "inputs": "all"},
+                       {"name": "Pseudo", "trainer": "LowerBoundTrainer_tiny", "pseudo_labels": {
+                           "teacher": "Upper", "images": "raw:imagesUnlabelled", "dataset": {"id": 742, "name": "PlUp"}}},
+                       {"name": "SelfTrain", "trainer": "LowerBoundTrainer_tiny", "fold": 1, "pseudo_labels": {
+                           "teacher": "Lower", "images": "raw:imagesUnlabelled", "dataset": {"id": 744, "name": "PlLo"}}}],
+           "lower": "Lower", "upper": "Upper", "seeds": [0], "predict_args": ["-npp", "0", "-nps", "0"]}
+    results = Runner(cfg, str(tmp_path)).run_all()
+    out, nn = tmp_path / "pl", tmp_path / "pl" / "nnunet"
+    assert results["methods"]["Pseudo"]["pseudo_labels"]["teacher"] == "Upper"
+    assert set(results["methods"]["SelfTrain"]["per_seed"]["0"]) == {"whole tumor", "tumor core", "enhancing tumor"}
+    scans = sorted({f[:-12] for f in os.listdir(nn / "nnUNet_raw" / "Dataset741_BraTSTypesPhantom" / "imagesUnlabelled")})
+    cases = [f"BraTSTypesPhantom_{i:03d}" for i in range(4)]
+    for did, name, n_train, teacher_in in ((742, "PlUp0", 2, 4), (744, "PlLo0", 3, 3)):
+        folder = nn / "nnUNet_raw" / f"Dataset{did}_{name}"
+        labels = out / "pseudo_labels" / ("Pseudo_seed0" if did == 742 else "SelfTrain_seed0")
+        for s in scans:   # the student's labels are its teacher's predictions of the scans
+            assert filecmp.cmp(folder / "labelsTr" / f"{s}.nii.gz", labels / f"{s}.nii.gz", shallow=False)
+        split = json.loads((nn / "nnUNet_preprocessed" / folder.name / "splits_final.json").read_text())
+        assert split == [{"train": sorted(cases[:n_train] + scans), "val": cases[3:]}]
+        assert sorted(f[:-7] for f in os.listdir(folder / "labelsTr")) == sorted(cases[:n_train] + cases[3:] + scans)
+        res = nn / "nnUNet_results" / folder.name / "LowerBoundTrainer_tiny_seed0__nnUNetPlans__3d_t" / "fold_0"
+        assert (res / "checkpoint_final.pth").is_file()
+        plans = json.loads((nn / "nnUNet_preprocessed" / folder.name / "nnUNetPlans.json").read_text())
+        assert plans["configurations"]["3d_t"]["patch_size"] == [16, 16, 16]   # this dataset's plans, moved
+        log = (out / "logs" / f"pseudo_{labels.name}.log").read_text()
+        teacher = "UpperBoundTrainer_tiny_seed0" if did == 742 else "LowerBoundTrainer_tiny_seed0"
+        assert teacher in log
+    # the limited-channel teacher read copies with T1, T2, FLAIR only; the all-channel one the scans themselves
+    assert len(os.listdir(out / "pseudo_labels" / "limited_imagesUnlabelled")) == 3 * len(scans)
+    said = capsys.readouterr().out
+    raw = nn / "nnUNet_raw" / "Dataset741_BraTSTypesPhantom"
+    assert f"nnUNetv2_predict -i {raw}/imagesUnlabelled -o {out}/pseudo_labels/Pseudo_seed0.tmp -d 741" in said
+    assert f"-i {out}/pseudo_labels/limited_imagesUnlabelled -o {out}/pseudo_labels/SelfTrain_seed0.tmp" in said
+    assert "-tr UpperBoundTrainer_tiny_seed0 -f 0" in said and "-tr LowerBoundTrainer_tiny_seed0 -f 0" in said
+    assert len([f for f in os.listdir(out / "predictions" / "SelfTrain_seed0") if f.endswith(".nii.gz")]) == 2
+    again = Runner(cfg, str(tmp_path)).run_all()
+    assert again["seconds"] == results["seconds"] and again["methods"] == json.loads(json.dumps(results["methods"]))
 
 
 def test_sweep_step_trains_each_point_as_a_method_and_reports(tmp_path, monkeypatch):

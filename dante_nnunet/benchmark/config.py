@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import List
+from typing import Dict, List, Optional
 
 from batchgenerators.utilities.file_and_folder_operations import isfile, load_json
 
@@ -90,10 +90,12 @@ def load_config(path: str) -> dict:
             if seen != (s1["images"], s1["dataset"].get("name")):
                 raise BenchmarkConfigError(f"{path}: {where} uses stage1 dataset id {key} with other images or name "
                                            f"than another stage1 block; one id, one dataset")
-    # two methods training one trainer on one fold would share (and overwrite) one results folder
-    runs = [(m["trainer"], str(m.get("fold", cfg.get("fold", 0)))) for m in cfg["methods"]]
+    _check_pseudo_labels(cfg, path, names, blocks)
+    # two methods training one trainer on one fold of one dataset would share (and overwrite) one results folder
+    runs = [(m["trainer"], str(m.get("fold", cfg.get("fold", 0))), bool(m.get("pseudo_labels")))
+            for m in cfg["methods"]]
     for i, run in enumerate(runs):
-        if run in runs[:i]:
+        if run in runs[:i] and not run[2]:
             raise BenchmarkConfigError(f"{path}: methods[{i}] {names[i]!r} trains {run[0]} on fold {run[1]} like "
                                        f"methods[{runs.index(run)}] {names[runs.index(run)]!r}: one results folder "
                                        f"for both; give one of them another trainer name")
@@ -110,6 +112,51 @@ def load_config(path: str) -> dict:
                 raise BenchmarkConfigError(f"{path}: methods[{i}] fold {m['fold']!r} is not one of the "
                                            f"{len(splits['train'])} nested_splits folds")
     return cfg
+
+
+def pseudo_label_dataset_ids(cfg: dict, method: dict) -> Dict[Optional[int], int]:
+    """seed -> the dataset id of a pseudo-label method's student: ``dataset.id`` + seed (unseeded: the id), so
+    that each seed's teacher labels the scans into its own dataset, and a config listing fewer seeds finds
+    the same ids."""
+    first = int(method["pseudo_labels"]["dataset"]["id"])
+    return {seed: first + (seed or 0) for seed in (cfg.get("seeds") or [None])}
+
+
+def _check_pseudo_labels(cfg: dict, path: str, names: List[str], blocks: List[dict]) -> None:
+    """``"pseudo_labels": {"teacher": METHOD, "images": FOLDER, "dataset": {"id": ID, "name": NAME}}``: the
+    teacher is an earlier method trained from labels alone, and each seed's student dataset gets an id that
+    nothing else in the config uses."""
+    used = {int(cfg["dataset"]["id"]): "dataset.id"}
+    for s1 in blocks:
+        if s1.get("images") and s1.get("dataset"):
+            used.setdefault(int(s1["dataset"]["id"]), f"stage1 {s1['name']!r}")
+    for i, m in enumerate(cfg["methods"]):
+        pl = m.get("pseudo_labels")
+        if pl is None:
+            continue
+        where = f"{path}: methods[{i}] {m['name']!r} pseudo_labels"
+        ok = (isinstance(pl, dict) and isinstance(pl.get("teacher"), str) and isinstance(pl.get("images"), str)
+              and isinstance(pl.get("dataset"), dict) and isinstance(pl["dataset"].get("id"), int))
+        if not ok:
+            raise BenchmarkConfigError(f"{where} must be {{\"teacher\": METHOD, \"images\": FOLDER, \"dataset\": "
+                                       f"{{\"id\": ID, \"name\": NAME}}}}, got {pl!r}")
+        if pl["teacher"] not in names[:i]:
+            raise BenchmarkConfigError(f"{where}: teacher {pl['teacher']!r} is not a method listed before it "
+                                       f"({names[:i]})")
+        teacher = cfg["methods"][names.index(pl["teacher"])]
+        if teacher.get("pseudo_labels"):
+            raise BenchmarkConfigError(f"{where}: teacher {pl['teacher']!r} trains on pseudo-labels itself")
+        if not re.fullmatch(r"[A-Za-z0-9]+", pl["dataset"].get("name", "")):
+            raise BenchmarkConfigError(f"{where}.dataset.name must be letters and digits, got "
+                                       f"{pl['dataset'].get('name')!r}")
+        for did in pseudo_label_dataset_ids(cfg, m).values():
+            if not 0 < did < 1000:
+                raise BenchmarkConfigError(f"{where}: dataset id {did} is not in 1..999")
+            if did in used:
+                raise BenchmarkConfigError(f"{where}: its student datasets take ids "
+                                           f"{sorted(pseudo_label_dataset_ids(cfg, m).values())} (id + seed); {did} "
+                                           f"is {used[did]}'s")
+            used[did] = f"methods[{i}] {m['name']!r}"
 
 
 _AMBIGUOUS = object()

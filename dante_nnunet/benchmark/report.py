@@ -34,6 +34,8 @@ def build_results(cfg: dict, seeds: Sequence[Optional[int]], regions: List[str],
             entry["fold"] = str(m["fold"])
         if m.get("stage1"):
             entry["stage1"] = m["stage1"]
+        if m.get("pseudo_labels"):
+            entry["pseudo_labels"] = m["pseudo_labels"]
         if seeded:
             entry.update(summarize_seeds({str(seed): runs[seed]["mean"] for seed in seeds if seed in runs}, regions))
         else:

@@ -22,16 +22,23 @@ Steps, each skipped on a rerun when its output is complete:
    ``imagesUnlabelled``); or a given checkpoint. A method names the block it starts from
    (``"stage1": NAME``; ``"pretrained": true`` with a single block); each block trains once per seed, just
    before the first method that needs it.
-5. **train**: each method's trainer (``nnUNetv2_train``), the DANTE-with-Stage-1 method with
+5. **pseudo-labels** (a method's ``"pseudo_labels": {"teacher": METHOD, "images": FOLDER, "dataset":
+   {"id": ID, "name": NAME}}``): per seed, the teacher (an earlier method, e.g. the all-channel upper
+   bound) predicts the scans of FOLDER, and ``dante_nnunet pseudo-label-dataset`` writes dataset ID + seed
+   from the method's fold of labelled cases plus these scans, preprocessed with this dataset's
+   plans; the method then trains on fold 0 of it (the fold's training cases + every scan, the same
+   validation cases). A limited-channel teacher (the self-training control) reads copies of the scans with
+   the limited channels only.
+6. **train**: each method's trainer (``nnUNetv2_train``), the DANTE-with-Stage-1 method with
    ``-pretrained_weights``; an interrupted training continues with ``--c``.
-6. **predict**: ``nnUNetv2_predict`` on the limited-only test inputs (all-channel inputs for methods
+7. **predict**: ``nnUNetv2_predict`` on the limited-only test inputs (all-channel inputs for methods
    marked ``"inputs": "all"``: the upper bound); written to a temporary folder and renamed when done.
-7. **evaluate**: ``dante_nnunet evaluate`` per method -> ``results/NAME/metrics/<method>.json``.
-8. **report**: ``table.md`` (Dice / HD95 per region per method, and the gap DANTE closes,
+8. **evaluate**: ``dante_nnunet evaluate`` per method -> ``results/NAME/metrics/<method>.json``.
+9. **report**: ``table.md`` (Dice / HD95 per region per method, and the gap DANTE closes,
    (DANTE - lower) / (upper - lower), per region where upper - lower >= ``GAP_MIN_DICE``),
    ``results.json``, ``dice_bars.png`` (Fig. 1 style).
 
-``"seeds": [0, 1, 2]``: steps 4-7 run once per seed, with the trainers' ``_seed<N>`` names (own results
+``"seeds": [0, 1, 2]``: steps 4-8 run once per seed, with the trainers' ``_seed<N>`` names (own results
 folders; training/seeding.py), Stage 1 included. ``results.json`` then holds, per method, ``per_seed``
 (seed -> region -> the run's mean test Dice and HD95), ``mean`` (region -> mean over seeds, ``dice_std`` /
 ``hd95_std`` the SD over seeds) and ``vs_lower`` (region -> the paired difference to the lower bound over
@@ -56,8 +63,8 @@ from typing import Dict, List, Optional
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
 
-from dante_nnunet.benchmark.config import (BenchmarkConfigError, load_config, method_stage1, stage1_blocks,
-                                           sweep_points)
+from dante_nnunet.benchmark.config import (BenchmarkConfigError, load_config, method_stage1,
+                                           pseudo_label_dataset_ids, stage1_blocks, sweep_points)
 from dante_nnunet.benchmark import report as _report
 from dante_nnunet.jobs.nnunet_jobs import NNUNET_FOLDERS, add_configuration, nnunet_environment, run_command
 from dante_nnunet.data.rawdata import dataset_folders
@@ -310,6 +317,12 @@ class Runner:
                 self.stage1_checkpoint(block=s1)   # must exist before hours go into the other methods
             if s1.get("images") and self.raw_folder(self.stage1_dataset_id(s1)) is None:
                 self.check_stage1_images(s1, skip_raw=self.raw_folder() is None)
+        for m in self.cfg["methods"]:
+            given = (m.get("pseudo_labels") or {}).get("images")
+            if given and not (given.startswith("raw:") and self.raw_folder() is None) \
+                    and not isdir(self.resolve_folder(given)):
+                raise BenchmarkConfigError(f"config {self.cfg['name']!r}: methods {m['name']!r} pseudo_labels.images "
+                                           f"folder {self.resolve_folder(given)} does not exist")
 
     def train(self, key: str, trainer: str, extra: Optional[List[str]] = None,
               dataset_id: Optional[int] = None, fold: Optional[str] = None) -> None:
@@ -347,19 +360,78 @@ class Runner:
                      + ["-d", str(did), "-n", name, "--like", join(self.raw_folder(), "dataset.json")])
         else:
             self.log(f"stage1_data: {self.raw_folder(did)} exists, skipped")
+        self.preprocess_with_these_plans(did, "stage1")
+
+    def preprocess_with_these_plans(self, did: int, key: str) -> None:
+        """Dataset ``did`` preprocessed with this dataset's plans (its added configuration included), so that
+        networks trained on either have the same shapes: fingerprint, ``nnUNetv2_move_plans_between_datasets``,
+        ``nnUNetv2_preprocess``. Skipped when done before."""
         pre = join(self.env["nnUNet_preprocessed"], os.path.basename(self.raw_folder(did)))
         if isfile(join(pre, ".dante_preprocessed")):
-            self.log("stage1_plan: preprocessed data exists, skipped")
+            self.log(f"{key}_plan: preprocessed data exists, skipped")
             return
         base = self.cfg.get("base_configuration", "3d_fullres")
-        self.run("stage1_fingerprint", ["nnUNetv2_extract_fingerprint", "-d", str(did), "-np", "1"])
-        self.run("stage1_plans", ["nnUNetv2_move_plans_between_datasets", "-s", str(self.dataset_id), "-t", str(did),
+        self.run(f"{key}_fingerprint", ["nnUNetv2_extract_fingerprint", "-d", str(did), "-np", "1"])
+        self.run(f"{key}_plans", ["nnUNetv2_move_plans_between_datasets", "-s", str(self.dataset_id), "-t", str(did),
                                   "-sp", "nnUNetPlans", "-tp", "nnUNetPlans"])
         # nnUNetv2_preprocess reads dataset.json from nnUNet_preprocessed (nnU-Net issue #2560)
         shutil.copyfile(join(self.raw_folder(did), "dataset.json"), join(pre, "dataset.json"))
-        self.run("stage1_preprocess", ["nnUNetv2_preprocess", "-d", str(did), "-plans_name", "nnUNetPlans",
+        self.run(f"{key}_preprocess", ["nnUNetv2_preprocess", "-d", str(did), "-plans_name", "nnUNetPlans",
                                        "-c", base, "-np", "1"])
         open(join(pre, ".dante_preprocessed"), "w").close()
+
+    # -- pseudo-labels (a method's "pseudo_labels" block)
+    def step_pseudo_labels(self, method: dict, seed: Optional[int]) -> int:
+        """The student dataset of a pseudo-label method for one seed; returns its id. The teacher (an earlier
+        method, trained already) predicts the scans of ``images`` (``nnUNetv2_predict``; a limited-channel
+        teacher reads copies with only the limited channels) -> ``dante_nnunet pseudo-label-dataset``: the
+        method's fold of labelled cases plus the predicted scans, fold 0 = that fold's training cases + every
+        scan, the same validation cases -> preprocessed with this dataset's plans. Each step is skipped when
+        done."""
+        pl = method["pseudo_labels"]
+        did = pseudo_label_dataset_ids(self.cfg, method)[seed]
+        key = self.method_key(method) + self.seed_suffix(seed)
+        if self.raw_folder(did) is None:
+            teacher = next(m for m in self.cfg["methods"] if m["name"] == pl["teacher"])
+            images = self.resolve_folder(pl["images"])
+            labels = join(self.out, "pseudo_labels", key)
+            if isdir(labels):
+                self.log(f"pseudo_{key}: {labels} exists, skipped")
+            else:
+                inputs = images
+                if teacher.get("inputs", "limited") == "limited":
+                    inputs = join(self.out, "pseudo_labels", "limited_" + os.path.basename(os.path.normpath(images)))
+                    if not isdir(inputs):
+                        from dante_nnunet.data.pseudo_label_dataset import limited_channel_copies
+                        limited_channel_copies(images, inputs, join(self.raw_folder(), "dataset.json"))
+                self.predict(f"pseudo_{key}", inputs, labels, self.dataset_id, self.seeded(teacher["trainer"], seed),
+                             self.method_fold(teacher))
+            name = pl["dataset"].get("name") + ("" if seed is None else str(seed))
+            self.run(f"pseudo_data_{key}", ["dante_nnunet", "pseudo-label-dataset", "-s", str(self.dataset_id),
+                                            "--images", images, "--labels", labels, "-d", str(did), "-n", name,
+                                            "--fold", self.method_fold(method)])
+        else:
+            self.log(f"pseudo_data_{key}: {self.raw_folder(did)} exists, skipped")
+        self.preprocess_with_these_plans(did, f"pseudo_{key}")
+        return did
+
+    def resolve_folder(self, given: str) -> str:
+        """A folder the config names; ``raw:SUB`` is the folder SUB of this dataset's raw folder."""
+        if given.startswith("raw:"):
+            return join(self.raw_folder(), given[4:])
+        return os.path.expanduser(given)
+
+    def predict(self, key: str, inputs: str, out: str, dataset_id: int, trainer: str, fold: str) -> None:
+        """``nnUNetv2_predict`` into ``out``.tmp, renamed to ``out`` when done; skipped when ``out`` exists."""
+        if isdir(out):
+            self.log(f"{key}: {out} exists, skipped")
+            return
+        tmp = out + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.run(key, ["nnUNetv2_predict", "-i", inputs, "-o", tmp, "-d", str(dataset_id), "-c", self.configuration,
+                       "-tr", trainer, "-f", fold, "-device", self.device]
+                 + [str(a) for a in self.cfg.get("predict_args", [])])
+        os.rename(tmp, out)
 
     # -- 5-7 methods
     def method_key(self, method: dict) -> str:
@@ -371,19 +443,12 @@ class Runner:
         trainer = self.seeded(method["trainer"], seed)
         block = method_stage1(method, stage1_blocks(self.cfg))
         extra = ["-pretrained_weights", self.stage1_checkpoint(seed, block)] if block is not None else None
-        fold = self.method_fold(method)
-        self.train(f"train_{key}", trainer, extra, fold=fold)
+        fold, did = self.method_fold(method), self.dataset_id
+        if method.get("pseudo_labels"):   # the student trains on fold 0 of its own dataset
+            fold, did = "0", self.step_pseudo_labels(method, seed)
+        self.train(f"train_{key}", trainer, extra, dataset_id=did, fold=fold)
         pred = join(self.out, "predictions", key)
-        if isdir(pred):
-            self.log(f"predict_{key}: {pred} exists, skipped")
-        else:
-            tmp = pred + ".tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.run(f"predict_{key}", ["nnUNetv2_predict", "-i", test[method.get("inputs", "limited")], "-o", tmp,
-                                        "-d", str(self.dataset_id), "-c", self.configuration, "-tr", trainer,
-                                        "-f", fold, "-device", self.device]
-                     + [str(a) for a in self.cfg.get("predict_args", [])])
-            os.rename(tmp, pred)
+        self.predict(f"predict_{key}", test[method.get("inputs", "limited")], pred, did, trainer, fold)
         metrics_file = join(self.out, "metrics", f"{key}.json")
         if not isfile(metrics_file):
             from dante_nnunet.jobs.evaluation import evaluate_folders
