@@ -1,6 +1,6 @@
 """The benchmark runner: config checks, the table's gap closure by hand, the 70/10/20 split, and a
-tiny config end to end through the stock commands (phantom -> plan -> Stage 1 -> five methods ->
-limited-only prediction -> evaluation -> table -> t-SNE), then a rerun that skips every finished step; the
+tiny config end to end through the stock commands (phantom -> plan -> Stage 1 -> eight methods, two of
+them students of pseudo-labelled scans -> limited-only prediction -> evaluation -> table -> t-SNE), then a rerun that skips every finished step; the
 sweep step on its own."""
 import filecmp
 import json
@@ -288,7 +288,7 @@ def test_nested_splits_train_on_the_first_n_cases_and_validate_on_the_same(tmp_p
 
 
 @pytest.mark.slow
-def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
+def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("nnUNet_extTrainer", TEST_TRAINERS)
@@ -297,7 +297,7 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
                           shape=(24, 24, 24), seed=3)
     cfg = {"name": "tiny", "workdir": True,
            "dataset": {"id": 703, "source": {"phantom": {"kind": "brats", "num_train": 5, "num_test": 2,
-                                                         "shape": [24, 24, 24]}}},
+                                                         "shape": [24, 24, 24], "num_unlabelled": 2}}},
            "configuration": "3d_t", "add_configuration": {"name": "3d_t", "features_per_stage": 4,
                                                           "patch_size": [16, 16, 16]},
            # two Stage-1 pre-trainings on one dataset made from those images, each method naming its own
@@ -312,13 +312,21 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
                        {"name": "ModDrop", "trainer": "ModalityDropoutTrainer_tiny"},
                        {"name": "Distill", "trainer": "DistillationTrainer_tiny"},
                        {"name": "DANTE", "trainer": "DANTETrainer_tinyS1", "stage1": "crossmodal"},
-                       {"name": "LowerS1", "trainer": "LowerBoundTrainer_tinyS1", "stage1": "limited", "fold": 1}],
+                       {"name": "LowerS1", "trainer": "LowerBoundTrainer_tinyS1", "stage1": "limited", "fold": 1},
+                       # the unlabelled scans labelled by the all-channel teacher, and by the lower bound (the
+                       # self-training control, fed limited-channel copies); each student on its own dataset
+                       {"name": "Pseudo", "trainer": "LowerBoundTrainer_tiny", "pseudo_labels": {
+                           "teacher": "Upper", "images": "raw:imagesUnlabelled", "dataset": {"id": 706, "name": "PlUp"}}},
+                       {"name": "SelfTrain", "trainer": "LowerBoundTrainer_tiny", "fold": 1, "pseudo_labels": {
+                           "teacher": "Lower", "images": "raw:imagesUnlabelled", "dataset": {"id": 708, "name": "PlLo"}}}],
            "lower": "Lower", "upper": "Upper", "dante": "DANTE", "seeds": [0],
            # nnU-Net's sequential prediction (no worker processes; tests/conftest.py says why)
            "predict_args": ["-npp", "0", "-nps", "0"]}
     results = Runner(cfg, str(tmp_path)).run_all(tsne=True)   # the sweep's own step: test_sweep_step below
     out = tmp_path / "tiny"
-    assert set(results["methods"]) == {"Lower", "Upper", "ModDrop", "Distill", "DANTE", "LowerS1"}
+    _check_pseudo_label_runs(out, results, capsys.readouterr().out)
+    assert set(results["methods"]) == {"Lower", "Upper", "ModDrop", "Distill", "DANTE", "LowerS1", "Pseudo",
+                                       "SelfTrain"}
     assert results["methods"]["LowerS1"]["fold"] == "1" and results["methods"]["LowerS1"]["stage1"] == "limited"
     for name, m in results["methods"].items():   # one seed: every trainer ran as <trainer>_seed0
         assert set(m["mean"]) == set(m["per_seed"]["0"]) == {"whole tumor", "tumor core", "enhancing tumor"}
@@ -358,58 +366,31 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch):
     assert again["methods"] == json.loads(json.dumps(results["methods"]))
 
 
-@pytest.mark.slow
-def test_pseudo_label_methods_end_to_end(tmp_path, monkeypatch, capsys):
-    """The privileged teacher (upper bound) and the self-training control (lower bound, fed copies of the
-    scans' limited channels) each label the unlabelled scans; each student trains on fold 0 of its own
-    dataset (the labelled fold + the scans) and is tested on the limited channels; a rerun skips it all."""
-    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("nnUNet_extTrainer", TEST_TRAINERS)
-    cfg = {"name": "pl", "workdir": True,
-           "dataset": {"id": 741, "source": {"phantom": {"kind": "types", "num_train": 4, "num_test": 2,
-                                                         "shape": [16, 16, 16], "num_unlabelled": 3}}},
-           "configuration": "3d_t", "add_configuration": {"name": "3d_t", "features_per_stage": 4,
-                                                          "patch_size": [16, 16, 16]},
-           "nested_splits": {"validation": 1, "train": [2, 3]},
-           "methods": [{"name": "Lower", "trainer": "LowerBoundTrainer_tiny"},
-                       {"name": "Upper", "trainer": "UpperBoundTrainer_tiny", "inputs": "all"},
-                       {"name": "Pseudo", "trainer": "LowerBoundTrainer_tiny", "pseudo_labels": {
-                           "teacher": "Upper", "images": "raw:imagesUnlabelled", "dataset": {"id": 742, "name": "PlUp"}}},
-                       {"name": "SelfTrain", "trainer": "LowerBoundTrainer_tiny", "fold": 1, "pseudo_labels": {
-                           "teacher": "Lower", "images": "raw:imagesUnlabelled", "dataset": {"id": 744, "name": "PlLo"}}}],
-           "lower": "Lower", "upper": "Upper", "seeds": [0], "predict_args": ["-npp", "0", "-nps", "0"]}
-    results = Runner(cfg, str(tmp_path)).run_all()
-    out, nn = tmp_path / "pl", tmp_path / "pl" / "nnunet"
+def _check_pseudo_label_runs(out, results, said):
+    """The tiny run's two pseudo-label methods: each student's labels are its teacher's predictions of the
+    scans, its split the labelled fold + every scan with the same validation case, its plans this dataset's;
+    the limited-channel teacher read copies with T1, T2, FLAIR only, the all-channel one the scans."""
+    nn, raw = out / "nnunet", out / "nnunet" / "nnUNet_raw" / "Dataset703_BraTSPhantom"
     assert results["methods"]["Pseudo"]["pseudo_labels"]["teacher"] == "Upper"
-    assert set(results["methods"]["SelfTrain"]["per_seed"]["0"]) == {"whole tumor", "tumor core", "enhancing tumor"}
-    scans = sorted({f[:-12] for f in os.listdir(nn / "nnUNet_raw" / "Dataset741_BraTSTypesPhantom" / "imagesUnlabelled")})
-    cases = [f"BraTSTypesPhantom_{i:03d}" for i in range(4)]
-    for did, name, n_train, teacher_in in ((742, "PlUp0", 2, 4), (744, "PlLo0", 3, 3)):
+    scans = sorted({f[:-12] for f in os.listdir(raw / "imagesUnlabelled")})
+    cases = [f"BraTSPhantom_{i:03d}" for i in range(5)]
+    for did, name, n_train in ((706, "PlUp0", 2), (708, "PlLo0", 4)):   # dataset id + seed 0
         folder = nn / "nnUNet_raw" / f"Dataset{did}_{name}"
-        labels = out / "pseudo_labels" / ("Pseudo_seed0" if did == 742 else "SelfTrain_seed0")
-        for s in scans:   # the student's labels are its teacher's predictions of the scans
+        labels = out / "pseudo_labels" / ("Pseudo_seed0" if did == 706 else "SelfTrain_seed0")
+        for s in scans:
             assert filecmp.cmp(folder / "labelsTr" / f"{s}.nii.gz", labels / f"{s}.nii.gz", shallow=False)
         split = json.loads((nn / "nnUNet_preprocessed" / folder.name / "splits_final.json").read_text())
-        assert split == [{"train": sorted(cases[:n_train] + scans), "val": cases[3:]}]
-        assert sorted(f[:-7] for f in os.listdir(folder / "labelsTr")) == sorted(cases[:n_train] + cases[3:] + scans)
+        assert split == [{"train": sorted(cases[:n_train] + scans), "val": cases[4:]}]
+        assert sorted(f[:-7] for f in os.listdir(folder / "labelsTr")) == sorted(cases[:n_train] + cases[4:] + scans)
         res = nn / "nnUNet_results" / folder.name / "LowerBoundTrainer_tiny_seed0__nnUNetPlans__3d_t" / "fold_0"
         assert (res / "checkpoint_final.pth").is_file()
         plans = json.loads((nn / "nnUNet_preprocessed" / folder.name / "nnUNetPlans.json").read_text())
-        assert plans["configurations"]["3d_t"]["patch_size"] == [16, 16, 16]   # this dataset's plans, moved
-        log = (out / "logs" / f"pseudo_{labels.name}.log").read_text()
-        teacher = "UpperBoundTrainer_tiny_seed0" if did == 742 else "LowerBoundTrainer_tiny_seed0"
-        assert teacher in log
-    # the limited-channel teacher read copies with T1, T2, FLAIR only; the all-channel one the scans themselves
+        assert plans["configurations"]["3d_t"]["architecture"]["arch_kwargs"]["features_per_stage"][0] == 4
     assert len(os.listdir(out / "pseudo_labels" / "limited_imagesUnlabelled")) == 3 * len(scans)
-    said = capsys.readouterr().out
-    raw = nn / "nnUNet_raw" / "Dataset741_BraTSTypesPhantom"
-    assert f"nnUNetv2_predict -i {raw}/imagesUnlabelled -o {out}/pseudo_labels/Pseudo_seed0.tmp -d 741" in said
+    assert f"nnUNetv2_predict -i {raw}/imagesUnlabelled -o {out}/pseudo_labels/Pseudo_seed0.tmp -d 703" in said
     assert f"-i {out}/pseudo_labels/limited_imagesUnlabelled -o {out}/pseudo_labels/SelfTrain_seed0.tmp" in said
     assert "-tr UpperBoundTrainer_tiny_seed0 -f 0" in said and "-tr LowerBoundTrainer_tiny_seed0 -f 0" in said
     assert len([f for f in os.listdir(out / "predictions" / "SelfTrain_seed0") if f.endswith(".nii.gz")]) == 2
-    again = Runner(cfg, str(tmp_path)).run_all()
-    assert again["seconds"] == results["seconds"] and again["methods"] == json.loads(json.dumps(results["methods"]))
 
 
 def test_sweep_step_trains_each_point_as_a_method_and_reports(tmp_path, monkeypatch):
