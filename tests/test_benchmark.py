@@ -74,7 +74,10 @@ def test_config_errors_name_file_and_key(tmp_path):
     # pseudo-labels: the teacher is an earlier method; the students' datasets (one per seed) take free ids
     pl = {"teacher": "up", "images": "raw:imagesUnlabelled", "dataset": {"id": 740, "name": "P"}}
     three = [{"name": "low", "trainer": "A"}, {"name": "up", "trainer": "B"}, {"name": "dante", "trainer": "C"}]
-    load_config(_cfg(tmp_path, methods=three + [{"name": "pl", "trainer": "A", "pseudo_labels": pl}]))
+    with_pl = load_config(_cfg(tmp_path, seeds=[0, 3], methods=three + [{"name": "pl", "trainer": "A",
+                                                                         "pseudo_labels": pl}]))
+    runner = Runner(with_pl, out_root=str(tmp_path / "r"))   # the student trains on fold 0 of dataset id + seed
+    assert runner.method_run(with_pl["methods"][3], 3) == (743, "0") and runner.method_run(three[0], 3) == (701, "0")
     with pytest.raises(BenchmarkConfigError, match=r"methods\[0\] 'pl' pseudo_labels: teacher 'up' is not a method "
                                                    r"listed before it"):
         load_config(_cfg(tmp_path, methods=[{"name": "pl", "trainer": "A", "pseudo_labels": pl}] + three))

@@ -58,7 +58,7 @@ import os
 import re
 import shutil
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
@@ -381,8 +381,8 @@ class Runner:
         open(join(pre, ".dante_preprocessed"), "w").close()
 
     # -- pseudo-labels (a method's "pseudo_labels" block)
-    def step_pseudo_labels(self, method: dict, seed: Optional[int]) -> int:
-        """The student dataset of a pseudo-label method for one seed; returns its id. The teacher (an earlier
+    def step_pseudo_labels(self, method: dict, seed: Optional[int]) -> None:
+        """The student dataset of a pseudo-label method for one seed (id + seed). The teacher (an earlier
         method, trained already) predicts the scans of ``images`` (``nnUNetv2_predict``; a limited-channel
         teacher reads copies with only the limited channels) -> ``dante_nnunet pseudo-label-dataset``: the
         method's fold of labelled cases plus the predicted scans, fold 0 = that fold's training cases + every
@@ -413,7 +413,6 @@ class Runner:
         else:
             self.log(f"pseudo_data_{key}: {self.raw_folder(did)} exists, skipped")
         self.preprocess_with_these_plans(did, f"pseudo_{key}")
-        return did
 
     def resolve_folder(self, given: str) -> str:
         """A folder the config names; ``raw:SUB`` is the folder SUB of this dataset's raw folder."""
@@ -443,9 +442,9 @@ class Runner:
         trainer = self.seeded(method["trainer"], seed)
         block = method_stage1(method, stage1_blocks(self.cfg))
         extra = ["-pretrained_weights", self.stage1_checkpoint(seed, block)] if block is not None else None
-        fold, did = self.method_fold(method), self.dataset_id
-        if method.get("pseudo_labels"):   # the student trains on fold 0 of its own dataset
-            fold, did = "0", self.step_pseudo_labels(method, seed)
+        did, fold = self.method_run(method, seed)
+        if method.get("pseudo_labels"):
+            self.step_pseudo_labels(method, seed)
         self.train(f"train_{key}", trainer, extra, dataset_id=did, fold=fold)
         pred = join(self.out, "predictions", key)
         self.predict(f"predict_{key}", test[method.get("inputs", "limited")], pred, did, trainer, fold)
@@ -456,6 +455,13 @@ class Runner:
             m = evaluate_folders(test["labels"], pred, load_json(join(self.raw_folder(), "dataset.json")))
             save_json(m, metrics_file)
         return load_json(metrics_file)
+
+    def method_run(self, method: dict, seed: Optional[int]) -> Tuple[int, str]:
+        """(dataset id, fold) a method trains on: this dataset and the method's fold, or for a pseudo-label
+        method fold 0 of its student dataset (id + seed)."""
+        if method.get("pseudo_labels"):
+            return pseudo_label_dataset_ids(self.cfg, method)[seed], "0"
+        return self.dataset_id, self.method_fold(method)
 
     def check_trainers(self, sweep: bool) -> None:
         """Every trainer name of the config resolves to a class nnUNetv2_train will find (before any work)."""
@@ -577,7 +583,8 @@ class Runner:
         from dante_nnunet.benchmark.features import encoder_feature_rows
         method = next(m for m in self.cfg["methods"] if m["name"] == self.cfg["dante"])
         trainer = self.seeded(method["trainer"], self.seeds[0])
-        ck_file = join(self.results_folder(trainer), f"fold_{self.method_fold(method)}", "checkpoint_final.pth")
+        did, fold = self.method_run(method, self.seeds[0])
+        ck_file = join(self.results_folder(trainer, did), f"fold_{fold}", "checkpoint_final.pth")
         if not isfile(ck_file):
             raise FileNotFoundError(f"t-SNE needs the trained DANTE model: {ck_file} does not exist")
         pre = join(self.env["nnUNet_preprocessed"], os.path.basename(self.raw_folder()))
