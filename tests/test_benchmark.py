@@ -389,9 +389,9 @@ def _check_pseudo_label_runs(out, results, said):
         assert (res / "checkpoint_final.pth").is_file()
         plans = json.loads((nn / "nnUNet_preprocessed" / folder.name / "nnUNetPlans.json").read_text())
         assert plans["configurations"]["3d_t"]["architecture"]["arch_kwargs"]["features_per_stage"][0] == 4
-    assert len(os.listdir(out / "pseudo_labels" / "limited_imagesUnlabelled")) == 3 * len(scans)
+    assert len(os.listdir(out / "pseudo_labels" / "limited_raw_imagesUnlabelled")) == 3 * len(scans)
     assert f"nnUNetv2_predict -i {raw}/imagesUnlabelled -o {out}/pseudo_labels/Pseudo_seed0.tmp -d 703" in said
-    assert f"-i {out}/pseudo_labels/limited_imagesUnlabelled -o {out}/pseudo_labels/SelfTrain_seed0.tmp" in said
+    assert f"-i {out}/pseudo_labels/limited_raw_imagesUnlabelled -o {out}/pseudo_labels/SelfTrain_seed0.tmp" in said
     assert "-tr UpperBoundTrainer_tiny_seed0 -f 0" in said and "-tr LowerBoundTrainer_tiny_seed0 -f 0" in said
     assert len([f for f in os.listdir(out / "predictions" / "SelfTrain_seed0") if f.endswith(".nii.gz")]) == 2
 

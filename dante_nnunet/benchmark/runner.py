@@ -400,7 +400,8 @@ class Runner:
             else:
                 inputs = images
                 if teacher.get("inputs", "limited") == "limited":
-                    inputs = join(self.out, "pseudo_labels", "limited_" + os.path.basename(os.path.normpath(images)))
+                    inputs = join(self.out, "pseudo_labels",
+                                  "limited_" + re.sub(r"[^A-Za-z0-9]+", "_", pl["images"]).strip("_"))
                     if not isdir(inputs):
                         from dante_nnunet.data.pseudo_label_dataset import limited_channel_copies
                         limited_channel_copies(images, inputs, join(self.raw_folder(), "dataset.json"))
@@ -432,7 +433,7 @@ class Runner:
                  + [str(a) for a in self.cfg.get("predict_args", [])])
         os.rename(tmp, out)
 
-    # -- 5-7 methods
+    # -- 6-8 methods
     def method_key(self, method: dict) -> str:
         return re.sub(r"[^A-Za-z0-9]+", "_", method["name"]).strip("_")
 
