@@ -88,9 +88,9 @@ def _pseudo_label_dataset(args) -> int:
     src_id = int(os.path.basename(source)[7:10])
     name_id = int(name[7:10])
     print(f"next: nnUNetv2_extract_fingerprint -d {name_id}; nnUNetv2_move_plans_between_datasets -s {src_id} "
-          f"-t {name_id} -sp nnUNetPlans -tp nnUNetPlans; nnUNetv2_preprocess -d {name_id} -c CONFIGURATION")
-    print(f"then: nnUNetv2_train {name_id} CONFIGURATION {0 if fold is not None else 'FOLD'} -tr LowerBoundTrainer "
-          f"(or DANTETrainer)")
+          f"-t {name_id} -sp nnUNetPlans -tp nnUNetPlans; cp {join(folder, 'dataset.json')} "
+          f"$nnUNet_preprocessed/{name}/ (nnU-Net issue #2560); nnUNetv2_preprocess -d {name_id} -c CONFIGURATION")
+    print(f"then: nnUNetv2_train {name_id} CONFIGURATION {0 if fold is not None else 'FOLD'} -tr LowerBoundTrainer")
     return 0
 
 
