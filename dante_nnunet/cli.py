@@ -62,10 +62,10 @@ def _pseudo_label_dataset(args) -> int:
     from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json, save_json
     from dante_nnunet.data.check_dataset import dataset_folder
     from dante_nnunet.data.pseudo_label_dataset import pseudo_label_split, write_pseudo_label_dataset
+    from nnunetv2.paths import nnUNet_preprocessed
     source = dataset_folder(args.s)
     fold = None
     if args.fold is not None:
-        from nnunetv2.paths import nnUNet_preprocessed
         splits_file = join(str(nnUNet_preprocessed), os.path.basename(source), "splits_final.json")
         if not isfile(splits_file):
             raise FileNotFoundError(f"--fold {args.fold}: {splits_file} does not exist (nnU-Net writes it at the first "
@@ -79,7 +79,6 @@ def _pseudo_label_dataset(args) -> int:
     print(f"wrote {folder}: {len(scans)} pseudo-labelled scans")
     name = os.path.basename(folder)
     if fold is not None:
-        from nnunetv2.paths import nnUNet_preprocessed
         pre = join(str(nnUNet_preprocessed), name)
         os.makedirs(pre, exist_ok=True)
         save_json(pseudo_label_split(fold, scans), join(pre, "splits_final.json"))

@@ -138,15 +138,8 @@ class Runner:
         return int(s1["dataset"]["id"]) if s1.get("images") else self.dataset_id
 
     def stage1_images(self, block: dict) -> List[str]:
-        """A block's image folders; ``raw:SUB`` is the folder SUB of this dataset's raw folder (a phantom's
-        ``imagesUnlabelled``)."""
-        out = []
-        for d in block.get("images", []):
-            if d.startswith("raw:"):
-                raw = self.raw_folder()
-                d = join(raw, d[4:]) if raw is not None else d
-            out.append(os.path.expanduser(d))
-        return out
+        """A block's image folders (``resolve_folder``)."""
+        return [self.resolve_folder(d) for d in block.get("images", [])]
 
     def method_fold(self, method: dict) -> str:
         return str(method.get("fold", self.fold))
@@ -416,9 +409,11 @@ class Runner:
         self.preprocess_with_these_plans(did, f"pseudo_{key}")
 
     def resolve_folder(self, given: str) -> str:
-        """A folder the config names; ``raw:SUB`` is the folder SUB of this dataset's raw folder."""
+        """A folder the config names; ``raw:SUB`` is the folder SUB of this dataset's raw folder (a phantom's
+        ``imagesUnlabelled``), left as given while that folder does not exist yet."""
         if given.startswith("raw:"):
-            return join(self.raw_folder(), given[4:])
+            raw = self.raw_folder()
+            given = join(raw, given[4:]) if raw is not None else given
         return os.path.expanduser(given)
 
     def predict(self, key: str, inputs: str, out: str, dataset_id: int, trainer: str, fold: str) -> None:
