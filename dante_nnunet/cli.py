@@ -19,6 +19,17 @@ def _env(args) -> int:
 
 def _export(args) -> int:
     from dante_nnunet.deploy.export import export_model
+    if args.decision:
+        from dante_nnunet.jobs.teach import read_decision
+        given = [k for k in ("d", "c", "tr", "f") if getattr(args, k) is not None]
+        if given:
+            raise ValueError(f"--decision names the model; leave out -{', -'.join(given)}")
+        m = read_decision(args.decision)
+        args.d, args.c, args.tr, args.f, args.p = str(m["dataset"]), m["configuration"], m["trainer"], m["folds"], m["plans"]
+    else:
+        missing = [k for k in ("d", "c", "tr", "f") if getattr(args, k) is None]
+        if missing:
+            raise ValueError(f"export needs -{', -'.join(missing)} (or --decision FILE of dante_nnunet teach)")
     dest = export_model(args.d, args.c, args.tr, args.f, args.o, plans_identifier=args.p, checkpoint_name=args.chk)
     print(f"exported plain nnU-Net model: {dest}")
     chk = "" if args.chk == "checkpoint_final.pth" else f" -chk {shlex.quote(args.chk)}"   # export keeps the name
@@ -90,6 +101,22 @@ def _pseudo_label_dataset(args) -> int:
           f"-t {name_id} -sp nnUNetPlans -tp nnUNetPlans; cp {join(folder, 'dataset.json')} "
           f"$nnUNet_preprocessed/{name}/ (nnU-Net issue #2560); nnUNetv2_preprocess -d {name_id} -c CONFIGURATION")
     print(f"then: nnUNetv2_train {name_id} CONFIGURATION {0 if fold is not None else 'FOLD'} -tr LowerBoundTrainer")
+    return 0
+
+
+def _teach(args) -> int:
+    from dante_nnunet.jobs.nnunet_jobs import nnunet_environment
+    from dante_nnunet.jobs.teach import Teach, TeachSettings
+    from dante_nnunet.data.check_dataset import dataset_folder
+    tokens = "".join(f"_{t}" for t in args.tokens)
+    name = args.student_name or os.path.basename(dataset_folder(str(args.d))).split("_", 1)[1][:40] + "Teach"
+    settings = TeachSettings(source=args.d, scans=args.scans, student_id=args.student_id, student_name=name,
+                             configuration=args.c, folds=args.folds, teacher=args.teacher + tokens,
+                             plain=args.plain + tokens, student=args.student + tokens,
+                             keep_fraction=args.keep_fraction, plans=args.p, device=args.device,
+                             predict_args=["--disable_tta"] if args.disable_tta else [],
+                             min_gain_se=args.min_gain_se)
+    Teach(settings, nnunet_environment()).run()
     return 0
 
 
@@ -200,14 +227,48 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", help="write the deployed limited pathway as a plain nnU-Net model "
                                       "(trainer nnUNetTrainer, no plugin needed to predict)")
-    s.add_argument("-d", required=True, help="dataset name or id")
-    s.add_argument("-c", required=True, help="configuration")
-    s.add_argument("-tr", required=True, help="DANTE trainer the model was trained with")
-    s.add_argument("-f", nargs="+", required=True, help="fold(s)")
+    s.add_argument("-d", help="dataset name or id")
+    s.add_argument("-c", help="configuration")
+    s.add_argument("-tr", help="DANTE trainer the model was trained with")
+    s.add_argument("-f", nargs="+", help="fold(s)")
     s.add_argument("-o", required=True, help="output root, laid out like nnUNet_results")
     s.add_argument("-p", default="nnUNetPlans", help="plans identifier")
     s.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint file name in each fold folder")
+    s.add_argument("--decision", default=None, metavar="DECISION_JSON",
+                   help="export the model dante_nnunet teach chose (its decision.json) instead of -d/-c/-tr/-f")
     s.set_defaults(func=_export)
+
+    s = sub.add_parser("teach", help="the gated privileged-teacher recipe for unlabelled scans with every channel: "
+                                     "on each fold, an all-channel teacher and a plain limited-channel model, the "
+                                     "teacher's labels on the scans, a limited-channel student on labelled + "
+                                     "pseudo-labelled cases, and the choice of student or plain model from their "
+                                     "cross-validated Dice on the real cases (stock nnU-Net commands, each printed; "
+                                     "a rerun resumes)")
+    s.add_argument("-d", type=int, required=True, help="labelled dataset id (planned and preprocessed; its "
+                                                       "dataset.json names the privileged channels)")
+    s.add_argument("--scans", required=True, help="folder of unlabelled scans with every channel, <case>_XXXX<ending>")
+    s.add_argument("-o", type=int, required=True, dest="student_id", help="new dataset id for the student dataset")
+    s.add_argument("-n", default=None, dest="student_name",
+                   help="student dataset name (letters and digits; if not given: the labelled dataset's + 'Teach')")
+    s.add_argument("-c", default="3d_fullres", help="configuration")
+    s.add_argument("-f", "--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                   help="folds of the labelled dataset's splits_final.json (nnU-Net's five by default; one fold is "
+                        "a quick run, the decision then rests on its validation cases only)")
+    s.add_argument("-t", "--tokens", nargs="*", default=[],
+                   help="trainer-name tokens added to every trainer, e.g. demo, 250epochs, seed0")
+    s.add_argument("--teacher", default="UpperBoundTrainer", help="the teacher's trainer family")
+    s.add_argument("--plain", default="LowerBoundTrainer", help="the plain model's trainer family")
+    s.add_argument("--student", default="LowerBoundTrainer", help="the student's trainer family")
+    s.add_argument("--keep-fraction", type=float, default=1.0,
+                   help="per fold, keep this fraction of the scans, those the fold's teacher is surest of")
+    s.add_argument("--min-gain-se", type=float, default=2.0,
+                   help="the student is chosen only if its mean Dice gain over the regions exceeds this many "
+                        "standard errors (and no region is worse by more than one)")
+    s.add_argument("--disable_tta", action="store_true", help="the teacher predicts the scans without mirroring "
+                                                              "(8x fewer network passes in 3D)")
+    s.add_argument("-p", default="nnUNetPlans", help="plans identifier")
+    s.add_argument("-device", default="cuda", choices=["cuda", "cpu", "mps"], help="as nnUNetv2_train's")
+    s.set_defaults(func=_teach)
 
     s = sub.add_parser("demo", help="4-channel BraTS-like phantom (--kind rim) -> plan -> train -> predict on "
                                     "limited-only scans -> export -> plugin-free prediction, on the CPU")

@@ -92,7 +92,7 @@ def load_config(path: str) -> dict:
                                            f"than another stage1 block; one id, one dataset")
     _check_pseudo_labels(cfg, path, names, blocks)
     # two methods training one trainer on one fold of one dataset would share (and overwrite) one results folder
-    runs = [(m["trainer"], str(m.get("fold", cfg.get("fold", 0))), bool(m.get("pseudo_labels")))
+    runs = [(m["trainer"], str(m.get("fold", cfg.get("fold", 0))), bool(m.get("pseudo_labels") or m.get("teach")))
             for m in cfg["methods"]]
     for i, run in enumerate(runs):
         if run in runs[:i] and not run[2]:
@@ -107,18 +107,22 @@ def load_config(path: str) -> dict:
         if not ok:
             raise BenchmarkConfigError(f"{path}: nested_splits must be {{\"validation\": V, \"train\": [n0, n1, ...]}} "
                                        f"with positive integers, got {splits!r}")
+        n_folds = len(splits["train"]) + (1 if splits.get("swapped") else 0)   # swapped: fold 0's halves exchanged
         for i, m in enumerate(cfg["methods"]):
-            if "fold" in m and not (isinstance(m["fold"], int) and 0 <= m["fold"] < len(splits["train"])):
-                raise BenchmarkConfigError(f"{path}: methods[{i}] fold {m['fold']!r} is not one of the "
-                                           f"{len(splits['train'])} nested_splits folds")
+            folds = [m["fold"]] if "fold" in m else []
+            folds += list((m.get("teach") or {}).get("folds", []))
+            for k in folds:
+                if not (isinstance(k, int) and 0 <= k < n_folds):
+                    raise BenchmarkConfigError(f"{path}: methods[{i}] fold {k!r} is not one of the {n_folds} "
+                                               f"nested_splits folds")
     return cfg
 
 
-def pseudo_label_dataset_ids(cfg: dict, method: dict) -> Dict[Optional[int], int]:
-    """seed -> the dataset id of a pseudo-label method's student: ``dataset.id`` + seed (unseeded: the id), so
-    that each seed's teacher labels the scans into its own dataset, and a config listing fewer seeds finds
-    the same ids."""
-    first = int(method["pseudo_labels"]["dataset"]["id"])
+def pseudo_label_dataset_ids(cfg: dict, method: dict, block: str = "pseudo_labels") -> Dict[Optional[int], int]:
+    """seed -> the dataset id of a pseudo-label (or ``"teach"``) method's student: ``dataset.id`` + seed
+    (unseeded: the id), so that each seed's teacher labels the scans into its own dataset, and a config
+    listing fewer seeds finds the same ids."""
+    first = int(method[block]["dataset"]["id"])
     return {seed: first + (seed or 0) for seed in (cfg.get("seeds") or [None])}
 
 
@@ -131,6 +135,8 @@ def _check_pseudo_labels(cfg: dict, path: str, names: List[str], blocks: List[di
         if s1.get("images") and s1.get("dataset"):
             used.setdefault(int(s1["dataset"]["id"]), f"stage1 {s1['name']!r}")
     for i, m in enumerate(cfg["methods"]):
+        if m.get("teach") is not None:
+            _check_teach(cfg, path, i, m, used)
         pl = m.get("pseudo_labels")
         if pl is None:
             continue
@@ -149,14 +155,44 @@ def _check_pseudo_labels(cfg: dict, path: str, names: List[str], blocks: List[di
         if not re.fullmatch(r"[A-Za-z0-9]+", pl["dataset"].get("name", "")):
             raise BenchmarkConfigError(f"{where}.dataset.name must be letters and digits, got "
                                        f"{pl['dataset'].get('name')!r}")
-        for did in pseudo_label_dataset_ids(cfg, m).values():
-            if not 0 < did < 1000:
-                raise BenchmarkConfigError(f"{where}: dataset id {did} is not in 1..999")
-            if did in used:
-                raise BenchmarkConfigError(f"{where}: its student datasets take ids "
-                                           f"{sorted(pseudo_label_dataset_ids(cfg, m).values())} (id + seed); {did} "
-                                           f"is {used[did]}'s")
-            used[did] = f"methods[{i}] {m['name']!r}"
+        _claim_student_ids(cfg, where, i, m, "pseudo_labels", used)
+
+
+def _claim_student_ids(cfg: dict, where: str, i: int, m: dict, block: str, used: Dict[int, str]) -> None:
+    """The student dataset ids of method ``m``'s ``block`` (id + seed) are 1..999 and taken by nothing else."""
+    ids = pseudo_label_dataset_ids(cfg, m, block=block)
+    for did in ids.values():
+        if not 0 < did < 1000:
+            raise BenchmarkConfigError(f"{where}: dataset id {did} is not in 1..999")
+        if did in used:
+            raise BenchmarkConfigError(f"{where}: its student datasets take ids {sorted(ids.values())} (id + seed); "
+                                       f"{did} is {used[did]}'s")
+        used[did] = f"methods[{i}] {m['name']!r}"
+
+
+def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str]) -> None:
+    """``"teach": {"teacher": TRAINER, "plain": TRAINER, "images": FOLDER, "dataset": {"id", "name"},
+    "folds": [k, ...], "keep_fraction": f, "min_gain_se": x}`` (the gated recipe, jobs/teach.py; the method's
+    ``trainer`` is the student's): the folds include the method's fold (its test row), the ids are free."""
+    t = m["teach"]
+    where = f"{path}: methods[{i}] {m['name']!r} teach"
+    ok = (isinstance(t, dict) and all(isinstance(t.get(k), str) for k in ("teacher", "plain", "images"))
+          and isinstance(t.get("dataset"), dict) and isinstance(t["dataset"].get("id"), int)
+          and isinstance(t.get("folds"), list) and t["folds"]
+          and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in t["folds"]))
+    if not ok:
+        raise BenchmarkConfigError(f"{where} must be {{\"teacher\": TRAINER, \"plain\": TRAINER, \"images\": FOLDER, "
+                                   f"\"dataset\": {{\"id\": ID, \"name\": NAME}}, \"folds\": [k, ...]}}, got {t!r}")
+    if m.get("pseudo_labels") or m.get("stage1") or m.get("pretrained") or m.get("inputs", "limited") != "limited":
+        raise BenchmarkConfigError(f"{where}: a teach method takes no pseudo_labels, stage1 or all-channel inputs")
+    fold = int(m.get("fold", cfg.get("fold", 0)))
+    if fold not in t["folds"]:
+        raise BenchmarkConfigError(f"{where}: folds {t['folds']} must include the method's fold {fold} (its test row)")
+    if not re.fullmatch(r"[A-Za-z0-9]+", t["dataset"].get("name", "")):
+        raise BenchmarkConfigError(f"{where}.dataset.name must be letters and digits, got {t['dataset'].get('name')!r}")
+    if not 0 < float(t.get("keep_fraction", 1.0)) <= 1:
+        raise BenchmarkConfigError(f"{where}.keep_fraction must be in (0, 1], got {t.get('keep_fraction')!r}")
+    _claim_student_ids(cfg, where, i, m, "teach", used)
 
 
 _AMBIGUOUS = object()

@@ -36,6 +36,9 @@ def build_results(cfg: dict, seeds: Sequence[Optional[int]], regions: List[str],
             entry["stage1"] = m["stage1"]
         if m.get("pseudo_labels"):
             entry["pseudo_labels"] = m["pseudo_labels"]
+        if m.get("teach"):   # the gated recipe: its block and, per seed, what the gate chose and why
+            entry["teach"] = m["teach"]
+            entry["gate"] = {str(seed): runs[seed]["gate"] for seed in runs if runs[seed].get("gate")}
         if seeded:
             entry.update(summarize_seeds({str(seed): runs[seed]["mean"] for seed in seeds if seed in runs}, regions))
         else:

@@ -277,6 +277,8 @@ class Runner:
                                        f"{v} validation cases; {join(raw, 'labelsTr')} has {len(cases)}")
         train, val = cases[:len(cases) - v], cases[len(cases) - v:]
         folds = [{"train": train[:n], "val": list(val)} for n in sizes]
+        if spec.get("swapped"):   # one more fold: fold 0's two halves exchanged (a 2-fold cross-validation with fold 0)
+            folds.append({"train": list(val), "val": train[:sizes[0]]})
         splits_file = join(self.env["nnUNet_preprocessed"], os.path.basename(raw), "splits_final.json")
         if isfile(splits_file):
             if load_json(splits_file) != folds:
@@ -311,10 +313,11 @@ class Runner:
             if s1.get("images") and self.raw_folder(self.stage1_dataset_id(s1)) is None:
                 self.check_stage1_images(s1, skip_raw=self.raw_folder() is None)
         for m in self.cfg["methods"]:
-            given = (m.get("pseudo_labels") or {}).get("images")
+            given = (m.get("pseudo_labels") or m.get("teach") or {}).get("images")
             if given and not (given.startswith("raw:") and self.raw_folder() is None) \
                     and not isdir(self.resolve_folder(given)):
-                raise BenchmarkConfigError(f"config {self.cfg['name']!r}: methods {m['name']!r} pseudo_labels.images "
+                raise BenchmarkConfigError(f"config {self.cfg['name']!r}: methods {m['name']!r} "
+                                           f"{'teach' if m.get('teach') else 'pseudo_labels'}.images "
                                            f"folder {self.resolve_folder(given)} does not exist")
 
     def train(self, key: str, trainer: str, extra: Optional[List[str]] = None,
@@ -438,10 +441,15 @@ class Runner:
         trainer = self.seeded(method["trainer"], seed)
         block = method_stage1(method, stage1_blocks(self.cfg))
         extra = ["-pretrained_weights", self.stage1_checkpoint(seed, block)] if block is not None else None
-        did, fold = self.method_run(method, seed)
-        if method.get("pseudo_labels"):
-            self.step_pseudo_labels(method, seed)
-        self.train(f"train_{key}", trainer, extra, dataset_id=did, fold=fold)
+        gate = None
+        if method.get("teach"):
+            gate = self.step_teach(method, seed)
+            did, trainer, fold = gate["model"]["dataset"], gate["model"]["trainer"], self.method_fold(method)
+        else:
+            did, fold = self.method_run(method, seed)
+            if method.get("pseudo_labels"):
+                self.step_pseudo_labels(method, seed)
+            self.train(f"train_{key}", trainer, extra, dataset_id=did, fold=fold)
         pred = join(self.out, "predictions", key)
         self.predict(f"predict_{key}", test[method.get("inputs", "limited")], pred, did, trainer, fold)
         metrics_file = join(self.out, "metrics", f"{key}.json")
@@ -449,8 +457,35 @@ class Runner:
             from dante_nnunet.jobs.evaluation import evaluate_folders
             os.makedirs(join(self.out, "metrics"), exist_ok=True)
             m = evaluate_folders(test["labels"], pred, load_json(join(self.raw_folder(), "dataset.json")))
+            if gate is not None:
+                m["gate"] = {k: gate[k] for k in ("chosen", "reason", "regions", "overall", "teacher", "model")}
             save_json(m, metrics_file)
         return load_json(metrics_file)
+
+    def step_teach(self, method: dict, seed: Optional[int]) -> dict:
+        """A ``"teach"`` method (the gated privileged-teacher recipe, jobs/teach.py) for one seed: teacher, plain
+        model and student on the block's folds of this dataset (seeded names), the student dataset id + seed;
+        returns the decision. The test set is then predicted by the chosen model's fold ``method fold`` (the
+        folds the lower bound trains on), so that its row pairs with the lower bound's on equal labelled
+        cases."""
+        from dante_nnunet.jobs.teach import Teach, TeachSettings
+        t = method["teach"]
+        did = pseudo_label_dataset_ids(self.cfg, method, block="teach")[seed]
+        settings = TeachSettings(
+            source=self.dataset_id, scans=self.resolve_folder(t["images"]), student_id=did,
+            student_name=t["dataset"]["name"] + ("" if seed is None else str(seed)), configuration=self.configuration,
+            folds=[int(k) for k in t["folds"]], teacher=self.seeded(t["teacher"], seed),
+            plain=self.seeded(t["plain"], seed), student=self.seeded(method["trainer"], seed),
+            keep_fraction=float(t.get("keep_fraction", 1.0)), device=self.device,
+            predict_args=[str(a) for a in self.cfg.get("predict_args", [])],
+            min_gain_se=float(t.get("min_gain_se", 2.0)))
+        key = self.method_key(method) + self.seed_suffix(seed)
+        t0 = time.time()
+        decision = Teach(settings, self.env, log_prefix=f"{key}: ").run()
+        self.times[f"teach_{key}"] = round(time.time() - t0, 1)
+        os.makedirs(join(self.out, "gate"), exist_ok=True)
+        save_json(decision, join(self.out, "gate", f"{key}.json"))
+        return decision
 
     def method_run(self, method: dict, seed: Optional[int]) -> Tuple[int, str]:
         """(dataset id, fold) a method trains on: this dataset and the method's fold, or for a pseudo-label
@@ -464,6 +499,8 @@ class Runner:
         from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
         names = [(f"methods {m['name']!r}", self.seeded(m["trainer"], seed)) for m in self.cfg["methods"]
                  for seed in self.seeds]
+        names += [(f"methods {m['name']!r} teach.{role}", self.seeded(m["teach"][role], seed))
+                  for m in self.cfg["methods"] if m.get("teach") for role in ("teacher", "plain") for seed in self.seeds]
         for s1 in self.stage1_blocks:
             if not s1.get("checkpoint"):
                 names += [(f"stage1 {s1['name']!r}", self.seeded(s1.get("trainer", ""), seed)) for seed in self.seeds]
@@ -604,6 +641,26 @@ class Runner:
         _report.write_report(results, self.out)
         return results
 
+def select(cfg: dict, methods: Optional[List[str]] = None, seeds: Optional[List[int]] = None) -> dict:
+    """The config reduced to ``methods`` (plus the lower bound and the teachers of pseudo-label methods among
+    them, in config order) and ``seeds``; unknown names and seeds are refused."""
+    cfg = dict(cfg)
+    if methods:
+        names = [m["name"] for m in cfg["methods"]]
+        unknown = [n for n in methods if n not in names]
+        if unknown:
+            raise BenchmarkConfigError(f"config {cfg['name']!r} has no method(s) {unknown}; it has {names}")
+        keep = set(methods) | {cfg["lower"]}
+        keep |= {m["pseudo_labels"]["teacher"] for m in cfg["methods"] if m["name"] in keep and m.get("pseudo_labels")}
+        cfg["methods"] = [m for m in cfg["methods"] if m["name"] in keep]
+    if seeds:
+        bad = [x for x in seeds if x not in (cfg.get("seeds") or [])]
+        if bad:
+            raise BenchmarkConfigError(f"config {cfg['name']!r} has seeds {cfg.get('seeds')}; not {bad}")
+        cfg["seeds"] = [x for x in cfg["seeds"] if x in seeds]
+    return cfg
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     import argparse
     p = argparse.ArgumentParser(description="One-command DANTE benchmark (see dante_nnunet/benchmark/runner.py).")
@@ -616,10 +673,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="train nothing: write table.md / results.json from the runs finished so far (marked partial)")
     p.add_argument("--earlier", default=None, metavar="RESULTS_JSON",
                    help="with --report-so-far: take the runs missing here from this results.json of the same config")
+    p.add_argument("--methods", nargs="+", default=None, metavar="NAME",
+                   help="run only these methods (with the lower bound and any pseudo-label teacher they need)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="run only these of the config's seeds")
     a = p.parse_args(argv)
     if a.earlier and not a.report_so_far:
         p.error("--earlier goes with --report-so-far")
-    cfg = load_config(a.config)
+    cfg = select(load_config(a.config), a.methods, a.seeds)
     runner = Runner(cfg, a.results, a.device)
     if a.report_so_far:
         runner.report_so_far(a.earlier)

@@ -112,17 +112,23 @@ def write_pseudo_label_dataset(source: str, images_dir: str, labels_dir: str, da
                 shutil.copyfile(f, join(tmp, "imagesTr", f"{case}_{c:04d}{ending}"))
             shutil.copyfile(join(labels_dir, case + ending), join(tmp, "labelsTr", case + ending))
         out = dict(dj)
-        dante = dict(dj.get("dante", {}))
-        if "cases_without_privileged" in dante:
-            dante["cases_without_privileged"] = [c for c in dante["cases_without_privileged"] if c in keep]
-            if not dante["cases_without_privileged"]:
-                del dante["cases_without_privileged"]
-        out.update({"numTraining": len(keep) + len(scans), "name": name, "dante": dante,
+        out.update({"numTraining": len(keep) + len(scans), "name": name, "dante": dante_block_of(dj, keep),
                     "description": f"{len(keep)} labelled cases of {os.path.basename(source)} and {len(scans)} "
                                    f"scans of {images_dir} labelled by a model's predictions ({labels_dir})",
                     "pseudo_labelled_cases": sorted(scans)})
         save_json(out, join(tmp, "dataset.json"), sort_keys=False)
     return join(raw_root, folder_name), sorted(scans)
+
+
+def dante_block_of(dataset_json: dict, kept_cases) -> dict:
+    """The source's "dante" block for a dataset that keeps only ``kept_cases`` of its labelled cases (the
+    scans added beside them have every channel): ``cases_without_privileged`` cut to the kept ones."""
+    dante = dict(dataset_json.get("dante", {}))
+    if "cases_without_privileged" in dante:
+        dante["cases_without_privileged"] = [c for c in dante["cases_without_privileged"] if c in kept_cases]
+        if not dante["cases_without_privileged"]:
+            del dante["cases_without_privileged"]
+    return dante
 
 
 def pseudo_label_split(fold: dict, pseudo_cases: Sequence[str]) -> List[dict]:

@@ -53,17 +53,20 @@ def _predict_arguments(argv: Sequence[str]):
     return ns.i, names, ending, folder
 
 
-def check_inputs_of_predict_command(num_input_channels: int, argv: Optional[Sequence[str]] = None) -> None:
+def check_inputs_of_predict_command(num_input_channels: int, argv: Optional[Sequence[str]] = None,
+                                    all_channels: bool = False) -> None:
     """When the running process is ``nnUNetv2_predict`` (or ``..._from_modelfolder``), check its ``-i``
     folder (``check_case_files`` below) before any preprocessing starts; the module docstring says
-    why here."""
+    why here. ``all_channels``: the model reads every channel, the privileged ones included (the upper
+    bound, a privileged teacher)."""
     argv = sys.argv if argv is None else argv
     if not argv or not os.path.basename(argv[0]).startswith("nnUNetv2_predict"):
         return
     folder, names, ending, model = _predict_arguments(argv)
     if folder is not None:
         cases = check_case_files(folder, num_input_channels,
-                                 names if names and len(names) == num_input_channels else None, ending)
+                                 names if names and len(names) == num_input_channels else None, ending,
+                                 all_channels=all_channels)
         if model is not None and ending is not None:
             for line in swapped_channel_warnings(folder, cases, ending, model):
                 print(f"WARNING (dante_nnunet): {line}", file=sys.stderr, flush=True)
@@ -75,7 +78,7 @@ _CASE_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})(?P<ending>\..+)$")
 
 
 def check_case_files(folder: str, num_channels: int, channel_names: Optional[Sequence[str]] = None,
-                     file_ending: Optional[str] = None) -> List[str]:
+                     file_ending: Optional[str] = None, all_channels: bool = False) -> List[str]:
     """Raise ValueError naming the case and files when a case's files are not exactly ``_0000`` ..
     ``_{num_channels-1:04d}`` (with the channels expected), when files do not end in the model's
     ``file_ending`` (nnU-Net would skip them or feed a case too few channels), when a case's files
@@ -108,6 +111,13 @@ def check_case_files(folder: str, num_channels: int, channel_names: Optional[Seq
     expected = list(range(num_channels))
     names = f" ({', '.join(channel_names)})" if channel_names else ""
     for case, chans in cases.items():
+        if sorted(chans) != expected and all_channels:
+            raise ValueError(
+                f"{folder}: case '{case}' has {len(chans)} image file(s) {files[case]}, but this model reads all "
+                f"{num_channels} channels{names}, the privileged ones included, as the files "
+                f"_0000.._{num_channels - 1:04d}: it is an all-channel model (e.g. the upper bound or a privileged "
+                f"teacher). Give it scans with every channel, or predict limited-channel scans with a "
+                f"limited-channel model (LowerBoundTrainer, DANTETrainer).")
         if sorted(chans) != expected:
             raise ValueError(
                 f"{folder}: case '{case}' has {len(chans)} image file(s) {files[case]}, but this model is deployed "

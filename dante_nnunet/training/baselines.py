@@ -25,8 +25,10 @@ from typing import List, Optional, Union
 import torch
 from batchgenerators.utilities.file_and_folder_operations import isfile, join
 
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.file_path_utilities import get_output_folder
 
+from dante_nnunet.deploy.predict_input_check import check_inputs_of_predict_command
 from dante_nnunet.guards import read_checkpoint
 from dante_nnunet.losses.distillation import DistillationLoss
 from dante_nnunet.networks.builder import build_stock_network
@@ -41,6 +43,16 @@ class UpperBoundTrainer(DANTEBaseTrainer):
     """Stock nnU-Net on every channel (privileged ones included) with DANTE's schedule attributes. Trains
     and validates on the cases that have the privileged channel only."""
     complete_cases_only = True
+
+    @staticmethod
+    def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True):
+        """nnU-Net's network on every channel. nnUNetv2_predict calls this on the class; when it does, its
+        input folder is checked first: every case must have all channels (a folder of limited-channel scans is
+        refused naming the case, before any work)."""
+        check_inputs_of_predict_command(num_input_channels, all_channels=True)
+        return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                        num_output_channels, enable_deep_supervision)
 
     def _build_training_network(self, plans_manager, configuration_manager, num_input_channels: int,
                                 num_output_channels: int, enable_deep_supervision: bool = True):

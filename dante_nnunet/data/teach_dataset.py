@@ -1,0 +1,249 @@
+"""The dataset steps of the gated privileged-teacher recipe (``dante_nnunet teach``, jobs/teach.py).
+
+The recipe cross-validates three models on the folds of a labelled dataset: the teacher (every channel,
+the privileged one included), the plain model (the limited channels) and the student (the limited
+channels, trained on the fold's labelled cases plus scans the fold's teacher labelled). What lives here:
+
+- ``check_scans``: the unlabelled scans have every channel (a scan that lacks a privileged channel is named
+  as such), no scan shares a name with a labelled case, and no scan *is* a labelled or test case (the same
+  voxels on the limited channels, whatever its name), so no case the models are judged on is ever
+  pseudo-labelled.
+- ``teach_splits``: the labelled dataset's ``splits_final.json`` (nnU-Net's own seeded 5-fold split,
+  written the way ``nnUNetTrainer.do_split`` writes it, when there is none yet), checked against the folds.
+- ``stability`` and ``agreement``: what is recorded per scan. ``stability`` reads one teacher's
+  probabilities (its own confidence, so fold k's record comes from fold k's teacher only); ``agreement``
+  compares the fold teachers' label maps (recorded as a diagnostic; other folds' teachers have seen fold
+  k's validation cases, so it does not select fold k's scans).
+- ``write_student_dataset`` / ``student_splits``: ONE raw dataset for every fold's student. It holds the
+  labelled cases of the folds and, per fold k, a copy of each kept scan named ``pl<k>_<scan>`` with fold k's
+  teacher's label. Fold k of its ``splits_final.json`` trains on fold k's training cases plus the
+  ``pl<k>_`` scans and validates on fold k's validation cases: the student of fold k learns only from what
+  fold k's training cases teach, and it is scored on the same annotated cases as the plain model.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
+
+from dante_nnunet.config import ChannelSplit
+from dante_nnunet.data.pretrain_dataset import _find_cases
+from dante_nnunet.data.pseudo_label_dataset import _case_files, _labelled_cases, check_pseudo_labels, dante_block_of
+from dante_nnunet.data.rawdata import new_dataset_folder, read_whole
+
+NNUNET_SPLIT_SEED = 12345   # nnUNetTrainer.do_split (2.8.1): generate_crossval_split(sorted ids, seed=12345, n_splits=5)
+NNUNET_NUM_FOLDS = 5
+
+
+def pseudo_case_name(fold: int, scan: str) -> str:
+    """The student dataset's name of fold ``fold``'s copy of ``scan``."""
+    return f"pl{int(fold)}_{scan}"
+
+
+# ------------------------------------------------------------------------------------------ checks
+def check_scans(scans_dir: str, source: str) -> Dict[str, List[str]]:
+    """{scan: its channel files, one per channel of ``source``'s dataset.json}, checked as the module says
+    (names; channels), before anything is read whole. The voxel check is ``check_not_labelled_or_test``."""
+    dj_file = join(source, "dataset.json")
+    dj = load_json(dj_file)
+    split = ChannelSplit.from_dataset_json(dj, dj_file)
+    if not split.privileged_indices:
+        raise ValueError(f"{dj_file} names no privileged channel (\"dante\": {{\"privileged_channels\": [...]}}): "
+                         f"the teacher has nothing the plain model lacks")
+    ending = dj["file_ending"]
+    try:
+        scans = _find_cases([scans_dir], ending, split.num_channels)
+    except ValueError as e:
+        # the commonest mistake: a folder of limited-channel scans; say which channel is missing
+        limited = _find_cases_or_none(scans_dir, ending, len(split.limited_indices))
+        if limited:
+            case = next(iter(limited))
+            raise ValueError(f"scan {case!r} of {scans_dir} has {len(split.limited_indices)} channel files; the "
+                             f"teacher reads all {split.num_channels} ({', '.join(split.channel_names)}): the "
+                             f"privileged channel(s) {', '.join(split.privileged_names)} are missing. The scans "
+                             f"must have every channel, numbered as in {dj_file}") from None
+        raise ValueError(f"{e}; the scans must have every channel of {dj_file}, the privileged "
+                         f"{', '.join(split.privileged_names)} included") from None
+    taken = sorted(set(scans) & set(_labelled_cases(source, ending)))
+    if taken:
+        raise ValueError(f"scan {taken[0]!r} of {scans_dir} has the name of a labelled case of {source}; rename "
+                         f"the scan (or, if it is that case, leave it out: its label is known)")
+    bad = [s for s in scans if s.startswith("pl") and s[2:3].isdigit()]
+    if bad:
+        raise ValueError(f"scan {bad[0]!r} of {scans_dir}: names 'pl<digit>...' are the recipe's own; rename it")
+    return scans
+
+
+def _find_cases_or_none(folder: str, ending: str, num_channels: int):
+    try:
+        return _find_cases([folder], ending, num_channels)
+    except ValueError:
+        return None
+
+
+def _voxel_key(case: str, files: Sequence[str]) -> str:
+    """A hash of the voxels (and shape) of ``files`` in order: equal keys, equal images."""
+    h = hashlib.sha1()
+    for f in files:
+        arr = np.ascontiguousarray(read_whole(case, f))
+        h.update(str(arr.shape).encode())
+        h.update(arr.astype(np.float64).tobytes())
+    return h.hexdigest()
+
+
+def check_not_labelled_or_test(scans: Mapping[str, Sequence[str]], source: str,
+                               extra_limited_dirs: Sequence[str] = ()) -> None:
+    """Refuse a scan whose limited channels have the same voxels as a labelled case's (``imagesTr``) or a
+    test case's: ``imagesTs`` (limited channels only, renumbered, as this package writes it),
+    ``imagesTs_allchannels``, and any folder of limited-only cases in ``extra_limited_dirs``. Names the scan
+    and the case it repeats."""
+    dj = load_json(join(source, "dataset.json"))
+    split = ChannelSplit.from_dataset_json(dj, join(source, "dataset.json"))
+    ending = dj["file_ending"]
+    lim = list(split.limited_indices)
+    known: Dict[str, str] = {}
+    for case in _labelled_cases(source, ending):
+        files = [join(source, "imagesTr", f"{case}_{c:04d}{ending}") for c in lim]
+        known.setdefault(_voxel_key(case, files), f"labelled case {case!r} ({join(source, 'imagesTr')})")
+    folders = [(join(source, "imagesTs_allchannels"), split.num_channels, lim)]
+    folders += [(d, len(lim), list(range(len(lim)))) for d in [join(source, "imagesTs"), *extra_limited_dirs]]
+    for folder, n, take in folders:
+        if not isdir(folder):
+            continue
+        cases = _find_cases_or_none(folder, ending, n)
+        if cases is None:   # another layout (e.g. every channel in imagesTs): compare what it has
+            cases = _find_cases_or_none(folder, ending, split.num_channels)
+            take = lim
+        for case, files in (cases or {}).items():
+            known.setdefault(_voxel_key(case, [files[i] for i in take]), f"test case {case!r} ({folder})")
+    for scan, files in scans.items():
+        key = _voxel_key(scan, [files[c] for c in lim])
+        if key in known:
+            raise ValueError(f"scan {scan!r} ({os.path.dirname(files[0])}) has the same voxels as {known[key]}: a "
+                             f"case the models are trained or judged on must not be pseudo-labelled; remove it "
+                             f"from the scans")
+
+
+def teach_splits(source: str, preprocessed: str, folds: Sequence[int], write: bool = True) -> List[dict]:
+    """The labelled dataset's folds (``preprocessed``/splits_final.json). Without the file, nnU-Net's own
+    split (what its first training would write: 5 folds of the sorted labelled cases, seed 12345), written
+    there when ``write``. Refuses folds the file lacks, a fold without training or validation cases, and
+    fewer labelled cases than nnU-Net's 5 folds need."""
+    dj = load_json(join(source, "dataset.json"))
+    cases = _labelled_cases(source, dj["file_ending"])
+    f = join(preprocessed, "splits_final.json")
+    if isfile(f):
+        splits = load_json(f)
+    else:
+        if len(cases) < NNUNET_NUM_FOLDS:
+            raise ValueError(f"{source} has {len(cases)} labelled case(s); nnU-Net's {NNUNET_NUM_FOLDS}-fold split "
+                             f"needs at least {NNUNET_NUM_FOLDS} (or write {f} yourself)")
+        from nnunetv2.utilities.crossval_split import generate_crossval_split
+        splits = generate_crossval_split(sorted(cases), seed=NNUNET_SPLIT_SEED, n_splits=NNUNET_NUM_FOLDS)
+        if write:
+            os.makedirs(preprocessed, exist_ok=True)
+            save_json(splits, f)
+    if not folds:
+        raise ValueError("no folds given")
+    for k in folds:
+        if not 0 <= int(k) < len(splits):
+            raise ValueError(f"fold {k}: {f} has folds 0..{len(splits) - 1}")
+        s = splits[int(k)]
+        if not s.get("train") or not s.get("val"):
+            raise ValueError(f"fold {k} of {f} has {len(s.get('train', []))} training and {len(s.get('val', []))} "
+                             f"validation cases; each fold needs both")
+        unknown = sorted((set(s["train"]) | set(s["val"])) - set(cases))
+        if unknown:
+            raise ValueError(f"fold {k} of {f} names case {unknown[0]!r}, which is not in {join(source, 'labelsTr')}")
+    return splits
+
+
+# ------------------------------------------------------------------------------------------ per-scan record
+def stability(probabilities: np.ndarray, low: float = 0.1, high: float = 0.9) -> float:
+    """How sure one teacher is of one scan: per output channel c (a region, or a label's softmax channel,
+    background left out by the caller), U_c = #voxels with low < p_c < high (unsure) and P_c = #voxels with
+    p_c >= high (sure foreground); the scan's stability is min over channels of 1 - U_c / (U_c + P_c), and a
+    channel with U_c + P_c = 0 (nothing there, surely) counts 1. 1 = every foreground voxel is sure;
+    0 = none is. ``probabilities``: (channels, ...) in [0, 1]."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    values = []
+    for c in range(p.shape[0]):
+        unsure = int(np.count_nonzero((p[c] > low) & (p[c] < high)))
+        sure = int(np.count_nonzero(p[c] >= high))
+        values.append(1.0 if unsure + sure == 0 else 1.0 - unsure / (unsure + sure))
+    return float(min(values)) if values else 1.0
+
+
+def agreement(label_maps: Sequence[np.ndarray], regions: Mapping[str, Sequence[int]]) -> float:
+    """How much the fold teachers agree on one scan: the mean over pairs of label maps and over regions of
+    the pair's Dice (a region empty in both counts 1). NaN with fewer than two maps."""
+    from dante_nnunet.jobs.evaluation import dice
+    if len(label_maps) < 2:
+        return float("nan")
+    values = [dice(np.isin(a, v), np.isin(b, v)) for i, a in enumerate(label_maps) for b in label_maps[i + 1:]
+              for v in regions.values()]
+    return float(np.mean(values))
+
+
+def keep_most_stable(scores: Mapping[str, float], keep_fraction: float) -> List[str]:
+    """The ceil(keep_fraction * n) scans of highest score (ties by name), sorted by name."""
+    if not 0 < keep_fraction <= 1:
+        raise ValueError(f"keep fraction must be in (0, 1], got {keep_fraction}")
+    n = math.ceil(keep_fraction * len(scores) - 1e-9)
+    ranked = sorted(scores, key=lambda s: (-scores[s], s))
+    return sorted(ranked[:n])
+
+
+# ------------------------------------------------------------------------------------------ student dataset
+def student_splits(splits: Sequence[dict], folds: Sequence[int], kept: Mapping[int, Sequence[str]]) -> List[dict]:
+    """splits_final.json of the student dataset: fold k (one of ``folds``) = fold k's training cases + its
+    kept scans' ``pl<k>_`` copies, fold k's validation cases; other folds as in ``splits`` (no scans)."""
+    out = []
+    for k, s in enumerate(splits):
+        train = list(s["train"]) + ([pseudo_case_name(k, c) for c in kept[k]] if k in folds else [])
+        out.append({"train": sorted(train), "val": sorted(s["val"])})
+    return out
+
+
+def write_student_dataset(source: str, scans: Mapping[str, Sequence[str]], labels: Mapping[int, str],
+                          kept: Mapping[int, Sequence[str]], splits: Sequence[dict], folds: Sequence[int],
+                          raw_root: str, folder_name: str, settings: Optional[dict] = None) -> str:
+    """The student dataset (module docstring) as ``raw_root/folder_name``, written into a temporary folder
+    and renamed. ``labels[k]``: fold k's teacher's predictions of every scan; ``kept[k]``: the scans fold k
+    keeps. Every prediction is checked (one per scan, on its grid, known label values) before writing."""
+    dj = load_json(join(source, "dataset.json"))
+    ending = dj["file_ending"]
+    split = ChannelSplit.from_dataset_json(dj, join(source, "dataset.json"))
+    scans_dir = os.path.dirname(next(iter(scans.values()))[0])
+    for k in folds:
+        check_pseudo_labels(scans_dir, labels[k], dj, source)
+    labelled = sorted({c for k in folds for c in list(splits[k]["train"]) + list(splits[k]["val"])})
+    pseudo = []
+    with new_dataset_folder(raw_root, folder_name) as tmp:
+        for case in labelled:
+            for f in _case_files(source, case, split, ending):
+                shutil.copyfile(f, join(tmp, "imagesTr", os.path.basename(f)))
+            shutil.copyfile(join(source, "labelsTr", case + ending), join(tmp, "labelsTr", case + ending))
+        for k in folds:
+            for scan in kept[k]:
+                name = pseudo_case_name(k, scan)
+                pseudo.append(name)
+                for c, f in enumerate(scans[scan]):
+                    shutil.copyfile(f, join(tmp, "imagesTr", f"{name}_{c:04d}{ending}"))
+                shutil.copyfile(join(labels[k], scan + ending), join(tmp, "labelsTr", name + ending))
+        out = dict(dj)
+        out.update({"numTraining": len(labelled) + len(pseudo), "name": folder_name.split("_", 1)[1],
+                    "dante": dante_block_of(dj, labelled),
+                    "description": f"dante_nnunet teach: {len(labelled)} labelled cases of "
+                                   f"{os.path.basename(source)} and, per fold k of {list(folds)}, the scans of "
+                                   f"{scans_dir} labelled by fold k's teacher (pl<k>_<scan>)",
+                    "pseudo_labelled_cases": sorted(pseudo)})
+        if settings is not None:
+            out["teach"] = settings
+        save_json(out, join(tmp, "dataset.json"), sort_keys=False)
+    return join(raw_root, folder_name)

@@ -1,0 +1,412 @@
+"""The gated privileged-teacher recipe as one job (``dante_nnunet teach``; the benchmark's ``gated`` method).
+
+On each fold k of a labelled dataset whose dataset.json names privileged channels, through the stock
+commands, each printed before it runs and skipped on a rerun when its output is complete:
+
+1. **teacher** (default ``UpperBoundTrainer``: every channel) and **plain model** (``LowerBoundTrainer``:
+   the limited channels) trained on fold k (``nnUNetv2_train``); their final validation scores fold k's
+   validation cases.
+2. **pseudo-labels**: fold k's teacher predicts every unlabelled scan (``nnUNetv2_predict
+   --save_probabilities``; ``predict_args`` adds e.g. ``--disable_tta``). A folder already holding a
+   prediction of every scan is kept, so a large pool can be predicted elsewhere with nnU-Net's
+   ``-num_parts/-part_id`` into the same folder.
+3. **record and filter**: ``scans.json`` holds, per scan, each fold teacher's ``stability`` (its own
+   confidence) and the fold teachers' ``agreement``; fold k keeps its teacher's ``keep_fraction`` most
+   stable scans (default all). Fold k's choice reads fold k's teacher only.
+4. **student dataset**: one raw dataset (``data/teach_dataset.py``) with the labelled cases and fold k's
+   kept scans as ``pl<k>_<scan>`` labelled by fold k's teacher; preprocessed with the labelled dataset's
+   plans (fingerprint, ``nnUNetv2_move_plans_between_datasets``, ``nnUNetv2_preprocess``); its
+   ``splits_final.json`` trains fold k's student on fold k's training cases + its scans and validates on
+   fold k's validation cases: the same real cases as the plain model, never a pseudo-labelled one.
+5. **student** (default ``LowerBoundTrainer``) trained on each fold of the student dataset.
+6. **the decision** (``decide``): student or plain model, from the paired per-case Dice of both on the
+   validation cases of every fold; ``decision.json`` names the chosen model (dataset, trainer,
+   configuration, folds) with its predict and export commands (``dante_nnunet export --decision``).
+
+Leak-free by construction: no validation case is in any fold's training cases, fold k's teacher and
+student see only fold k's training cases' labels, and ``check_not_labelled_or_test`` refuses a scan with the
+voxels of a labelled or test case before any work.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import shutil
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
+
+from dante_nnunet.jobs.nnunet_jobs import run_command
+
+DECISION_FILE = "decision.json"
+
+
+# ------------------------------------------------------------------------------------------ the decision
+def decide(plain: Mapping[str, Mapping[str, float]], student: Mapping[str, Mapping[str, float]],
+           fold_of: Mapping[str, int], regions: Sequence[str], min_gain_se: float = 2.0) -> dict:
+    """Student or plain model, from Dice per validation case and region (``plain[case][region]``, the same
+    cases in ``student``), pooled over folds (``fold_of[case]``).
+
+    d[c, r] = Dice_student - Dice_plain of case c, region r; D[c] = mean over regions of d[c, r].
+    The student is chosen only if (a) mean(D) > ``min_gain_se`` x SE(D) (SE = SD with ddof 1 / sqrt(n)): it
+    gains over the regions together beyond the noise of these cases, and (b) for every region r,
+    mean(d[., r]) >= -SE(d[., r]): no region is worse by more than its own standard error. Otherwise, and
+    with fewer than 2 cases, the plain model (the fallback). Returns the rule's numbers: per region the
+    mean, SE and the per-fold means and their SD; ``overall`` for D; ``chosen`` and ``reason``."""
+    cases = sorted(plain)
+    if sorted(student) != cases:
+        raise ValueError(f"the student was validated on {sorted(student)}, the plain model on {cases}")
+    n = len(cases)
+
+    def stats(values: np.ndarray, per_case: Sequence[str]) -> dict:
+        mean = float(values.mean()) if n else float("nan")
+        se = float(values.std(ddof=1) / math.sqrt(n)) if n >= 2 else float("nan")
+        folds = sorted({fold_of[c] for c in per_case})
+        per_fold = {str(k): float(np.mean([v for v, c in zip(values, per_case) if fold_of[c] == k])) for k in folds}
+        sd_folds = float(np.std(list(per_fold.values()), ddof=1)) if len(per_fold) >= 2 else float("nan")
+        return {"mean": mean, "se": se, "per_fold": per_fold, "sd_over_folds": sd_folds, "n": n}
+
+    d = {r: np.array([student[c][r] - plain[c][r] for c in cases], dtype=np.float64) for r in regions}
+    table = {r: {"plain": float(np.mean([plain[c][r] for c in cases])),
+                 "student": float(np.mean([student[c][r] for c in cases])), **stats(d[r], cases)} for r in regions}
+    overall_d = np.mean(np.stack([d[r] for r in regions]), axis=0) if n else np.array([])
+    overall = stats(overall_d, cases)
+    if n < 2:
+        chosen, reason = "plain", f"{n} validation case(s): too few to decide; the plain model is kept"
+    elif not overall["mean"] > min_gain_se * overall["se"]:
+        chosen, reason = "plain", (f"the student's mean gain over the regions, {overall['mean']:+.4f}, is not above "
+                                   f"{min_gain_se:g} SE ({overall['se']:.4f})")
+    else:
+        worse = [r for r in regions if table[r]["mean"] < -table[r]["se"]]
+        if worse:
+            chosen, reason = "plain", (f"the student is worse on {', '.join(worse)} by more than one SE "
+                                       + ", ".join(f"{r}: {table[r]['mean']:+.4f} (SE {table[r]['se']:.4f})"
+                                                   for r in worse))
+        else:
+            chosen, reason = "student", (f"the student gains {overall['mean']:+.4f} over the regions "
+                                         f"(> {min_gain_se:g} SE = {min_gain_se * overall['se']:.4f}) and no region "
+                                         f"is worse by more than one SE")
+    return {"chosen": chosen, "reason": reason, "regions": table, "overall": overall,
+            "rule": {"min_gain_se": min_gain_se, "region_tolerance": "1 SE"}}
+
+
+def decision_table(decision: dict, teacher: Optional[Mapping[str, float]] = None) -> str:
+    """The decision's numbers as a markdown table (Dice x 100; differences paired, mean ± SE over cases)."""
+    lines = ["| region | teacher (all channels) | plain | student | student - plain (± SE) | per fold | SD over folds |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r, row in decision["regions"].items():
+        t = f"{100 * teacher[r]:.1f}" if teacher and r in teacher else "-"
+        folds = ", ".join(f"{k}: {100 * v:+.1f}" for k, v in row["per_fold"].items())
+        lines.append(f"| {r} | {t} | {100 * row['plain']:.1f} | {100 * row['student']:.1f} | "
+                     f"{100 * row['mean']:+.1f} ± {100 * row['se']:.1f} | {folds} | {100 * row['sd_over_folds']:.1f} |")
+    o = decision["overall"]
+    lines.append(f"| mean over regions | | | | {100 * o['mean']:+.1f} ± {100 * o['se']:.1f} | | |")
+    return "\n".join(lines) + f"\n\nchosen: **{decision['chosen']}** ({decision['reason']}); {o['n']} validation cases"
+
+
+# ------------------------------------------------------------------------------------------ the job
+@dataclass
+class TeachSettings:
+    source: int                          # the labelled dataset's id
+    scans: str                           # folder of unlabelled scans with every channel
+    student_id: int                      # the student dataset's id (new)
+    student_name: str
+    configuration: str = "3d_fullres"
+    folds: List[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    teacher: str = "UpperBoundTrainer"
+    plain: str = "LowerBoundTrainer"
+    student: str = "LowerBoundTrainer"
+    keep_fraction: float = 1.0
+    plans: str = "nnUNetPlans"
+    device: str = "cuda"
+    predict_args: List[str] = field(default_factory=list)
+    test_dirs: List[str] = field(default_factory=list)   # more limited-only case folders no scan may repeat
+    min_gain_se: float = 2.0
+
+    def recorded(self) -> dict:
+        """What a rerun must agree with (device and predict arguments may change)."""
+        d = asdict(self)
+        for k in ("device", "predict_args", "test_dirs"):
+            d.pop(k)
+        d["scans"] = os.path.abspath(d["scans"])
+        return d
+
+
+class TeachError(ValueError):
+    """A teach run that cannot start; the message names the file, case or setting."""
+
+
+class Teach:
+    """One run of the recipe in the environment ``env`` (nnU-Net's folders, nnUNet_extTrainer)."""
+
+    def __init__(self, settings: TeachSettings, env: Mapping[str, str], log_prefix: str = ""):
+        self.s = settings
+        self.env = dict(env)
+        self.prefix = log_prefix
+        self.seconds: Dict[str, float] = {}
+
+    # -- where things are
+    def _folder(self, root_key: str, dataset_id: int) -> Optional[str]:
+        from dante_nnunet.data.rawdata import dataset_folders
+        hits = dataset_folders(self.env[root_key], dataset_id)
+        return hits[0] if hits else None
+
+    @property
+    def source(self) -> str:
+        folder = self._folder("nnUNet_raw", self.s.source)
+        if folder is None:
+            raise TeachError(f"dataset {self.s.source} is not in nnUNet_raw ({self.env['nnUNet_raw']})")
+        return folder
+
+    @property
+    def student_folder_name(self) -> str:
+        return f"Dataset{int(self.s.student_id):03d}_{self.s.student_name}"
+
+    @property
+    def work(self) -> str:
+        """Where the recipe keeps its own files: ``nnUNet_results/<student dataset>/teach``."""
+        return join(self.env["nnUNet_results"], self.student_folder_name, "teach")
+
+    def preprocessed(self, folder_name: str) -> str:
+        return join(self.env["nnUNet_preprocessed"], folder_name)
+
+    def results(self, dataset_folder_name: str, trainer: str) -> str:
+        return join(self.env["nnUNet_results"], dataset_folder_name,
+                    f"{trainer}__{self.s.plans}__{self.s.configuration}")
+
+    # -- checks before any work
+    def check(self) -> dict:
+        """Everything that can be checked before training; returns {scan: files}. Writes nothing but, when the
+        labelled dataset has none, nnU-Net's own splits_final.json (what its first training would write)."""
+        from dante_nnunet.data.teach_dataset import check_not_labelled_or_test, check_scans, teach_splits
+        import re
+        s = self.s
+        if not re.fullmatch(r"[A-Za-z0-9]+", s.student_name):
+            raise TeachError(f"student dataset name must be letters and digits, got {s.student_name!r}")
+        if not 0 < int(s.student_id) < 1000 or int(s.student_id) == int(s.source):
+            raise TeachError(f"student dataset id {s.student_id} must be 1..999 and not the labelled dataset's")
+        source = self.source
+        name = os.path.basename(source)
+        plans_file = join(self.preprocessed(name), f"{s.plans}.json")
+        if not isfile(plans_file):
+            raise TeachError(f"{plans_file} does not exist: plan and preprocess dataset {s.source} first "
+                             f"(nnUNetv2_plan_and_preprocess -d {s.source} -c 3d_fullres)")
+        if s.configuration not in load_json(plans_file)["configurations"]:
+            raise TeachError(f"{plans_file} has no configuration {s.configuration!r}")
+        if not isdir(s.scans):
+            raise TeachError(f"scan folder {s.scans} does not exist")
+        if not 0 < s.keep_fraction <= 1:
+            raise TeachError(f"keep fraction must be in (0, 1], got {s.keep_fraction}")
+        self._check_student_id()
+        scans = check_scans(s.scans, source)
+        check_not_labelled_or_test(scans, source, s.test_dirs)
+        self.splits = teach_splits(source, self.preprocessed(name), s.folds)
+        self._check_trainers()
+        return scans
+
+    def _check_student_id(self) -> None:
+        """The student id is free in raw, preprocessed and results, or this recipe's own earlier run with the
+        same settings (a resume)."""
+        record = join(self.work, "teach.json")
+        if isfile(record):
+            old = load_json(record)
+            if old != self.s.recorded():
+                diff = sorted(k for k in set(old) | set(self.s.recorded()) if old.get(k) != self.s.recorded().get(k))
+                raise TeachError(f"{record} records an earlier teach run with other settings ({', '.join(diff)}); "
+                                 f"use another student dataset id, or the same settings to resume")
+            return
+        for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+            hit = self._folder(key, self.s.student_id)
+            if hit is not None:
+                raise TeachError(f"dataset id {self.s.student_id} is in use ({hit}); choose a free id for the student "
+                                 f"dataset")
+
+    def _check_trainers(self) -> None:
+        import contextlib
+        import io
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+        old = os.environ.get("nnUNet_extTrainer")
+        os.environ["nnUNet_extTrainer"] = self.env.get("nnUNet_extTrainer", "")
+        try:
+            for role in ("teacher", "plain", "student"):
+                name = getattr(self.s, role)
+                try:
+                    with contextlib.redirect_stdout(io.StringIO()):
+                        recursive_find_trainer_class_by_name(name)
+                except (RuntimeError, ValueError) as e:
+                    raise TeachError(f"{role} trainer {name!r} is not a trainer nnUNetv2_train finds ({e})") from None
+        finally:
+            if old is None:
+                os.environ.pop("nnUNet_extTrainer", None)
+            else:
+                os.environ["nnUNet_extTrainer"] = old
+
+    # -- steps
+    def _run(self, key: str, cmd: List[str]) -> None:
+        os.makedirs(join(self.work, "logs"), exist_ok=True)
+        print(f"[teach] {self.prefix}{key}", flush=True)
+        self.seconds[key] = round(run_command(cmd, self.env, join(self.work, "logs", f"{key}.log"),
+                                              append=True).seconds, 1)
+
+    def train(self, key: str, dataset_id: int, dataset_folder_name: str, trainer: str, fold: int) -> None:
+        fold_dir = join(self.results(dataset_folder_name, trainer), f"fold_{fold}")
+        if isfile(join(fold_dir, "checkpoint_final.pth")) and isfile(join(fold_dir, "validation", "summary.json")):
+            print(f"[teach] {self.prefix}{key}: {trainer} fold {fold} is trained, skipped", flush=True)
+            return
+        cont = ["--c"] if isfile(join(fold_dir, "checkpoint_latest.pth")) or \
+            isfile(join(fold_dir, "checkpoint_final.pth")) else []
+        self._run(key, ["nnUNetv2_train", str(dataset_id), self.s.configuration, str(fold), "-tr", trainer,
+                        "-p", self.s.plans, "-device", self.s.device] + cont)
+
+    def predict_scans(self, fold: int, scans: Mapping[str, Sequence[str]]) -> str:
+        out = join(self.work, f"fold_{fold}", "teacher_predictions")
+        ending = load_json(join(self.source, "dataset.json"))["file_ending"]
+        if isdir(out) and all(isfile(join(out, c + ending)) for c in scans):
+            print(f"[teach] {self.prefix}pseudo_labels_fold{fold}: {out} holds every scan, skipped", flush=True)
+            return out
+        self._run(f"pseudo_labels_fold{fold}",
+                  ["nnUNetv2_predict", "-i", self.s.scans, "-o", out, "-d", str(self.s.source), "-c",
+                   self.s.configuration, "-tr", self.s.teacher, "-p", self.s.plans, "-f", str(fold), "-device",
+                   self.s.device, "--save_probabilities", "--continue_prediction"] + list(self.s.predict_args))
+        return out
+
+    def record(self, scans: Mapping[str, Sequence[str]], labels: Mapping[int, str]) -> dict:
+        """scans.json: per scan, each fold teacher's stability and the fold teachers' agreement; per fold the
+        kept scans."""
+        from dante_nnunet.data.rawdata import read_whole
+        from dante_nnunet.data.teach_dataset import agreement, keep_most_stable, stability
+        from dante_nnunet.jobs.evaluation import regions_from_dataset_json
+        dj = load_json(join(self.source, "dataset.json"))
+        ending = dj["file_ending"]
+        regions = regions_from_dataset_json(dj)
+        has_regions = "regions_class_order" in dj
+        rec: dict = {"scans": {}, "kept": {}}
+        for scan in sorted(scans):
+            entry = {"stability": {}}
+            maps = []
+            for k in self.s.folds:
+                probs = np.load(join(labels[k], scan + ".npz"))["probabilities"]
+                entry["stability"][str(k)] = stability(probs if has_regions else probs[1:])
+                maps.append(read_whole(scan, join(labels[k], scan + ending)))
+            entry["agreement"] = agreement(maps, regions)
+            rec["scans"][scan] = entry
+        for k in self.s.folds:
+            scores = {c: e["stability"][str(k)] for c, e in rec["scans"].items()}
+            rec["kept"][str(k)] = keep_most_stable(scores, self.s.keep_fraction)
+        rec["keep_fraction"] = self.s.keep_fraction
+        save_json(rec, join(self.work, "scans.json"), sort_keys=False)
+        return rec
+
+    def student_dataset(self, scans, labels, kept) -> None:
+        from dante_nnunet.data.teach_dataset import student_splits, write_student_dataset
+        name = self.student_folder_name
+        raw = self._folder("nnUNet_raw", self.s.student_id)
+        if raw is None:
+            write_student_dataset(self.source, scans, labels, kept, self.splits, self.s.folds, self.env["nnUNet_raw"],
+                                  name, settings=self.s.recorded())
+            print(f"[teach] {self.prefix}student dataset: wrote {join(self.env['nnUNet_raw'], name)}", flush=True)
+        pre = self.preprocessed(name)
+        if isfile(join(pre, ".dante_preprocessed")):
+            print(f"[teach] {self.prefix}student dataset: preprocessed, skipped", flush=True)
+            return
+        sid, src = str(self.s.student_id), str(self.s.source)
+        self._run("student_fingerprint", ["nnUNetv2_extract_fingerprint", "-d", sid, "-np", "1"])
+        self._run("student_plans", ["nnUNetv2_move_plans_between_datasets", "-s", src, "-t", sid,
+                                    "-sp", self.s.plans, "-tp", self.s.plans])
+        # nnUNetv2_preprocess reads dataset.json from nnUNet_preprocessed (nnU-Net issue #2560)
+        shutil.copyfile(join(self.env["nnUNet_raw"], name, "dataset.json"), join(pre, "dataset.json"))
+        save_json(student_splits(self.splits, self.s.folds, kept), join(pre, "splits_final.json"))
+        self._run("student_preprocess", ["nnUNetv2_preprocess", "-d", sid, "-plans_name", self.s.plans,
+                                         "-c", self.s.configuration, "-np", "1"])
+        open(join(pre, ".dante_preprocessed"), "w").close()
+
+    def validation_dice(self, dataset_folder_name: str, trainer: str) -> Dict[str, Dict[str, float]]:
+        """Dice per region of each fold's final-validation predictions against the labelled dataset's labels
+        (the package's BraTS-convention Dice: a region empty in both scores 1)."""
+        from dante_nnunet.data.rawdata import read_whole
+        from dante_nnunet.jobs.evaluation import dice, regions_from_dataset_json
+        dj = load_json(join(self.source, "dataset.json"))
+        ending = dj["file_ending"]
+        regions = regions_from_dataset_json(dj)
+        out: Dict[str, Dict[str, float]] = {}
+        for k in self.s.folds:
+            folder = join(self.results(dataset_folder_name, trainer), f"fold_{k}", "validation")
+            for case in self.splits[k]["val"]:
+                pred = join(folder, case + ending)
+                if not isfile(pred):
+                    raise FileNotFoundError(f"{pred} does not exist: the final validation of {trainer} fold {k} did "
+                                            f"not finish (rerun: nnUNetv2_train ... {k} -tr {trainer} --val)")
+                ref = read_whole(case, join(self.source, "labelsTr", case + ending))
+                p = read_whole(case, pred)
+                out[case] = {r: dice(np.isin(ref, v), np.isin(p, v)) for r, v in regions.items()}
+        return out
+
+    def run(self) -> dict:
+        s = self.s
+        scans = self.check()
+        os.makedirs(self.work, exist_ok=True)
+        if not isfile(join(self.work, "teach.json")):
+            save_json(s.recorded(), join(self.work, "teach.json"), sort_keys=False)
+        src_name = os.path.basename(self.source)
+        for k in s.folds:
+            self.train(f"teacher_fold{k}", s.source, src_name, s.teacher, k)
+            self.train(f"plain_fold{k}", s.source, src_name, s.plain, k)
+        labels = {k: self.predict_scans(k, scans) for k in s.folds}
+        rec = self.record(scans, labels)
+        kept = {k: rec["kept"][str(k)] for k in s.folds}
+        self.student_dataset(scans, labels, kept)
+        for k in s.folds:
+            self.train(f"student_fold{k}", s.student_id, self.student_folder_name, s.student, k)
+        return self.decide()
+
+    def decide(self) -> dict:
+        from dante_nnunet.jobs.evaluation import regions_from_dataset_json
+        s = self.s
+        src_name = os.path.basename(self.source)
+        regions = list(regions_from_dataset_json(load_json(join(self.source, "dataset.json"))))
+        plain = self.validation_dice(src_name, s.plain)
+        student = self.validation_dice(self.student_folder_name, s.student)
+        teacher = self.validation_dice(src_name, s.teacher)
+        fold_of = {c: k for k in s.folds for c in self.splits[k]["val"]}
+        d = decide(plain, student, fold_of, regions, s.min_gain_se)
+        teacher_mean = {r: float(np.mean([teacher[c][r] for c in teacher])) for r in regions}
+        d["teacher"] = teacher_mean
+        if d["chosen"] == "student":
+            did, trainer = s.student_id, s.student
+        else:
+            did, trainer = s.source, s.plain
+        folds = " ".join(str(k) for k in s.folds)
+        d["model"] = {"dataset": int(did), "trainer": trainer, "configuration": s.configuration, "plans": s.plans,
+                      "folds": list(s.folds)}
+        d["predict"] = (f"nnUNetv2_predict -i LIMITED_DIR -o OUT -d {did} -c {s.configuration} -tr {trainer} "
+                        f"-p {s.plans} -f {folds}")
+        d["export"] = f"dante_nnunet export --decision {shlex.quote(join(self.work, DECISION_FILE))} -o EXPORT_ROOT"
+        d["per_case"] = {"plain": plain, "student": student, "teacher": teacher, "fold": fold_of}
+        d["settings"] = s.recorded()
+        d["seconds"] = self.seconds
+        save_json(d, join(self.work, DECISION_FILE), sort_keys=False)
+        table = decision_table(d, teacher_mean)
+        with open(join(self.work, "decision.md"), "w") as fh:
+            fh.write(table + "\n")
+        print(table, flush=True)
+        print(f"[teach] decision: {join(self.work, DECISION_FILE)}\n[teach] predict: {d['predict']}\n"
+              f"[teach] export:  {d['export']}", flush=True)
+        return d
+
+
+def read_decision(path: str) -> dict:
+    """The chosen model of a ``decision.json`` (``dante_nnunet export --decision``): dataset, trainer,
+    configuration, plans, folds; a clear error for a file that is not one."""
+    if not isfile(path):
+        raise FileNotFoundError(f"{path} does not exist (dante_nnunet teach writes it)")
+    try:
+        d = load_json(path)
+        m = d["model"]
+        return {"dataset": int(m["dataset"]), "trainer": str(m["trainer"]), "configuration": str(m["configuration"]),
+                "plans": str(m.get("plans", "nnUNetPlans")), "folds": [str(f) for f in m["folds"]]}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path} is not a decision file of dante_nnunet teach ({type(e).__name__}: {e})") from None

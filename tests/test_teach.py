@@ -1,0 +1,224 @@
+"""The gated privileged-teacher recipe (`dante_nnunet teach`): the decision rule and the per-scan record
+against hand computations, the student dataset and its splits, and every bad input refused before any
+work. Real phantom files; the end-to-end run through the stock commands is in test_teach_end_to_end.py."""
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from dante_nnunet.cli import main
+from dante_nnunet.data.phantom import write_phantom
+from dante_nnunet.data.teach_dataset import (agreement, check_not_labelled_or_test, check_scans, keep_most_stable,
+                                             pseudo_case_name, stability, student_splits, teach_splits,
+                                             write_student_dataset)
+from dante_nnunet.jobs.teach import decide, decision_table, read_decision
+
+REGIONS = ["WT", "TC", "ET"]
+
+
+# ------------------------------------------------------------------ the decision rule
+def _cases(values):
+    """{case: {region: dice}} from rows [WT, TC, ET]."""
+    return {f"c{i}": dict(zip(REGIONS, row)) for i, row in enumerate(values)}
+
+
+def test_decide_by_hand_student_chosen():
+    plain = _cases([[0.9, 0.8, 0.4], [0.9, 0.8, 0.5], [0.9, 0.8, 0.3], [0.9, 0.8, 0.4]])
+    student = _cases([[0.9, 0.8, 0.7], [0.92, 0.8, 0.8], [0.9, 0.79, 0.7], [0.9, 0.8, 0.6]])
+    fold = {"c0": 0, "c1": 0, "c2": 1, "c3": 1}
+    d = decide(plain, student, fold, REGIONS)
+    # ET differences 0.3, 0.3, 0.4, 0.2: mean 0.3, SD (ddof 1) sqrt(0.02/3), SE that / 2
+    et = d["regions"]["ET"]
+    assert et["mean"] == pytest.approx(0.3) and et["se"] == pytest.approx(math.sqrt(0.02 / 3) / 2)
+    assert et["per_fold"] == {"0": pytest.approx(0.3), "1": pytest.approx(0.3)} and et["sd_over_folds"] == pytest.approx(0)
+    # per case D = mean over regions: (0.3, 0.34, 0.39, 0.2)/3
+    D = np.array([0.3, 0.32, 0.39, 0.2]) / 3
+    assert d["overall"]["mean"] == pytest.approx(D.mean())
+    assert d["overall"]["se"] == pytest.approx(D.std(ddof=1) / 2)
+    # TC: -0.01 on one case -> mean -0.0025, SE 0.0025: not worse by more than one SE
+    assert d["regions"]["TC"]["mean"] == pytest.approx(-0.0025) and d["regions"]["TC"]["se"] == pytest.approx(0.0025)
+    assert d["chosen"] == "student"
+    assert "chosen: **student**" in decision_table(d, {"WT": 0.95, "TC": 0.9, "ET": 0.9})
+
+
+def test_decide_keeps_the_plain_model_when_a_region_is_worse_or_the_gain_is_noise():
+    plain = _cases([[0.9, 0.8, 0.4], [0.9, 0.8, 0.5], [0.9, 0.8, 0.3], [0.9, 0.8, 0.4]])
+    fold = {"c0": 0, "c1": 0, "c2": 1, "c3": 1}
+    # ET +0.3 everywhere but TC -0.05 everywhere: TC SE is 0, so TC is worse by more than one SE
+    worse = _cases([[0.9, 0.75, 0.7], [0.9, 0.75, 0.8], [0.9, 0.75, 0.6], [0.9, 0.75, 0.7]])
+    d = decide(plain, worse, fold, REGIONS)
+    assert d["chosen"] == "plain" and "worse on TC" in d["reason"]
+    # gains +0.2 and -0.18 on ET alternately: the mean is far below 2 SE
+    noisy = _cases([[0.9, 0.8, 0.6], [0.9, 0.8, 0.32], [0.9, 0.8, 0.5], [0.9, 0.8, 0.22]])
+    d = decide(plain, noisy, fold, REGIONS)
+    assert d["chosen"] == "plain" and "is not above 2 SE" in d["reason"]
+    # identical models: no gain, plain kept
+    assert decide(plain, plain, fold, REGIONS)["chosen"] == "plain"
+    # one case: too few to decide
+    one = {"c0": plain["c0"]}
+    assert decide(one, _cases([[1, 1, 1]]), {"c0": 0}, REGIONS)["chosen"] == "plain"
+    with pytest.raises(ValueError, match="validated on"):
+        decide(plain, one, fold, REGIONS)
+
+
+# ------------------------------------------------------------------ the per-scan record
+def test_stability_by_hand():
+    p = np.zeros((2, 10))
+    p[0, :4] = 0.95            # channel 0: 4 sure voxels, 1 unsure -> 1 - 1/5
+    p[0, 4] = 0.5
+    p[1, :2] = 0.3             # channel 1: 2 unsure, 2 sure -> 1 - 2/4
+    p[1, 2:4] = 0.91
+    assert stability(p) == pytest.approx(0.5)
+    assert stability(np.zeros((3, 5))) == 1.0          # nothing anywhere: sure
+    assert stability(np.full((1, 4), 0.5)) == 0.0       # everything unsure
+
+
+def test_agreement_by_hand():
+    regions = {"WT": [1, 2], "ET": [2]}
+    a = np.array([0, 1, 1, 2, 2])
+    b = np.array([0, 1, 2, 2, 0])
+    # WT: a {1,2,3,4}, b {1,2,3} -> 2*3/7; ET: a {3,4}, b {2,3} -> 2*1/4
+    assert agreement([a, b], regions) == pytest.approx((6 / 7 + 0.5) / 2)
+    assert agreement([a, a, a], regions) == 1.0
+    assert math.isnan(agreement([a], regions))
+
+
+def test_keep_most_stable():
+    scores = {"a": 0.9, "b": 0.2, "c": 0.9, "d": 0.5}
+    assert keep_most_stable(scores, 1.0) == ["a", "b", "c", "d"]
+    assert keep_most_stable(scores, 0.5) == ["a", "c"]
+    assert keep_most_stable(scores, 0.6) == ["a", "c", "d"]       # ceil(2.4) = 3
+    with pytest.raises(ValueError, match="keep fraction"):
+        keep_most_stable(scores, 0)
+
+
+# ------------------------------------------------------------------ inputs and the student dataset
+@pytest.fixture()
+def source(tmp_path):
+    """A types phantom: 6 labelled cases, 2 test cases, 3 unlabelled scans with every channel."""
+    return write_phantom("types", 741, raw_root=str(tmp_path / "raw"), num_train=6, num_test=2, shape=(16, 16, 16),
+                         seed=2, num_unlabelled=3)
+
+
+def test_check_scans_refuses_limited_only_scans_and_taken_names(source, tmp_path):
+    unl = os.path.join(source, "imagesUnlabelled")
+    scans = check_scans(unl, source)
+    assert len(scans) == 3 and all(len(f) == 4 for f in scans.values())
+    lim = tmp_path / "limited"
+    lim.mkdir()
+    for s in scans:   # T1, T2, FLAIR only
+        for new, c in enumerate((0, 2, 3)):
+            shutil.copyfile(scans[s][c], lim / f"{s}_{new:04d}.nii.gz")
+    with pytest.raises(ValueError, match=r"has 3 channel files; the teacher reads all 4 .* privileged channel\(s\) "
+                                         r"T1ce are missing"):
+        check_scans(str(lim), source)
+    named = tmp_path / "named"
+    shutil.copytree(unl, named)
+    for c in range(4):
+        os.rename(named / f"{next(iter(scans))}_{c:04d}.nii.gz", named / f"BraTSTypesPhantom_002_{c:04d}.nii.gz")
+    with pytest.raises(ValueError, match="scan 'BraTSTypesPhantom_002' .* has the name of a labelled case"):
+        check_scans(str(named), source)
+
+
+def test_a_scan_with_the_voxels_of_a_labelled_or_test_case_is_refused(source, tmp_path):
+    unl = os.path.join(source, "imagesUnlabelled")
+    check_not_labelled_or_test(check_scans(unl, source), source)   # the phantom's scans are new cases
+    for what, files in (("labelled case 'BraTSTypesPhantom_003'",
+                         [os.path.join(source, "imagesTr", f"BraTSTypesPhantom_003_{c:04d}.nii.gz") for c in range(4)]),
+                        ("test case 'BraTSTypesPhantom_007'",
+                         [os.path.join(source, "imagesTs_allchannels", f"BraTSTypesPhantom_007_{c:04d}.nii.gz")
+                          for c in range(4)])):
+        d = tmp_path / what.split()[0]
+        shutil.copytree(unl, d)
+        for c, f in enumerate(files):   # a labelled / test case under another name
+            shutil.copyfile(f, d / f"Renamed_{c:04d}.nii.gz")
+        with pytest.raises(ValueError, match=f"scan 'Renamed' .* has the same voxels as {what}"):
+            check_not_labelled_or_test(check_scans(str(d), source), source)
+
+
+def test_teach_splits_writes_nnunets_own_split_and_checks_folds(source, tmp_path):
+    pre = str(tmp_path / "pre")
+    splits = teach_splits(source, pre, [0, 1])
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+    cases = sorted(f[:-7] for f in os.listdir(os.path.join(source, "labelsTr")))
+    assert splits == generate_crossval_split(cases, seed=12345, n_splits=5)
+    assert json.load(open(os.path.join(pre, "splits_final.json"))) == splits
+    with pytest.raises(ValueError, match="fold 5: .* has folds 0..4"):
+        teach_splits(source, pre, [0, 5])
+    few = write_phantom("types", 742, raw_root=str(tmp_path / "raw2"), num_train=4, num_test=1, shape=(16, 16, 16))
+    with pytest.raises(ValueError, match="has 4 labelled case.* needs at least 5"):
+        teach_splits(few, str(tmp_path / "pre2"), [0])
+
+
+def _label_folder(scans, out, value):
+    os.makedirs(out)
+    for s, files in scans.items():
+        im = sitk.ReadImage(files[0])
+        lab = sitk.GetImageFromArray(np.full(sitk.GetArrayFromImage(im).shape, value, np.uint8))
+        lab.CopyInformation(im)
+        sitk.WriteImage(lab, os.path.join(out, f"{s}.nii.gz"))
+    return out
+
+
+def test_student_dataset_gives_fold_k_only_its_teachers_labels(source, tmp_path):
+    unl = os.path.join(source, "imagesUnlabelled")
+    scans = check_scans(unl, source)
+    splits = teach_splits(source, str(tmp_path / "pre"), [0, 1])
+    labels = {0: _label_folder(scans, str(tmp_path / "t0"), 1), 1: _label_folder(scans, str(tmp_path / "t1"), 2)}
+    names = sorted(scans)
+    kept = {0: names, 1: names[:2]}
+    folder = write_student_dataset(source, scans, labels, kept, splits, [0, 1], str(tmp_path / "raw"),
+                                   "Dataset743_Student")
+    dj = json.load(open(os.path.join(folder, "dataset.json")))
+    assert dj["pseudo_labelled_cases"] == sorted([pseudo_case_name(0, s) for s in names]
+                                                 + [pseudo_case_name(1, s) for s in names[:2]])
+    for k, value in ((0, 1), (1, 2)):   # fold k's copies carry fold k's teacher's labels
+        lab = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(folder, "labelsTr", f"pl{k}_{names[0]}.nii.gz")))
+        assert (lab == value).all()
+    ss = student_splits(splits, [0, 1], kept)
+    assert len(ss) == 5
+    for k in (0, 1):
+        assert ss[k]["val"] == sorted(splits[k]["val"])                    # the same real validation cases
+        assert set(ss[k]["train"]) == set(splits[k]["train"]) | {f"pl{k}_{s}" for s in kept[k]}
+        assert not set(ss[k]["val"]) & set(ss[k]["train"])
+    assert ss[2] == {"train": sorted(splits[2]["train"]), "val": sorted(splits[2]["val"])}
+
+
+def test_cli_refuses_bad_input_before_any_work(source, tmp_path, monkeypatch, capsys):
+    raw = str(tmp_path / "raw")
+    for k, v in (("nnUNet_raw", raw), ("nnUNet_preprocessed", str(tmp_path / "pre")),
+                 ("nnUNet_results", str(tmp_path / "res"))):
+        monkeypatch.setenv(k, v)
+        os.makedirs(v, exist_ok=True)
+    unl = os.path.join(source, "imagesUnlabelled")
+    args = ["teach", "-d", "741", "--scans", unl, "-o", "745", "-device", "cpu"]
+    assert main(args) == 2
+    assert "plan and preprocess dataset 741 first" in capsys.readouterr().err
+    pre = tmp_path / "pre" / "Dataset741_BraTSTypesPhantom"
+    pre.mkdir(parents=True)
+    (pre / "nnUNetPlans.json").write_text(json.dumps({"configurations": {"3d_fullres": {}}}))
+    assert main(args[:-2] + ["-c", "3d_lowres", "-device", "cpu"]) == 2
+    assert "has no configuration '3d_lowres'" in capsys.readouterr().err
+    os.makedirs(os.path.join(raw, "Dataset745_Taken"))
+    assert main(args) == 2
+    assert "dataset id 745 is in use" in capsys.readouterr().err
+    assert main(args[:6] + ["746", "-device", "cpu", "-f", "0", "7"]) == 2
+    assert "fold 7" in capsys.readouterr().err
+    # nothing was written: no student dataset, no work folder
+    assert sorted(os.listdir(raw)) == ["Dataset741_BraTSTypesPhantom", "Dataset745_Taken"]
+    assert not os.listdir(tmp_path / "res")
+
+
+def test_read_decision_refuses_other_files(tmp_path):
+    f = tmp_path / "decision.json"
+    f.write_text(json.dumps({"model": {"dataset": 580, "trainer": "LowerBoundTrainer", "configuration": "3d_fullres",
+                                       "folds": [0, 1]}}))
+    assert read_decision(str(f)) == {"dataset": 580, "trainer": "LowerBoundTrainer", "configuration": "3d_fullres",
+                                     "plans": "nnUNetPlans", "folds": ["0", "1"]}
+    f.write_text("{}")
+    with pytest.raises(ValueError, match="is not a decision file"):
+        read_decision(str(f))
