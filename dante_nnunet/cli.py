@@ -167,14 +167,22 @@ def _add_configuration(args) -> int:
     add_configuration(plans, args.n, base=args.b, features_per_stage=widths, patch_size=args.patch_size,
                       replace=args.replace)
     print(f"added configuration {args.n!r} to {plans} (inherits {args.b}'s preprocessed data)")
-    print(f"train it on a CPU: nnUNetv2_train {args.d} {args.n} 0 -tr DANTETrainer_10epochs -p {args.p} -device cpu\n"
+    print(f"train it on a CPU: nnUNetv2_train {args.d} {args.n} 0 -tr DANTETrainer_demo -p {args.p} -device cpu   "
+          f"(10 epochs of 50 iterations; <n>epochs keeps nnU-Net's 250 iterations an epoch)\n"
           f"on a GPU: nnUNetv2_train {args.d} {args.n} 0 -tr DANTETrainer -p {args.p}   (the paper's 500 epochs)")
     return 0
 
 
 def _convert_brats(args) -> int:
-    from dante_nnunet.data.converters import convert_brats
-    print(f"wrote {convert_brats(args.src, args.d, args.name, allow_missing_privileged=args.allow_missing_privileged)}")
+    from batchgenerators.utilities.file_and_folder_operations import join, load_json
+    from dante_nnunet.data.converters import convert_brats, read_exclusion
+    if args.exclude_columns and not args.exclude:
+        raise ValueError("--exclude-columns goes with --exclude")
+    exclude = read_exclusion(args.exclude, args.exclude_columns) if args.exclude else None
+    folder = convert_brats(args.src, args.d, args.name, allow_missing_privileged=args.allow_missing_privileged,
+                           exclude=exclude)
+    print(f"wrote {folder}" + (f" ({len(load_json(join(folder, 'dataset.json')).get('excluded_cases', []))} case(s) "
+                               f"of --exclude left out)" if exclude else ""))
     return 0
 
 
@@ -345,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("src", help="folder of BraTS case folders (subfolders such as HGG/LGG are searched)")
     s.add_argument("-d", type=int, required=True, help="new dataset id")
     s.add_argument("--name", default="BraTS", help="dataset name (letters and digits)")
+    s.add_argument("--exclude", default=None, metavar="FILE",
+                   help="leave these cases out: a list of case names (one per line), or a CSV such as BraTS 2021's "
+                        "name-mapping file, whose rows with column IN filled name a case in column ID (default "
+                        "BraTS2021 BraTS2018: the BraTS 2021 copies of the BraTS 2018 cases)")
+    s.add_argument("--exclude-columns", nargs=2, default=None, metavar=("ID", "IN"),
+                   help="the CSV's id column and the column that marks a case to leave out")
     _allow_missing_privileged_option(s)
     s.set_defaults(func=_convert_brats)
 

@@ -123,7 +123,7 @@ _NUMBER = r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _WEIGHTS = (("pib", "lambda_pib"), ("align", "lambda_align"), ("syn", "lambda_synthesis"))
 _OTHER_WEIGHTS = (("club", "lambda_club"),)   # not formatted by trainer_name
 NUMERIC_TOKENS = (
-    (re.compile(r"(?P<v>[1-9]\d*)epochs?"), "epochs", FAMILIES, "<n>epochs: n epochs ('1epoch')", int),
+    (re.compile(r"(?P<v>[1-9]\d*)epochs?"), "epochs", FAMILIES, "<n>epochs: n epochs of the schedule's iterations (250, nnU-Net's, unless a schedule token sets them) ('1epoch')", int),
     *((re.compile(rf"{key}(?P<v>{_NUMBER})"), attr, (DANTE,), f"{key}<x>: {attr} = x", float)
       for key, attr in _WEIGHTS + _OTHER_WEIGHTS),
     (re.compile(r"seed(?P<v>\d+)"), "seed", FAMILIES, "seed<n>: training seed n (training/seeding.py)", int),

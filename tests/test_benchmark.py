@@ -308,8 +308,9 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
                        "images": [os.path.join(other, "imagesTr")], "dataset": {"id": 704, "name": "TinyPre"}},
                       {"name": "limited", "trainer": "DANTEPretrainTrainer_limitedMAE_tiny",
                        "images": [os.path.join(other, "imagesTr")], "dataset": {"id": 704, "name": "TinyPre"}}],
-           # fold 0 trains on 2 cases, fold 1 on 4, both validate on the last one
-           "nested_splits": {"validation": 1, "train": [2, 4]},
+           # fold 0 trains on 2 cases, fold 1 on 4, both validate on the last one; fold 2 (swapped) trains on
+           # that last one and validates on the first 2
+           "nested_splits": {"validation": 1, "train": [2, 4], "swapped": True},
            "methods": [{"name": "Lower", "trainer": "LowerBoundTrainer_tiny"},
                        {"name": "Upper", "trainer": "UpperBoundTrainer_tiny", "inputs": "all"},
                        {"name": "ModDrop", "trainer": "ModalityDropoutTrainer_tiny"},
@@ -321,15 +322,22 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
                        {"name": "Pseudo", "trainer": "LowerBoundTrainer_tiny", "pseudo_labels": {
                            "teacher": "Upper", "images": "raw:imagesUnlabelled", "dataset": {"id": 706, "name": "PlUp"}}},
                        {"name": "SelfTrain", "trainer": "LowerBoundTrainer_tiny", "fold": 1, "pseudo_labels": {
-                           "teacher": "Lower", "images": "raw:imagesUnlabelled", "dataset": {"id": 708, "name": "PlLo"}}}],
+                           "teacher": "Lower", "images": "raw:imagesUnlabelled", "dataset": {"id": 708, "name": "PlLo"}}},
+                       # the gated recipe (dante_nnunet teach) on folds 0 and 2; fold 0's teacher and plain model
+                       # are the Upper and Lower runs
+                       {"name": "Gated", "trainer": "LowerBoundTrainer_tiny", "teach": {
+                           "teacher": "UpperBoundTrainer_tiny", "plain": "LowerBoundTrainer_tiny",
+                           "images": "raw:imagesUnlabelled", "dataset": {"id": 710, "name": "Gate"}, "folds": [0, 2]}}],
            "lower": "Lower", "upper": "Upper", "dante": "DANTE", "seeds": [0],
            # nnU-Net's sequential prediction (no worker processes; tests/conftest.py says why)
            "predict_args": ["-npp", "0", "-nps", "0"]}
     results = Runner(cfg, str(tmp_path)).run_all(tsne=True)   # the sweep's own step: test_sweep_step below
     out = tmp_path / "tiny"
-    _check_pseudo_label_runs(out, results, capsys.readouterr().out)
+    said = capsys.readouterr().out
+    _check_pseudo_label_runs(out, results, said)
+    _check_gated_run(out, results, said)
     assert set(results["methods"]) == {"Lower", "Upper", "ModDrop", "Distill", "DANTE", "LowerS1", "Pseudo",
-                                       "SelfTrain"}
+                                       "SelfTrain", "Gated"}
     assert results["methods"]["LowerS1"]["fold"] == "1" and results["methods"]["LowerS1"]["stage1"] == "limited"
     for name, m in results["methods"].items():   # one seed: every trainer ran as <trainer>_seed0
         assert set(m["mean"]) == set(m["per_seed"]["0"]) == {"whole tumor", "tumor core", "enhancing tumor"}
@@ -346,7 +354,7 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
     assert "limited-channel MAE" in (out / "logs" / "stage1_limited_seed0.log").read_text()
     folds = json.loads((out / "nnunet" / "nnUNet_preprocessed" / "Dataset703_BraTSPhantom" / "splits_final.json")
                        .read_text())
-    assert [len(f["train"]) for f in folds] == [2, 4] and folds[0]["val"] == folds[1]["val"]
+    assert [len(f["train"]) for f in folds] == [2, 4, 1] and folds[0]["val"] == folds[1]["val"] == folds[2]["train"]
     ck = torch.load(out / "nnunet" / "nnUNet_results" / "Dataset703_BraTSPhantom" /
                     "LowerBoundTrainer_tinyS1_seed0__nnUNetPlans__3d_t" / "fold_1" / "checkpoint_final.pth",
                     weights_only=False)
@@ -396,6 +404,35 @@ def _check_pseudo_label_runs(out, results, said):
     assert len([f for f in os.listdir(out / "predictions" / "SelfTrain_seed0") if f.endswith(".nii.gz")]) == 2
 
 
+def _check_gated_run(out, results, said):
+    """The tiny run's gated method: fold k's student trains on fold k's cases + the pl<k>_ copies labelled by
+    fold k's teacher, validates on fold k's real cases; the decision names a trained model and its test row is
+    that model's fold 0; fold 0's teacher and plain model were the Upper and Lower runs (not trained again)."""
+    nn = out / "nnunet"
+    raw = nn / "nnUNet_raw" / "Dataset703_BraTSPhantom"
+    scans = sorted({f[:-12] for f in os.listdir(raw / "imagesUnlabelled")})
+    cases = [f"BraTSPhantom_{i:03d}" for i in range(5)]
+    student = nn / "nnUNet_raw" / "Dataset710_Gate0"
+    work = nn / "nnUNet_results" / student.name / "teach"
+    split = json.loads((nn / "nnUNet_preprocessed" / student.name / "splits_final.json").read_text())
+    assert split[0] == {"train": sorted(cases[:2] + [f"pl0_{s}" for s in scans]), "val": cases[4:]}
+    assert split[2] == {"train": sorted(cases[4:] + [f"pl2_{s}" for s in scans]), "val": cases[:2]}
+    for k in (0, 2):
+        for s in scans:   # fold k's copy carries fold k's teacher's prediction
+            assert filecmp.cmp(student / "labelsTr" / f"pl{k}_{s}.nii.gz",
+                               work / f"fold_{k}" / "teacher_predictions" / f"{s}.nii.gz", shallow=False)
+        assert f"-tr UpperBoundTrainer_tiny_seed0 -p nnUNetPlans -f {k} -device cpu --save_probabilities" in said
+    assert "teacher_fold0: UpperBoundTrainer_tiny_seed0 fold 0 is trained, skipped" in said
+    record = json.loads((work / "scans.json").read_text())
+    assert sorted(record["scans"]) == scans and record["kept"] == {"0": scans, "2": scans}
+    gate = results["methods"]["Gated"]["gate"]["0"]
+    decision = json.loads((out / "gate" / "Gated_seed0.json").read_text())
+    assert gate["chosen"] == decision["chosen"] in ("student", "plain")
+    assert decision["model"]["dataset"] == (710 if gate["chosen"] == "student" else 703)
+    assert sorted(decision["per_case"]["plain"]) == sorted(cases[:2] + cases[4:])   # both folds' validation cases
+    assert (work / "decision.md").read_text().count("\n| ") == 5
+
+
 def test_sweep_step_trains_each_point_as_a_method_and_reports(tmp_path, monkeypatch):
     """run_sweep: every point of sweep_points goes through step_method under its suffixed trainer name (a
     suffixed name trains like any trainer: test_seeding's real trainings, test_trainer_class's nnU-Net lookup;
@@ -441,3 +478,67 @@ def test_unknown_trainer_stops_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(BenchmarkConfigError, match=r"stage1.images folder .*no_images does not exist"):
         Runner(cfg, str(tmp_path / "results")).run_all()
     assert os.listdir(runner.env["nnUNet_raw"]) == []
+
+
+def _fake_brats_tree(root, cases, shape=(24, 24, 24), seed=0):
+    """BraTS case folders (<case>_t1, _t1ce, _t2, _flair, _seg .nii.gz), a small tumour of labels 1, 2, 4."""
+    import numpy as np
+    import SimpleITK as sitk
+    zz, yy, xx = np.mgrid[:shape[0], :shape[1], :shape[2]]
+    for i, case in enumerate(cases):
+        rng = np.random.default_rng(seed + i)
+        c = np.array(shape) // 2 + rng.integers(-3, 4, 3)
+        r = np.sqrt((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2)
+        seg = np.where(r < 3, 4, np.where(r < 5, 1, np.where(r < 8, 2, 0))).astype(np.uint8)
+        d = root / case
+        d.mkdir(parents=True)
+        for k, m in enumerate(("t1", "t1ce", "t2", "flair")):
+            img = (100 + 10 * k + 20 * (seg > 0) + rng.normal(0, 5, shape)).astype(np.float32)
+            sitk.WriteImage(sitk.GetImageFromArray(img), str(d / f"{case}_{m}.nii.gz"))
+        sitk.WriteImage(sitk.GetImageFromArray(seg), str(d / f"{case}_seg.nii.gz"))
+
+
+@pytest.mark.slow
+def test_brats2018_config_plans_on_a_fake_tree_with_a_brats2021_pool_minus_its_2018_cases(tmp_path, monkeypatch):
+    """configs/brats2018.json as shipped, on a tiny fake BraTS 2018 tree and a fake BraTS 2021 pool converted
+    with the name-mapping exclusion: every check, the conversion, nnU-Net's planning and the 70/10/20 split
+    (a CPU dry run: nothing trains). The pool holds no 2018 case, and no test case is among its scans."""
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.delenv(k, raising=False)
+    b18 = [f"Brats18_2013_{i}_1" for i in range(10)]
+    _fake_brats_tree(tmp_path / "BraTS2018" / "HGG", b18)
+    _fake_brats_tree(tmp_path / "BraTS2021", [f"BraTS2021_{i:05d}" for i in range(4)], seed=100)
+    # 2021 cases 0 and 1 are 2018 cases (their voxels too); 2 and 3 are new
+    for i in range(2):
+        for m in ("t1", "t1ce", "t2", "flair", "seg"):
+            shutil.copyfile(tmp_path / "BraTS2018" / "HGG" / b18[i] / f"{b18[i]}_{m}.nii.gz",
+                            tmp_path / "BraTS2021" / f"BraTS2021_{i:05d}" / f"BraTS2021_{i:05d}_{m}.nii.gz")
+    mapping = tmp_path / "BraTS21-17_Mapping.csv"
+    mapping.write_text("BraTS2021,BraTS2020,BraTS2019,BraTS2018,BraTS2017\n"
+                       + "".join(f"BraTS2021_{i:05d},x,x,{b18[i] if i < 2 else 'NA'},x\n" for i in range(4)))
+    cfg = load_config("configs/brats2018.json")
+    cfg["dataset"]["source"]["brats"] = str(tmp_path / "BraTS2018")
+    cfg["workdir"] = True
+    runner = Runner(cfg, str(tmp_path / "results"))
+    env = runner.env
+    from dante_nnunet.data.converters import convert_brats, read_exclusion
+    pool = convert_brats(str(tmp_path / "BraTS2021"), 519, "BraTS2021Pool", raw_root=env["nnUNet_raw"],
+                         exclude=read_exclusion(str(mapping)))
+    assert sorted(os.listdir(os.path.join(pool, "labelsTr"))) == ["BraTS2021_00002.nii.gz", "BraTS2021_00003.nii.gz"]
+    runner.check_trainers(sweep=True)
+    runner.check_inputs()
+    runner.step_data()
+    runner.step_plan()
+    test = runner.step_split()
+    assert len(os.listdir(test["labels"])) == 2 and len(os.listdir(test["limited"])) == 2 * 3
+    gated = next(m for m in cfg["methods"] if m.get("teach"))
+    images = runner.resolve_folder(gated["teach"]["images"])
+    assert images == os.path.join(pool, "imagesTr")
+    assert runner.stage1_images(runner.stage1_block()) == [images]
+    # the teach job's own check (before any training) passes on the excluded pool and refuses the full one
+    from dante_nnunet.data.teach_dataset import check_not_labelled_or_test, check_scans
+    raw18 = runner.raw_folder()
+    check_not_labelled_or_test(check_scans(images, raw18), raw18, [test["limited"]])
+    full = convert_brats(str(tmp_path / "BraTS2021"), 521, "BraTS2021All", raw_root=env["nnUNet_raw"])
+    with pytest.raises(ValueError, match="has the same voxels as (labelled|test) case 'Brats18_2013_[01]_1'"):
+        check_not_labelled_or_test(check_scans(os.path.join(full, "imagesTr"), raw18), raw18, [test["limited"]])

@@ -37,7 +37,7 @@ def test_add_configuration_inherits_the_preprocessed_data(e2e_dataset):
     args = ["dante_nnunet", "add-configuration", "-d", E2E_DATASET_ID, "-n", "3d_cpu", "--width", 8,
             "--patch-size", 16, 16, 16]
     p = run(args, env)
-    assert (f"train it on a CPU: nnUNetv2_train {E2E_DATASET_ID} 3d_cpu 0 -tr DANTETrainer_10epochs -p nnUNetPlans "
+    assert (f"train it on a CPU: nnUNetv2_train {E2E_DATASET_ID} 3d_cpu 0 -tr DANTETrainer_demo -p nnUNetPlans "
             f"-device cpu") in p.stdout
     plans = json.load(open(os.path.join(env["nnUNet_preprocessed"], e2e_dataset["name"], "nnUNetPlans.json")))
     cfg = plans["configurations"]["3d_cpu"]

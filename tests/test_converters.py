@@ -219,3 +219,37 @@ def test_missing_privileged_scan_gets_a_placeholder_and_is_listed(tmp_path):
     d = json.load(open(os.path.join(out, "dataset.json")))
     assert d["dante"] == {"privileged_channels": [1], "cases_without_privileged": ["PE002"]}
     assert not sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, "imagesTr", "PE002_0001.nii.gz"))).any()
+
+
+def test_brats2021_pool_leaves_out_the_brats2018_cases_of_a_mapping_file(tmp_path, capsys, monkeypatch):
+    """BraTS 2021 as the unlabelled pool of a model tested on BraTS 2018: the organisers' name-mapping CSV
+    says which 2021 cases are 2018 cases; they are left out and listed in dataset.json."""
+    from dante_nnunet.data.converters import read_exclusion
+    src = tmp_path / "BraTS2021"
+    for i in range(4):
+        _case(src, f"BraTS2021_{i:05d}")
+    mapping = tmp_path / "BraTS21-17_Mapping.csv"
+    mapping.write_text("BraTS2021,BraTS2020,BraTS2019,BraTS2018,BraTS2017\n"
+                       "BraTS2021_00000,BraTS20_Training_001,BraTS19_x,Brats18_2013_2_1,Brats17_x\n"
+                       "BraTS2021_00001,BraTS20_Training_002,NA,NA,NA\n"
+                       "BraTS2021_00002,BraTS20_Training_003,BraTS19_y,Brats18_CBICA_AAB_1,\n"
+                       "BraTS2021_00003,,,,\n")
+    assert read_exclusion(str(mapping)) == ["BraTS2021_00000", "BraTS2021_00002"]
+    assert read_exclusion(str(mapping), ["BraTS2021", "BraTS2020"]) == [f"BraTS2021_{i:05d}" for i in range(3)]
+    with pytest.raises(ValueError, match=r"no column 'BraTS18'; its columns are \['BraTS2021'"):
+        read_exclusion(str(mapping), ["BraTS2021", "BraTS18"])
+    names = tmp_path / "list.txt"
+    names.write_text("# 2018 cases\nBraTS2021_00001\n\n")
+    assert read_exclusion(str(names)) == ["BraTS2021_00001"]
+    raw = tmp_path / "raw"
+    monkeypatch.setenv("nnUNet_raw", str(raw))
+    for k in ("nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.delenv(k, raising=False)
+    assert main(["convert-brats", str(src), "-d", "520", "--name", "Pool", "--exclude", str(mapping)]) == 0
+    assert "(2 case(s) of --exclude left out)" in capsys.readouterr().out
+    out = str(raw / "Dataset520_Pool")
+    dj = json.load(open(os.path.join(out, "dataset.json")))
+    assert dj["excluded_cases"] == ["BraTS2021_00000", "BraTS2021_00002"] and dj["numTraining"] == 2
+    assert sorted(os.listdir(os.path.join(out, "labelsTr"))) == ["BraTS2021_00001.nii.gz", "BraTS2021_00003.nii.gz"]
+    with pytest.raises(ValueError, match="none of the 1 case.* to exclude .* is a case of"):
+        convert_brats(str(src), 521, "Pool2", raw_root=str(raw), exclude=["Brats18_2013_2_1"])

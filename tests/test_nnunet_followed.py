@@ -3,6 +3,8 @@ methods they follow, run on nnU-Net's own trainer: the same update, the same cou
 checkpoint, the same restored state. And a test that fails when one of those methods changes in the
 installed nnU-Net, so the restatement is re-read instead of silently diverging."""
 import copy
+import inspect
+import os
 
 import numpy as np
 import pytest
@@ -129,3 +131,24 @@ def test_latest_checkpoint_cadence_is_nnunets(monkeypatch):
             ours.append(e)
         nnUNetTrainer.on_epoch_end(a)
     assert [e for e, f in written if f == "checkpoint_latest.pth"] == ours == [1, 3]
+
+
+def test_cpu_validation_workers_size_nnunets_pools_on_the_cpu_only(monkeypatch):
+    import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as module
+    from dante_nnunet.training.nnunet_followed import cpu_validation_processes, cpu_validation_workers
+    assert [cpu_validation_processes(8, c) for c in (1, 2, 4, 16, 64)] == [1, 1, 2, 8, 8]
+    assert cpu_validation_processes(3, 16) == 3
+    monkeypatch.delenv("nnUNet_def_n_proc", raising=False)
+    monkeypatch.setattr(module, "default_num_processes", 8)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with cpu_validation_workers(torch.device("cpu")) as n:
+        assert n == module.default_num_processes == 1   # what perform_actual_validation's pools read
+    assert module.default_num_processes == 8
+    with cpu_validation_workers(torch.device("cuda")) as n:
+        assert n == module.default_num_processes == 8
+    monkeypatch.setenv("nnUNet_def_n_proc", "8")         # the user's own setting is kept
+    with cpu_validation_workers(torch.device("cpu")) as n:
+        assert n == 8
+    # the pools of nnU-Net's final validation read this module global at each call
+    src = inspect.getsource(nnUNetTrainer.perform_actual_validation)
+    assert src.count("default_num_processes") >= 2 and 'Pool(default_num_processes)' in src

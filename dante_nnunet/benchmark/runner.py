@@ -417,6 +417,8 @@ class Runner:
         if given.startswith("raw:"):
             raw = self.raw_folder()
             given = join(raw, given[4:]) if raw is not None else given
+        # $nnUNet_raw/... in a config: the folder of the environment the run drives nnU-Net in
+        given = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: self.env.get(m.group(1) or m.group(2), m.group(0)), given)
         return os.path.expanduser(given)
 
     def predict(self, key: str, inputs: str, out: str, dataset_id: int, trainer: str, fold: str) -> None:
@@ -443,7 +445,7 @@ class Runner:
         extra = ["-pretrained_weights", self.stage1_checkpoint(seed, block)] if block is not None else None
         gate = None
         if method.get("teach"):
-            gate = self.step_teach(method, seed)
+            gate = self.step_teach(method, seed, test)
             did, trainer, fold = gate["model"]["dataset"], gate["model"]["trainer"], self.method_fold(method)
         else:
             did, fold = self.method_run(method, seed)
@@ -462,7 +464,7 @@ class Runner:
             save_json(m, metrics_file)
         return load_json(metrics_file)
 
-    def step_teach(self, method: dict, seed: Optional[int]) -> dict:
+    def step_teach(self, method: dict, seed: Optional[int], test: Optional[dict] = None) -> dict:
         """A ``"teach"`` method (the gated privileged-teacher recipe, jobs/teach.py) for one seed: teacher, plain
         model and student on the block's folds of this dataset (seeded names), the student dataset id + seed;
         returns the decision. The test set is then predicted by the chosen model's fold ``method fold`` (the
@@ -478,11 +480,13 @@ class Runner:
             plain=self.seeded(t["plain"], seed), student=self.seeded(method["trainer"], seed),
             keep_fraction=float(t.get("keep_fraction", 1.0)), device=self.device,
             predict_args=[str(a) for a in self.cfg.get("predict_args", [])],
-            min_gain_se=float(t.get("min_gain_se", 2.0)))
+            min_gain_se=float(t.get("min_gain_se", 2.0)),
+            test_dirs=[test["limited"]] if test and isdir(test["limited"]) else [])   # no scan may be a test case
         key = self.method_key(method) + self.seed_suffix(seed)
-        t0 = time.time()
-        decision = Teach(settings, self.env, log_prefix=f"{key}: ").run()
-        self.times[f"teach_{key}"] = round(time.time() - t0, 1)
+        job = Teach(settings, self.env, log_prefix=f"{key}: ")
+        decision = job.run()
+        if job.seconds:   # a rerun that skipped every step keeps the first run's time
+            self.times[f"teach_{key}"] = round(sum(job.seconds.values()), 1)
         os.makedirs(join(self.out, "gate"), exist_ok=True)
         save_json(decision, join(self.out, "gate", f"{key}.json"))
         return decision

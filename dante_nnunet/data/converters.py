@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -128,12 +128,51 @@ def _mapped_labels(case: str, seg_file: str) -> sitk.Image:
     return label
 
 
+MAPPING_COLUMNS = ("BraTS2021", "BraTS2018")   # default (id, in) columns of an exclusion mapping CSV
+
+
+def read_exclusion(path: str, columns: Optional[Sequence[str]] = None) -> List[str]:
+    """Case names to leave out of a conversion. A CSV (first line a header with commas): the rows whose
+    ``columns[1]`` is filled (not empty, ``NA`` or ``nan``) give their ``columns[0]`` (default
+    ``MAPPING_COLUMNS``: the BraTS 2021 cases that are BraTS 2018 cases, from the organisers' name-mapping
+    file); any other file: one case name per line (``#`` comments and blank lines skipped)."""
+    import csv
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"exclusion file {path} does not exist")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        text = fh.read()
+    first = text.splitlines()[0] if text.strip() else ""
+    if "," not in first:
+        if columns:
+            raise ValueError(f"{path} is a list of names, not a CSV; --exclude-columns applies to a CSV")
+        return sorted({line.split("#")[0].strip() for line in text.splitlines()} - {""})
+    rows = list(csv.DictReader(text.splitlines()))
+    id_col, in_col = columns or MAPPING_COLUMNS
+    header = [h.strip() for h in first.split(",")]
+    for col in (id_col, in_col):
+        if col not in header:
+            raise ValueError(f"{path}: no column {col!r}; its columns are {header} (name the id column and the "
+                             f"column that marks the cases to leave out with --exclude-columns ID IN)")
+    filled = lambda v: (v or "").strip() not in ("", "NA", "nan", "NaN", "None")   # noqa: E731
+    return sorted({r[id_col].strip() for r in rows if filled(r.get(in_col)) and filled(r.get(id_col))})
+
+
 def convert_brats(src: str, dataset_id: int, name: str = "BraTS", raw_root: Optional[str] = None,
-                  allow_missing_privileged: bool = False) -> str:
+                  allow_missing_privileged: bool = False, exclude: Optional[Sequence[str]] = None) -> str:
+    """``exclude``: case (folder) names left out, e.g. BraTS 2021's copies of the BraTS 2018 cases when 2021
+    is the unlabelled pool of a model tested on 2018 (``read_exclusion``); recorded in dataset.json
+    (``"excluded_cases"``)."""
     others = sibling_roots(raw_root)
     raw_root = resolve_raw_root(raw_root)
     folder_name = check_new_dataset(raw_root, dataset_id, name, others)
     cases = _brats_cases(src, allow_missing_privileged)
+    excluded = sorted(set(exclude or ()) & set(cases))
+    if exclude is not None and not excluded:
+        raise ValueError(f"none of the {len(set(exclude))} case(s) to exclude (e.g. {sorted(exclude)[:2]}) is a case "
+                         f"of {src} (e.g. {sorted(cases)[:2]}): wrong mapping column or file?")
+    cases = {c: f for c, f in cases.items() if c not in set(excluded)}
+    if not cases:
+        raise ValueError(f"every case of {src} is excluded")
     missing = _missing_privileged(cases, "t1ce", src, allow_missing_privileged)
     for case, files in cases.items():   # all checks first (files are read twice rather than held in memory)
         check_same_geometry(case, [files[k] for k in BRATS_MODALITIES + ("seg",) if k in files])
@@ -155,8 +194,10 @@ def convert_brats(src: str, dataset_id: int, name: str = "BraTS", raw_root: Opti
             "file_ending": ".nii.gz",
             "name": name,
             "description": f"BraTS converted by dante_nnunet convert-brats from {os.path.abspath(src)}; labels "
-                           f"2->1 edema, 1->2 necrosis/non-enhancing, 4->3 enhancing (as Dataset137)",
+                           f"2->1 edema, 1->2 necrosis/non-enhancing, 4->3 enhancing (as Dataset137)"
+                           + (f"; {len(excluded)} case(s) excluded" if excluded else ""),
             "dante": dante,
+            **({"excluded_cases": excluded} if excluded else {}),
         }, join(tmp, "dataset.json"), sort_keys=False)
     return join(raw_root, folder_name)
 

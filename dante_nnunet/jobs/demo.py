@@ -80,6 +80,10 @@ def run_demo(workdir: str, dataset_id: int = 990, trainer: str = "DANTETrainer_d
                "plain_nnunet_prediction_identical": identical, "outputs": outputs}
     save_json(summary, join(workdir, "summary.json"))
     print(json.dumps(summary, indent=2))
+    print(f"\ntest Dice from the limited channels only: {', '.join(f'{r} {v:.3f}' for r, v in dice.items())}\n"
+          + ("the exported plain nnU-Net model (no plugin) predicted every test case identically to the DANTE model"
+             if identical else "the exported plain nnU-Net model predicted DIFFERENTLY from the DANTE model")
+          + f"\neverything the demo wrote: {workdir} (summary.json lists each path)", flush=True)
     if not identical:
         raise RuntimeError("the exported plain nnU-Net model predicted differently from the DANTE model")
     return summary

@@ -201,16 +201,17 @@ class Teach:
             raise TeachError(f"scan folder {s.scans} does not exist")
         if not 0 < s.keep_fraction <= 1:
             raise TeachError(f"keep fraction must be in (0, 1], got {s.keep_fraction}")
-        self._check_student_id()
+        resuming = self._check_student_id()
         scans = check_scans(s.scans, source)
-        check_not_labelled_or_test(scans, source, s.test_dirs)
+        if not resuming:   # reads every scan and case whole: once, before the first run's work
+            check_not_labelled_or_test(scans, source, s.test_dirs)
         self.splits = teach_splits(source, self.preprocessed(name), s.folds)
         self._check_trainers()
         return scans
 
-    def _check_student_id(self) -> None:
-        """The student id is free in raw, preprocessed and results, or this recipe's own earlier run with the
-        same settings (a resume)."""
+    def _check_student_id(self) -> bool:
+        """The student id is free in raw, preprocessed and results (False), or this recipe's own earlier run
+        with the same settings (True: a resume)."""
         record = join(self.work, "teach.json")
         if isfile(record):
             old = load_json(record)
@@ -218,12 +219,13 @@ class Teach:
                 diff = sorted(k for k in set(old) | set(self.s.recorded()) if old.get(k) != self.s.recorded().get(k))
                 raise TeachError(f"{record} records an earlier teach run with other settings ({', '.join(diff)}); "
                                  f"use another student dataset id, or the same settings to resume")
-            return
+            return True
         for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
             hit = self._folder(key, self.s.student_id)
             if hit is not None:
                 raise TeachError(f"dataset id {self.s.student_id} is in use ({hit}); choose a free id for the student "
                                  f"dataset")
+        return False
 
     def _check_trainers(self) -> None:
         import contextlib

@@ -31,7 +31,7 @@ from dante_nnunet.guards import (CheckpointWriteError, NonFiniteTrainingError, R
                                  write_run_record)
 from dante_nnunet.deploy.predict_input_check import check_inputs_of_predict_command
 from dante_nnunet.training.case_checks import check_privileged_cases
-from dante_nnunet.training.nnunet_followed import NNUNetFollowed
+from dante_nnunet.training.nnunet_followed import NNUNetFollowed, cpu_validation_workers
 from dante_nnunet.training.progress import ThrottledLocalLogger
 from dante_nnunet.training.seeding import make_cudnn_deterministic, seed_everything, seeded_augmenter_workers
 from dante_nnunet.training.transfer import install_pretrained_weights_hook
@@ -289,13 +289,15 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
         raise NonFiniteTrainingError(message)
 
     def perform_actual_validation(self, save_probabilities: bool = False):
-        """nnU-Net's, under the results-folder lock (for --val runs; a training holds it already)."""
+        """nnU-Net's, under the results-folder lock (for --val runs; a training holds it already), with fewer
+        worker processes on a CPU (``nnunet_followed.cpu_validation_workers``)."""
         acquired = False
         if self.local_rank == 0 and not self._results_lock.held:
             self._results_lock.acquire(f"validating {type(self).__name__}")
             acquired = True
         try:
-            super().perform_actual_validation(save_probabilities)
+            with cpu_validation_workers(self.device):
+                super().perform_actual_validation(save_probabilities)
         finally:
             if acquired:
                 self._results_lock.release()

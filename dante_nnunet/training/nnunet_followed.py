@@ -16,6 +16,16 @@ Each restates a piece of one nnUNetTrainer method that cannot be reached through
 - ``_latest_checkpoint_due``: ``on_epoch_end``'s periodic ``checkpoint_latest`` rule (Stage 1 has its
   own best-checkpoint criterion, so it cannot call nnU-Net's ``on_epoch_end``).
 
+It also holds the one setting DANTE changes inside a method it does not restate:
+
+- ``cpu_validation_workers``: ``perform_actual_validation`` opens two spawn pools of
+  ``default_num_processes`` workers (8 unless ``nnUNet_def_n_proc`` is set), one to export the predictions
+  and one for the metrics; each spawned worker imports torch and nnU-Net anew. On a CPU those workers
+  share the cores with the sliding-window prediction itself, so on a small machine the final validation is
+  mostly worker start-up (docs/performance.md). On the CPU, unless the user set ``nnUNet_def_n_proc``, the
+  pools get ``max(1, min(default, cores // 2))`` workers for the duration of the validation; what is
+  computed does not change.
+
 ``NNUNET_SOURCES`` holds a hash of each followed method's source in 2.8.1; tests/test_nnunet_followed.py
 fails when one changes (re-read it against this module) and checks each piece against the method it
 follows, on nnU-Net's own trainer.
@@ -24,6 +34,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
+from contextlib import contextmanager
 
 import torch
 from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
@@ -37,11 +49,36 @@ NNUNET_SOURCES = {
     "save_checkpoint": "de4f196c42e6bcf5",
     "load_checkpoint": "a386bed4eafaa4fa",
     "on_epoch_end": "988deef2bd79d339",
+    "perform_actual_validation": "2bd52ada76cd3185",   # cpu_validation_workers: its pools' size
 }
 
 
 def source_hash(method) -> str:
     return hashlib.sha256(inspect.getsource(method).encode()).hexdigest()[:16]
+
+
+def cpu_validation_processes(default: int, cores: int) -> int:
+    """Worker processes of each of ``perform_actual_validation``'s pools on a CPU: half the cores, at most
+    nnU-Net's default, at least 1."""
+    return max(1, min(int(default), int(cores) // 2))
+
+
+@contextmanager
+def cpu_validation_workers(device: torch.device):
+    """While open, nnUNetTrainer's final validation on the CPU uses ``cpu_validation_processes`` workers per
+    pool (the module docstring says why); on other devices, or where ``nnUNet_def_n_proc`` is set, nothing
+    changes. ``perform_actual_validation`` reads the name ``default_num_processes`` from its module's
+    globals at each call, so the module attribute is set and restored."""
+    import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as module
+    if device.type != "cpu" or "nnUNet_def_n_proc" in os.environ:
+        yield module.default_num_processes
+        return
+    old = module.default_num_processes
+    module.default_num_processes = cpu_validation_processes(old, os.cpu_count() or 1)
+    try:
+        yield module.default_num_processes
+    finally:
+        module.default_num_processes = old
 
 
 class NNUNetFollowed:
