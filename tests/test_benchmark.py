@@ -516,7 +516,7 @@ def test_brats2018_config_plans_on_a_fake_tree_with_a_brats2021_pool_minus_its_2
     mapping = tmp_path / "BraTS21-17_Mapping.csv"
     mapping.write_text("BraTS2021,BraTS2020,BraTS2019,BraTS2018,BraTS2017\n"
                        + "".join(f"BraTS2021_{i:05d},x,x,{b18[i] if i < 2 else 'NA'},x\n" for i in range(4)))
-    cfg = load_config("configs/brats2018.json")
+    cfg = load_config(os.path.join(REPO, "configs", "brats2018.json"))
     cfg["dataset"]["source"]["brats"] = str(tmp_path / "BraTS2018")
     cfg["workdir"] = True
     runner = Runner(cfg, str(tmp_path / "results"))
