@@ -542,3 +542,17 @@ def test_brats2018_config_plans_on_a_fake_tree_with_a_brats2021_pool_minus_its_2
     full = convert_brats(str(tmp_path / "BraTS2021"), 521, "BraTS2021All", raw_root=env["nnUNet_raw"])
     with pytest.raises(ValueError, match="has the same voxels as (labelled|test) case 'Brats18_2013_[01]_1'"):
         check_not_labelled_or_test(check_scans(os.path.join(full, "imagesTr"), raw18), raw18, [test["limited"]])
+
+
+def test_select_keeps_the_lower_bound_and_the_teachers_it_needs(tmp_path):
+    from dante_nnunet.benchmark.runner import select
+    cfg = load_config(os.path.join(REPO, "configs", "phantom.json"))
+    sub = select(cfg, ["Pseudo-labels from the upper bound", "gated"], [1])
+    assert [m["name"] for m in sub["methods"]] == ["Lower bound (T1, T2, FLAIR)", "Upper bound (all channels)",
+                                                   "Pseudo-labels from the upper bound", "gated"]
+    assert sub["seeds"] == [1] and len(cfg["methods"]) > 4 and cfg["seeds"] == [0, 1, 2]   # the config untouched
+    assert select(cfg) == cfg
+    with pytest.raises(BenchmarkConfigError, match=r"has no method\(s\) \['nope'\]"):
+        select(cfg, ["nope"])
+    with pytest.raises(BenchmarkConfigError, match=r"has seeds \[0, 1, 2\]; not \[7\]"):
+        select(cfg, None, [7])

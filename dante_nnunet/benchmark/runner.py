@@ -29,6 +29,9 @@ Steps, each skipped on a rerun when its output is complete:
    plans; the method then trains on fold 0 of it (the fold's training cases + every scan, the same
    validation cases). A limited-channel teacher (the self-training control) reads copies of the scans with
    the limited channels only.
+   A ``"teach"`` method runs the gated privileged-teacher recipe instead (``jobs/teach.py``: teacher, plain
+   model and student on the block's folds, student dataset id + seed, the decision); its test row is the
+   chosen model's fold ``fold``, its decision ``gate/<method>_seed<N>.json``.
 6. **train**: each method's trainer (``nnUNetv2_train``), the DANTE-with-Stage-1 method with
    ``-pretrained_weights``; an interrupted training continues with ``--c``.
 7. **predict**: ``nnUNetv2_predict`` on the limited-only test inputs (all-channel inputs for methods
@@ -644,6 +647,7 @@ class Runner:
             results["earlier_runs"] = {"file": os.path.abspath(earlier[0]), "runs": earlier[1]}
         _report.write_report(results, self.out)
         return results
+
 
 def select(cfg: dict, methods: Optional[List[str]] = None, seeds: Optional[List[int]] = None) -> dict:
     """The config reduced to ``methods`` (plus the lower bound and the teachers of pseudo-label methods among
