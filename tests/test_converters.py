@@ -2,11 +2,13 @@
 exactly, bad layouts refused naming the case, nothing half-written."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from dante_nnunet.benchmark import Runner, load_config
 from dante_nnunet.cli import main
 from dante_nnunet.data.converters import convert_brats
 
@@ -253,3 +255,70 @@ def test_brats2021_pool_leaves_out_the_brats2018_cases_of_a_mapping_file(tmp_pat
     assert sorted(os.listdir(os.path.join(out, "labelsTr"))) == ["BraTS2021_00001.nii.gz", "BraTS2021_00003.nii.gz"]
     with pytest.raises(ValueError, match="none of the 1 case.* to exclude .* is a case of"):
         convert_brats(str(src), 521, "Pool2", raw_root=str(raw), exclude=["Brats18_2013_2_1"])
+
+
+# ------------------------------------------------------------------ the BraTS 2018 config with its BraTS 2021 pool
+
+def _fake_brats_tree(root, cases, shape=(24, 24, 24), seed=0):
+    """BraTS case folders (<case>_t1, _t1ce, _t2, _flair, _seg .nii.gz), a small tumour of labels 1, 2, 4."""
+    import numpy as np
+    import SimpleITK as sitk
+    zz, yy, xx = np.mgrid[:shape[0], :shape[1], :shape[2]]
+    for i, case in enumerate(cases):
+        rng = np.random.default_rng(seed + i)
+        c = np.array(shape) // 2 + rng.integers(-3, 4, 3)
+        r = np.sqrt((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2)
+        seg = np.where(r < 3, 4, np.where(r < 5, 1, np.where(r < 8, 2, 0))).astype(np.uint8)
+        d = root / case
+        d.mkdir(parents=True)
+        for k, m in enumerate(("t1", "t1ce", "t2", "flair")):
+            img = (100 + 10 * k + 20 * (seg > 0) + rng.normal(0, 5, shape)).astype(np.float32)
+            sitk.WriteImage(sitk.GetImageFromArray(img), str(d / f"{case}_{m}.nii.gz"))
+        sitk.WriteImage(sitk.GetImageFromArray(seg), str(d / f"{case}_seg.nii.gz"))
+
+
+@pytest.mark.slow
+def test_brats2018_config_plans_on_a_fake_tree_with_a_brats2021_pool_minus_its_2018_cases(tmp_path, monkeypatch):
+    """configs/brats2018.json as shipped, on a tiny fake BraTS 2018 tree and a fake BraTS 2021 pool converted
+    with the name-mapping exclusion: every check, the conversion, nnU-Net's planning and the 70/10/20 split
+    (a CPU dry run: nothing trains). The pool holds no 2018 case, and no test case is among its scans."""
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.delenv(k, raising=False)
+    b18 = [f"Brats18_2013_{i}_1" for i in range(10)]
+    _fake_brats_tree(tmp_path / "BraTS2018" / "HGG", b18)
+    _fake_brats_tree(tmp_path / "BraTS2021", [f"BraTS2021_{i:05d}" for i in range(4)], seed=100)
+    # 2021 cases 0 and 1 are 2018 cases (their voxels too); 2 and 3 are new
+    for i in range(2):
+        for m in ("t1", "t1ce", "t2", "flair", "seg"):
+            shutil.copyfile(tmp_path / "BraTS2018" / "HGG" / b18[i] / f"{b18[i]}_{m}.nii.gz",
+                            tmp_path / "BraTS2021" / f"BraTS2021_{i:05d}" / f"BraTS2021_{i:05d}_{m}.nii.gz")
+    mapping = tmp_path / "BraTS21-17_Mapping.csv"
+    mapping.write_text("BraTS2021,BraTS2020,BraTS2019,BraTS2018,BraTS2017\n"
+                       + "".join(f"BraTS2021_{i:05d},x,x,{b18[i] if i < 2 else 'NA'},x\n" for i in range(4)))
+    cfg = load_config(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "brats2018.json"))
+    cfg["dataset"]["source"]["brats"] = str(tmp_path / "BraTS2018")
+    cfg["workdir"] = True
+    runner = Runner(cfg, str(tmp_path / "results"))
+    env = runner.env
+    from dante_nnunet.data.converters import convert_brats, read_exclusion
+    pool = convert_brats(str(tmp_path / "BraTS2021"), 519, "BraTS2021Pool", raw_root=env["nnUNet_raw"],
+                         exclude=read_exclusion(str(mapping)))
+    assert sorted(os.listdir(os.path.join(pool, "labelsTr"))) == ["BraTS2021_00002.nii.gz", "BraTS2021_00003.nii.gz"]
+    runner.check_trainers(sweep=True)
+    runner.check_inputs()
+    runner.step_data()
+    runner.step_plan()
+    test = runner.step_split()
+    assert len(os.listdir(test["labels"])) == 2 and len(os.listdir(test["limited"])) == 2 * 3
+    gated = next(m for m in cfg["methods"] if m.get("teach"))
+    images = runner.resolve_folder(gated["teach"]["images"])
+    assert images == os.path.join(pool, "imagesTr")
+    assert runner.stage1_images(runner.stage1_block()) == [images]
+    # the teach job's own check (before any training) passes on the excluded pool and refuses the full one
+    from dante_nnunet.data.teach_dataset import check_not_labelled_or_test, check_scans
+    raw18 = runner.raw_folder()
+    check_not_labelled_or_test(check_scans(images, raw18), raw18, [test["limited"]])
+    full = convert_brats(str(tmp_path / "BraTS2021"), 521, "BraTS2021All", raw_root=env["nnUNet_raw"])
+    with pytest.raises(ValueError, match="has the same voxels as (labelled|test) case 'Brats18_2013_[01]_1'"):
+        check_not_labelled_or_test(check_scans(os.path.join(full, "imagesTr"), raw18), raw18, [test["limited"]])
+

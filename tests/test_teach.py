@@ -12,10 +12,10 @@ import SimpleITK as sitk
 
 from dante_nnunet.cli import main
 from dante_nnunet.data.phantom import write_phantom
-from dante_nnunet.data.teach_dataset import (agreement, check_not_labelled_or_test, check_scans, keep_most_stable,
+from dante_nnunet.data.teach_dataset import (check_not_labelled_or_test, check_scans, keep_most_stable,
                                              pseudo_case_name, stability, student_splits, teach_splits,
                                              write_student_dataset)
-from dante_nnunet.jobs.teach import decide, decision_table, read_decision
+from dante_nnunet.jobs.teach import agreement, decide, decision_table, read_decision
 
 REGIONS = ["WT", "TC", "ET"]
 

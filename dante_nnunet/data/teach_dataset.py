@@ -10,10 +10,9 @@ channels, trained on the fold's labelled cases plus scans the fold's teacher lab
   pseudo-labelled.
 - ``teach_splits``: the labelled dataset's ``splits_final.json`` (nnU-Net's own seeded 5-fold split,
   written the way ``nnUNetTrainer.do_split`` writes it, when there is none yet), checked against the folds.
-- ``stability`` and ``agreement``: what is recorded per scan. ``stability`` reads one teacher's
-  probabilities (its own confidence, so fold k's record comes from fold k's teacher only); ``agreement``
-  compares the fold teachers' label maps (recorded as a diagnostic; other folds' teachers have seen fold
-  k's validation cases, so it does not select fold k's scans).
+- ``stability``: what fold k records per scan, from fold k's teacher's probabilities only (its own
+  confidence); ``keep_most_stable`` the filter on it. (The fold teachers' agreement, a diagnostic, is
+  ``jobs/teach.agreement``: it needs the Dice of the job layer.)
 - ``write_student_dataset`` / ``student_splits``: ONE raw dataset for every fold's student. It holds the
   labelled cases of the folds and, per fold k, a copy of each kept scan named ``pl<k>_<scan>`` with fold k's
   teacher's label. Fold k of its ``splits_final.json`` trains on fold k's training cases plus the
@@ -177,17 +176,6 @@ def stability(probabilities: np.ndarray, low: float = 0.1, high: float = 0.9) ->
         sure = int(np.count_nonzero(p[c] >= high))
         values.append(1.0 if unsure + sure == 0 else 1.0 - unsure / (unsure + sure))
     return float(min(values)) if values else 1.0
-
-
-def agreement(label_maps: Sequence[np.ndarray], regions: Mapping[str, Sequence[int]]) -> float:
-    """How much the fold teachers agree on one scan: the mean over pairs of label maps and over regions of
-    the pair's Dice (a region empty in both counts 1). NaN with fewer than two maps."""
-    from dante_nnunet.jobs.evaluation import dice
-    if len(label_maps) < 2:
-        return float("nan")
-    values = [dice(np.isin(a, v), np.isin(b, v)) for i, a in enumerate(label_maps) for b in label_maps[i + 1:]
-              for v in regions.values()]
-    return float(np.mean(values))
 
 
 def keep_most_stable(scores: Mapping[str, float], keep_fraction: float) -> List[str]:

@@ -40,6 +40,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
 
+from dante_nnunet.jobs.evaluation import dice
 from dante_nnunet.jobs.nnunet_jobs import run_command
 
 DECISION_FILE = "decision.json"
@@ -106,6 +107,18 @@ def decision_table(decision: dict, teacher: Optional[Mapping[str, float]] = None
     o = decision["overall"]
     lines.append(f"| mean over regions | | | | {100 * o['mean']:+.1f} ± {100 * o['se']:.1f} | | |")
     return "\n".join(lines) + f"\n\nchosen: **{decision['chosen']}** ({decision['reason']}); {o['n']} validation cases"
+
+
+# ------------------------------------------------------------------------------------------ per-scan record
+def agreement(label_maps: Sequence[np.ndarray], regions: Mapping[str, Sequence[int]]) -> float:
+    """How much the fold teachers agree on one scan: the mean over pairs of label maps and over regions of
+    the pair's Dice (a region empty in both counts 1). NaN with fewer than two maps. Recorded, not used to
+    choose fold k's scans: the other folds' teachers have seen fold k's validation cases."""
+    if len(label_maps) < 2:
+        return float("nan")
+    values = [dice(np.isin(a, v), np.isin(b, v)) for i, a in enumerate(label_maps) for b in label_maps[i + 1:]
+              for v in regions.values()]
+    return float(np.mean(values))
 
 
 # ------------------------------------------------------------------------------------------ the job
@@ -280,7 +293,7 @@ class Teach:
         """scans.json: per scan, each fold teacher's stability and the fold teachers' agreement; per fold the
         kept scans."""
         from dante_nnunet.data.rawdata import read_whole
-        from dante_nnunet.data.teach_dataset import agreement, keep_most_stable, stability
+        from dante_nnunet.data.teach_dataset import keep_most_stable, stability
         from dante_nnunet.jobs.evaluation import regions_from_dataset_json
         dj = load_json(join(self.source, "dataset.json"))
         ending = dj["file_ending"]
