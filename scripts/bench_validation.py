@@ -55,8 +55,6 @@ def main(argv=None) -> int:
                 join(logs, "plan.log"))
     add_configuration(join(env["nnUNet_preprocessed"], name, "nnUNetPlans.json"), "3d_cpu",
                       features_per_stage=[8, 16, 32, 64], patch_size=[16, 16, 16])
-    splits = load_json(join(env["nnUNet_preprocessed"], name, "splits_final.json")) if os.path.isfile(
-        join(env["nnUNet_preprocessed"], name, "splits_final.json")) else None
     dj = load_json(join(raw, "dataset.json"))
     split = ChannelSplit.from_dataset_json(dj, join(raw, "dataset.json"))
     out = {"trainers": {}, "cpu_count": os.cpu_count()}

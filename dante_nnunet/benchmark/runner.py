@@ -55,8 +55,6 @@ the first preprocessed cases (Fig. 5): ``tsne.png``.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
 import shutil
@@ -69,7 +67,8 @@ from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, 
 from dante_nnunet.benchmark.config import (BenchmarkConfigError, load_config, method_stage1,
                                            pseudo_label_dataset_ids, stage1_blocks, sweep_points)
 from dante_nnunet.benchmark import report as _report
-from dante_nnunet.jobs.nnunet_jobs import NNUNET_FOLDERS, add_configuration, nnunet_environment, run_command
+from dante_nnunet.jobs.nnunet_jobs import (NNUNET_FOLDERS, PREPROCESSED_MARKER, add_configuration, nnunet_environment,
+                                           preprocess_with_plans_of, run_command, trainer_lookup)
 from dante_nnunet.data.rawdata import dataset_folders
 from dante_nnunet.trainer_names import TrainerNameError, trainer_name
 
@@ -184,7 +183,7 @@ class Runner:
         pre = join(self.env["nnUNet_preprocessed"], name)
         plans = join(pre, "nnUNetPlans.json")
         base = self.cfg.get("base_configuration", "3d_fullres")
-        if isfile(join(pre, ".dante_preprocessed")):   # written after a successful plan_and_preprocess
+        if isfile(join(pre, PREPROCESSED_MARKER)):   # written after a successful plan_and_preprocess
             self.log("plan: preprocessed data exists, skipped")
         elif self._needs_privileged_statistics():
             # placeholders of cases without the privileged scan must not enter CT normalisation's statistics
@@ -193,12 +192,12 @@ class Runner:
             self.run("fingerprint_privileged", ["dante_nnunet", "fingerprint", "-d", d])
             self.run("plan", ["nnUNetv2_plan_experiment", "-d", d] + [str(a) for a in self.cfg.get("plan_args", [])])
             self.run("preprocess", ["nnUNetv2_preprocess", "-d", d, "-c", base, "-np", "1"])
-            open(join(pre, ".dante_preprocessed"), "w").close()
+            open(join(pre, PREPROCESSED_MARKER), "w").close()
         else:
             self.run("plan", ["nnUNetv2_plan_and_preprocess", "-d", str(self.dataset_id), "-c", base, "-np", "1",
                               "-npfp", "1", "--verify_dataset_integrity"]
                      + [str(a) for a in self.cfg.get("plan_args", [])])
-            open(join(pre, ".dante_preprocessed"), "w").close()
+            open(join(pre, PREPROCESSED_MARKER), "w").close()
         extra = self.cfg.get("add_configuration")
         if extra:
             add_configuration(plans, extra["name"], base=base, features_per_stage=extra.get("features_per_stage"),
@@ -363,21 +362,11 @@ class Runner:
 
     def preprocess_with_these_plans(self, did: int, key: str) -> None:
         """Dataset ``did`` preprocessed with this dataset's plans (its added configuration included), so that
-        networks trained on either have the same shapes: fingerprint, ``nnUNetv2_move_plans_between_datasets``,
-        ``nnUNetv2_preprocess``. Skipped when done before."""
-        pre = join(self.env["nnUNet_preprocessed"], os.path.basename(self.raw_folder(did)))
-        if isfile(join(pre, ".dante_preprocessed")):
+        networks trained on either have the same shapes (``nnunet_jobs.preprocess_with_plans_of``). Skipped
+        when done before."""
+        if not preprocess_with_plans_of(self.dataset_id, did, self.env, self.run,
+                                        self.cfg.get("base_configuration", "3d_fullres"), key):
             self.log(f"{key}_plan: preprocessed data exists, skipped")
-            return
-        base = self.cfg.get("base_configuration", "3d_fullres")
-        self.run(f"{key}_fingerprint", ["nnUNetv2_extract_fingerprint", "-d", str(did), "-np", "1"])
-        self.run(f"{key}_plans", ["nnUNetv2_move_plans_between_datasets", "-s", str(self.dataset_id), "-t", str(did),
-                                  "-sp", "nnUNetPlans", "-tp", "nnUNetPlans"])
-        # nnUNetv2_preprocess reads dataset.json from nnUNet_preprocessed (nnU-Net issue #2560)
-        shutil.copyfile(join(self.raw_folder(did), "dataset.json"), join(pre, "dataset.json"))
-        self.run(f"{key}_preprocess", ["nnUNetv2_preprocess", "-d", str(did), "-plans_name", "nnUNetPlans",
-                                       "-c", base, "-np", "1"])
-        open(join(pre, ".dante_preprocessed"), "w").close()
 
     # -- pseudo-labels (a method's "pseudo_labels" block)
     def step_pseudo_labels(self, method: dict, seed: Optional[int]) -> None:
@@ -503,7 +492,6 @@ class Runner:
 
     def check_trainers(self, sweep: bool) -> None:
         """Every trainer name of the config resolves to a class nnUNetv2_train will find (before any work)."""
-        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
         names = [(f"methods {m['name']!r}", self.seeded(m["trainer"], seed)) for m in self.cfg["methods"]
                  for seed in self.seeds]
         names += [(f"methods {m['name']!r} teach.{role}", self.seeded(m["teach"][role], seed))
@@ -513,24 +501,16 @@ class Runner:
                 names += [(f"stage1 {s1['name']!r}", self.seeded(s1.get("trainer", ""), seed)) for seed in self.seeds]
         if sweep:
             names += [("sweep", p["trainer"]) for p in sweep_points(self.cfg.get("sweep") or {"trainer": ""})]
-        old = os.environ.get("nnUNet_extTrainer")
-        os.environ["nnUNet_extTrainer"] = self.env["nnUNet_extTrainer"]
-        try:
+        with trainer_lookup(self.env) as find:
             for where, name in names:
                 try:
-                    with contextlib.redirect_stdout(io.StringIO()):   # nnU-Net narrates its search
-                        recursive_find_trainer_class_by_name(name)
+                    find(name)
                 except RuntimeError:
                     raise BenchmarkConfigError(f"config {self.cfg['name']!r}, {where}: no trainer class {name!r} "
                                                f"(see 'Trainer names' in the README)") from None
                 except TrainerNameError as e:
                     raise BenchmarkConfigError(f"config {self.cfg['name']!r}, {where}: no trainer class {name!r}: "
                                                f"{e}") from None
-        finally:
-            if old is None:
-                os.environ.pop("nnUNet_extTrainer")
-            else:
-                os.environ["nnUNet_extTrainer"] = old
 
     # -- everything
     def run_all(self, sweep: bool = False, tsne: bool = False) -> dict:

@@ -8,19 +8,26 @@
   with the log's tail. Without a log the output is captured and returned (the tests read it).
 - ``add_configuration``: a configuration that inherits the preprocessed data of another one, with other
   widths or patch size (``dante_nnunet add-configuration``).
+- ``trainer_lookup``: nnU-Net's trainer lookup in this process, as ``nnUNetv2_train`` does it in an
+  environment (names checked before any work).
+- ``preprocess_with_plans_of``: a dataset preprocessed with another dataset's plans (fingerprint, plans
+  moved, preprocessing), so that networks trained on either have the same shapes.
 
 Used by the demo, the benchmark runner, the speed benchmark and the tests.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import join, load_json, save_json
@@ -116,6 +123,53 @@ def run_command(cmd: Sequence[Union[str, os.PathLike, int]], env: Mapping[str, s
     if echo:
         print(f"  done in {result.seconds:.1f} s", flush=True)
     return result
+
+
+@contextlib.contextmanager
+def trainer_lookup(env: Mapping[str, str]) -> Iterator[Callable[[str], type]]:
+    """Yields nnU-Net's ``recursive_find_trainer_class_by_name`` as ``nnUNetv2_train`` runs it in ``env``:
+    ``nnUNet_extTrainer`` is ``env``'s while open (restored after) and nnU-Net's narration of its search is
+    silenced. Errors are nnU-Net's (RuntimeError: no such class) or ``TrainerNameError`` (a bad token)."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    def find(name: str) -> type:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return recursive_find_trainer_class_by_name(name)
+
+    old = os.environ.get("nnUNet_extTrainer")
+    os.environ["nnUNet_extTrainer"] = env.get("nnUNet_extTrainer", "")
+    try:
+        yield find
+    finally:
+        if old is None:
+            os.environ.pop("nnUNet_extTrainer", None)
+        else:
+            os.environ["nnUNet_extTrainer"] = old
+
+
+PREPROCESSED_MARKER = ".dante_preprocessed"   # written into a preprocessed folder when its preprocessing finished
+
+
+def preprocess_with_plans_of(source_id: int, target_id: int, env: Mapping[str, str],
+                             run: Callable[[str, List[str]], None], configuration: str, key: str = "",
+                             plans: str = "nnUNetPlans") -> bool:
+    """Dataset ``target_id`` (in ``env``'s nnUNet_raw) preprocessed with dataset ``source_id``'s plans, its
+    added configurations included: ``nnUNetv2_extract_fingerprint``, ``nnUNetv2_move_plans_between_datasets``,
+    its raw dataset.json copied beside them (``nnUNetv2_preprocess`` reads it there: nnU-Net issue #2560),
+    ``nnUNetv2_preprocess -c configuration``; each command through ``run(key_step, cmd)``. Skipped (False)
+    when the marker of an earlier finished run is there; True when it ran."""
+    from dante_nnunet.data.rawdata import dataset_folders
+    raw = dataset_folders(env["nnUNet_raw"], target_id)[0]
+    pre = join(env["nnUNet_preprocessed"], os.path.basename(raw))
+    if os.path.isfile(join(pre, PREPROCESSED_MARKER)):
+        return False
+    t, s = str(target_id), str(source_id)
+    run(f"{key}_fingerprint", ["nnUNetv2_extract_fingerprint", "-d", t, "-np", "1"])
+    run(f"{key}_plans", ["nnUNetv2_move_plans_between_datasets", "-s", s, "-t", t, "-sp", plans, "-tp", plans])
+    shutil.copyfile(join(raw, "dataset.json"), join(pre, "dataset.json"))
+    run(f"{key}_preprocess", ["nnUNetv2_preprocess", "-d", t, "-plans_name", plans, "-c", configuration, "-np", "1"])
+    open(join(pre, PREPROCESSED_MARKER), "w").close()
+    return True
 
 
 # ------------------------------------------------------------------------------------------ plans

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import shlex
-import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -41,7 +40,7 @@ import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
 
 from dante_nnunet.jobs.evaluation import dice
-from dante_nnunet.jobs.nnunet_jobs import run_command
+from dante_nnunet.jobs.nnunet_jobs import preprocess_with_plans_of, run_command
 
 DECISION_FILE = "decision.json"
 
@@ -241,24 +240,14 @@ class Teach:
         return False
 
     def _check_trainers(self) -> None:
-        import contextlib
-        import io
-        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-        old = os.environ.get("nnUNet_extTrainer")
-        os.environ["nnUNet_extTrainer"] = self.env.get("nnUNet_extTrainer", "")
-        try:
+        from dante_nnunet.jobs.nnunet_jobs import trainer_lookup
+        with trainer_lookup(self.env) as find:
             for role in ("teacher", "plain", "student"):
                 name = getattr(self.s, role)
                 try:
-                    with contextlib.redirect_stdout(io.StringIO()):
-                        recursive_find_trainer_class_by_name(name)
+                    find(name)
                 except (RuntimeError, ValueError) as e:
                     raise TeachError(f"{role} trainer {name!r} is not a trainer nnUNetv2_train finds ({e})") from None
-        finally:
-            if old is None:
-                os.environ.pop("nnUNet_extTrainer", None)
-            else:
-                os.environ["nnUNet_extTrainer"] = old
 
     # -- steps
     def _run(self, key: str, cmd: List[str]) -> None:
@@ -324,20 +313,12 @@ class Teach:
             write_student_dataset(self.source, scans, labels, kept, self.splits, self.s.folds, self.env["nnUNet_raw"],
                                   name, settings=self.s.recorded())
             print(f"[teach] {self.prefix}student dataset: wrote {join(self.env['nnUNet_raw'], name)}", flush=True)
-        pre = self.preprocessed(name)
-        if isfile(join(pre, ".dante_preprocessed")):
+        if not preprocess_with_plans_of(self.s.source, self.s.student_id, self.env, self._run, self.s.configuration,
+                                        "student", self.s.plans):
             print(f"[teach] {self.prefix}student dataset: preprocessed, skipped", flush=True)
-            return
-        sid, src = str(self.s.student_id), str(self.s.source)
-        self._run("student_fingerprint", ["nnUNetv2_extract_fingerprint", "-d", sid, "-np", "1"])
-        self._run("student_plans", ["nnUNetv2_move_plans_between_datasets", "-s", src, "-t", sid,
-                                    "-sp", self.s.plans, "-tp", self.s.plans])
-        # nnUNetv2_preprocess reads dataset.json from nnUNet_preprocessed (nnU-Net issue #2560)
-        shutil.copyfile(join(self.env["nnUNet_raw"], name, "dataset.json"), join(pre, "dataset.json"))
-        save_json(student_splits(self.splits, self.s.folds, kept), join(pre, "splits_final.json"))
-        self._run("student_preprocess", ["nnUNetv2_preprocess", "-d", sid, "-plans_name", self.s.plans,
-                                         "-c", self.s.configuration, "-np", "1"])
-        open(join(pre, ".dante_preprocessed"), "w").close()
+        splits_file = join(self.preprocessed(name), "splits_final.json")
+        if not isfile(splits_file):
+            save_json(student_splits(self.splits, self.s.folds, kept), splits_file)
 
     def validation_dice(self, dataset_folder_name: str, trainer: str) -> Dict[str, Dict[str, float]]:
         """Dice per region of each fold's final-validation predictions against the labelled dataset's labels
