@@ -269,9 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--student", default="LowerBoundTrainer", help="the student's trainer family")
     s.add_argument("--keep-fraction", type=float, default=1.0,
                    help="per fold, keep this fraction of the scans, those the fold's teacher is surest of")
-    s.add_argument("--min-gain-se", type=float, default=2.0,
-                   help="the student is chosen only if its mean Dice gain over the regions exceeds this many "
-                        "standard errors (and no region is worse by more than one)")
+    s.add_argument("--min-gain-se", type=float, default=1.0,
+                   help="the student is chosen only if its mean cross-validated Dice gain over the regions exceeds "
+                        "this many standard errors (default 1: the one-standard-error rule) and no region is worse "
+                        "by more than one; a rerun with another value only decides again")
     s.add_argument("--disable_tta", action="store_true", help="the teacher predicts the scans without mirroring "
                                                               "(8x fewer network passes in 3D)")
     s.add_argument("-p", default="nnUNetPlans", help="plans identifier")

@@ -430,6 +430,10 @@ def _check_gated_run(out, results, said):
     assert gate["chosen"] == decision["chosen"] in ("student", "plain")
     assert decision["model"]["dataset"] == (710 if gate["chosen"] == "student" else 703)
     assert sorted(decision["per_case"]["plain"]) == sorted(cases[:2] + cases[4:])   # both folds' validation cases
+    # both candidates' fold 0 predicted the test cases; the row is the chosen one's
+    assert (out / "predictions" / "Gated_seed0_plain").is_dir() and (out / "predictions" / "Gated_seed0_student").is_dir()
+    assert all(gate["test"][gate["chosen"]][r]["dice"] == pytest.approx(v["dice"])
+        for r, v in results["methods"]["Gated"]["per_seed"]["0"].items())
     assert (work / "decision.md").read_text().count("\n| ") == 5
 
 

@@ -435,26 +435,43 @@ class Runner:
         trainer = self.seeded(method["trainer"], seed)
         block = method_stage1(method, stage1_blocks(self.cfg))
         extra = ["-pretrained_weights", self.stage1_checkpoint(seed, block)] if block is not None else None
-        gate = None
         if method.get("teach"):
-            gate = self.step_teach(method, seed, test)
-            did, trainer, fold = gate["model"]["dataset"], gate["model"]["trainer"], self.method_fold(method)
-        else:
-            did, fold = self.method_run(method, seed)
-            if method.get("pseudo_labels"):
-                self.step_pseudo_labels(method, seed)
-            self.train(f"train_{key}", trainer, extra, dataset_id=did, fold=fold)
+            return self.step_gated(method, test, seed, key)
+        did, fold = self.method_run(method, seed)
+        if method.get("pseudo_labels"):
+            self.step_pseudo_labels(method, seed)
+        self.train(f"train_{key}", trainer, extra, dataset_id=did, fold=fold)
+        return self.predict_and_evaluate(key, test, test[method.get("inputs", "limited")], did, trainer, fold)
+
+    def predict_and_evaluate(self, key: str, test: dict, inputs: str, did: int, trainer: str, fold: str) -> dict:
+        """predictions/KEY and metrics/KEY.json of one trained model on the test cases (each kept once made)."""
         pred = join(self.out, "predictions", key)
-        self.predict(f"predict_{key}", test[method.get("inputs", "limited")], pred, did, trainer, fold)
+        self.predict(f"predict_{key}", inputs, pred, did, trainer, fold)
         metrics_file = join(self.out, "metrics", f"{key}.json")
         if not isfile(metrics_file):
             from dante_nnunet.jobs.evaluation import evaluate_folders
             os.makedirs(join(self.out, "metrics"), exist_ok=True)
-            m = evaluate_folders(test["labels"], pred, load_json(join(self.raw_folder(), "dataset.json")))
-            if gate is not None:
-                m["gate"] = {k: gate[k] for k in ("chosen", "reason", "regions", "overall", "teacher", "model")}
-            save_json(m, metrics_file)
+            save_json(evaluate_folders(test["labels"], pred, load_json(join(self.raw_folder(), "dataset.json"))),
+                      metrics_file)
         return load_json(metrics_file)
+
+    def step_gated(self, method: dict, test: dict, seed: Optional[int], key: str) -> dict:
+        """A ``"teach"`` method's row: the recipe, then both candidates' fold ``method fold`` on the test cases
+        (KEY_plain, KEY_student), so that the gate's choice can be checked against the test set; the row is
+        the chosen candidate's, with the gate's numbers and both candidates' test means under ``gate``. The
+        row is rebuilt on every run: a rerun with another ``min_gain_se`` decides again."""
+        gate = self.step_teach(method, seed, test)
+        t, fold = method["teach"], self.method_fold(method)
+        student_id = pseudo_label_dataset_ids(self.cfg, method, block="teach")[seed]
+        candidates = {"plain": (self.dataset_id, self.seeded(t["plain"], seed)),
+                      "student": (student_id, self.seeded(method["trainer"], seed))}
+        rows = {role: self.predict_and_evaluate(f"{key}_{role}", test, test["limited"], did, trainer, fold)
+                for role, (did, trainer) in candidates.items()}
+        m = dict(rows[gate["chosen"]])
+        m["gate"] = {k: gate[k] for k in ("chosen", "reason", "regions", "overall", "teacher", "model")}
+        m["gate"]["test"] = {role: row["mean"] for role, row in rows.items()}
+        save_json(m, join(self.out, "metrics", f"{key}.json"))
+        return m
 
     def step_teach(self, method: dict, seed: Optional[int], test: Optional[dict] = None) -> dict:
         """A ``"teach"`` method (the gated privileged-teacher recipe, jobs/teach.py) for one seed: teacher, plain
@@ -472,7 +489,7 @@ class Runner:
             plain=self.seeded(t["plain"], seed), student=self.seeded(method["trainer"], seed),
             keep_fraction=float(t.get("keep_fraction", 1.0)), device=self.device,
             predict_args=[str(a) for a in self.cfg.get("predict_args", [])],
-            min_gain_se=float(t.get("min_gain_se", 2.0)),
+            min_gain_se=float(t.get("min_gain_se", 1.0)),
             test_dirs=[test["limited"]] if test and isdir(test["limited"]) else [])   # no scan may be a test case
         key = self.method_key(method) + self.seed_suffix(seed)
         job = Teach(settings, self.env, log_prefix=f"{key}: ")

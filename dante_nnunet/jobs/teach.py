@@ -47,7 +47,7 @@ DECISION_FILE = "decision.json"
 
 # ------------------------------------------------------------------------------------------ the decision
 def decide(plain: Mapping[str, Mapping[str, float]], student: Mapping[str, Mapping[str, float]],
-           fold_of: Mapping[str, int], regions: Sequence[str], min_gain_se: float = 2.0) -> dict:
+           fold_of: Mapping[str, int], regions: Sequence[str], min_gain_se: float = 1.0) -> dict:
     """Student or plain model, from Dice per validation case and region (``plain[case][region]``, the same
     cases in ``student``), pooled over folds (``fold_of[case]``).
 
@@ -56,7 +56,12 @@ def decide(plain: Mapping[str, Mapping[str, float]], student: Mapping[str, Mappi
     gains over the regions together beyond the noise of these cases, and (b) for every region r,
     mean(d[., r]) >= -SE(d[., r]): no region is worse by more than its own standard error. Otherwise, and
     with fewer than 2 cases, the plain model (the fallback). Returns the rule's numbers: per region the
-    mean, SE and the per-fold means and their SD; ``overall`` for D; ``chosen`` and ``reason``."""
+    mean, SE and the per-fold means and their SD; ``overall`` for D; ``chosen`` and ``reason``.
+
+    The default bar, one SE, is the one-standard-error rule of model selection (Hastie, Tibshirani &
+    Friedman, ESL 2nd ed., section 7.10; Breiman et al. 1984): the more complex candidate (here the student,
+    which needs a teacher and pseudo-labels) replaces the simpler one only when its cross-validated gain
+    exceeds one standard error of that gain."""
     cases = sorted(plain)
     if sorted(student) != cases:
         raise ValueError(f"the student was validated on {sorted(student)}, the plain model on {cases}")
@@ -137,12 +142,13 @@ class TeachSettings:
     device: str = "cuda"
     predict_args: List[str] = field(default_factory=list)
     test_dirs: List[str] = field(default_factory=list)   # more limited-only case folders no scan may repeat
-    min_gain_se: float = 2.0
+    min_gain_se: float = 1.0
 
     def recorded(self) -> dict:
-        """What a rerun must agree with (device and predict arguments may change)."""
+        """What a rerun must agree with (device, predict arguments and the gate's bar may change: a rerun with
+        another ``min_gain_se`` only decides again)."""
         d = asdict(self)
-        for k in ("device", "predict_args", "test_dirs"):
+        for k in ("device", "predict_args", "test_dirs", "min_gain_se"):
             d.pop(k)
         d["scans"] = os.path.abspath(d["scans"])
         return d
@@ -227,6 +233,7 @@ class Teach:
         record = join(self.work, "teach.json")
         if isfile(record):
             old = load_json(record)
+            old.pop("min_gain_se", None)   # written by runs before the bar could change on a resume
             if old != self.s.recorded():
                 diff = sorted(k for k in set(old) | set(self.s.recorded()) if old.get(k) != self.s.recorded().get(k))
                 raise TeachError(f"{record} records an earlier teach run with other settings ({', '.join(diff)}); "
@@ -382,7 +389,7 @@ class Teach:
                         f"-p {s.plans} -f {folds}")
         d["export"] = f"dante_nnunet export --decision {shlex.quote(join(self.work, DECISION_FILE))} -o EXPORT_ROOT"
         d["per_case"] = {"plain": plain, "student": student, "teacher": teacher, "fold": fold_of}
-        d["settings"] = s.recorded()
+        d["settings"] = {**s.recorded(), "min_gain_se": s.min_gain_se}
         d["seconds"] = self.seconds
         save_json(d, join(self.work, DECISION_FILE), sort_keys=False)
         table = decision_table(d, teacher_mean)
