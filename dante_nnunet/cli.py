@@ -113,7 +113,8 @@ def _teach(args) -> int:
     settings = TeachSettings(source=args.d, scans=args.scans, student_id=args.student_id, student_name=name,
                              configuration=args.c, folds=args.folds, teacher=args.teacher + tokens,
                              plain=args.plain + tokens, student=args.student + tokens,
-                             keep_fraction=args.keep_fraction, plans=args.p, device=args.device,
+                             keep_fraction=args.keep_fraction, real_share=args.real_share, plans=args.p,
+                             device=args.device,
                              predict_args=["--disable_tta"] if args.disable_tta else [],
                              min_gain_se=args.min_gain_se)
     Teach(settings, nnunet_environment()).run()
@@ -269,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--student", default="LowerBoundTrainer", help="the student's trainer family")
     s.add_argument("--keep-fraction", type=float, default=1.0,
                    help="per fold, keep this fraction of the scans, those the fold's teacher is surest of")
+    s.add_argument("--real-share", type=float, default=None,
+                   help="list each real training case several times in the student's split so that real labels "
+                        "make about this share of the cases nnU-Net draws (default: each case once)")
     s.add_argument("--min-gain-se", type=float, default=1.0,
                    help="the student is chosen only if its mean cross-validated Dice gain over the regions exceeds "
                         "this many standard errors (default 1: the one-standard-error rule) and no region is worse "

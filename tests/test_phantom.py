@@ -10,8 +10,8 @@ import SimpleITK as sitk
 
 from dante_nnunet.cli import main
 from dante_nnunet.config import ChannelSplit
-from dante_nnunet.data.phantom import (PATCHY_T2, STRENGTH_THRESHOLD, T2_CORE, T2_OFFSET_SD, TUMOUR_TYPES, TYPE_CUES,
-                                  UNLABELLED_FOLDER, brats_case, brats_reference_case, brats_transfer_case,
+from dante_nnunet.data.phantom import (PARTIAL_HIDDEN, PATCHY_T2, STRENGTH_THRESHOLD, T2_CORE, T2_OFFSET_SD, TUMOUR_TYPES, TYPE_CUES,
+                                  UNLABELLED_FOLDER, brats_case, brats_partial_case, brats_reference_case, brats_transfer_case,
                                   brats_types_case, ct_case, write_phantom)
 
 
@@ -35,6 +35,26 @@ def test_brats_phantom_cues():
     assert np.mean(gaps["T1ce"]) > 10                   # plainly visible with contrast
     assert 0.2 < np.mean(gaps["T2"]) < 1.0              # a weak, indirect cue only
     assert abs(np.mean(gaps["T1"])) < 0.2 and abs(np.mean(gaps["FLAIR"])) < 0.2
+
+
+def test_partial_phantom_hides_part_of_et_from_t1ce():
+    """Same labels and other channels as the BraTS-like case of the same stream; in T1ce, 30% of ET is at the
+    necrosis level, the rest plainly bright; so an ideal T1ce reader's ET Dice is 2 x 0.7 / 1.7 = 0.82."""
+    for i in range(3):
+        full, seg = brats_case(np.random.default_rng([7, i]), (32, 32, 32))
+        img, seg2 = brats_partial_case(np.random.default_rng([7, i]), (32, 32, 32))
+        assert np.array_equal(seg, seg2)
+        assert np.array_equal(np.delete(img, 1, axis=0), np.delete(full, 1, axis=0))   # T1, T2, FLAIR untouched
+        et, nec = seg == 3, seg == 2
+        changed = img[1] != full[1]
+        assert not (changed & ~et).any()
+        assert changed.sum() / et.sum() == pytest.approx(PARTIAL_HIDDEN, abs=0.01)
+        noise = 80.0
+        assert abs(img[1][changed].mean() - img[1][nec].mean()) / noise < 0.5         # hidden ET looks necrotic
+        assert (img[1][et & ~changed].mean() - img[1][nec].mean()) / noise > 10       # the rest enhances
+        reader = (seg >= 2) & (img[1] > (img[1][nec].mean() + img[1][et & ~changed].mean()) / 2)   # in the core
+        dice = 2 * (reader & et).sum() / (reader.sum() + et.sum())
+        assert 0.75 < dice < 0.86
 
 
 def test_transfer_phantom_cues():

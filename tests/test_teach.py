@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from dante_nnunet.cli import main
 from dante_nnunet.data.phantom import write_phantom
 from dante_nnunet.data.teach_dataset import (check_not_labelled_or_test, check_scans, keep_most_stable,
-                                             pseudo_case_name, stability, student_splits, teach_splits,
+                                             pseudo_case_name, real_repeats, stability, student_splits, teach_splits,
                                              write_student_dataset)
 from dante_nnunet.jobs.teach import agreement, decide, decision_table, read_decision
 
@@ -199,6 +199,31 @@ def test_student_dataset_gives_fold_k_only_its_teachers_labels(source, tmp_path)
         assert set(ss[k]["train"]) == set(splits[k]["train"]) | {f"pl{k}_{s}" for s in kept[k]}
         assert not set(ss[k]["val"]) & set(ss[k]["train"])
     assert ss[2] == {"train": sorted(splits[2]["train"]), "val": sorted(splits[2]["val"])}
+    # real_share 0.5: fold 0 lists each real training case r times, r = round(1 x n_pseudo / n_real)
+    r = real_repeats(len(splits[0]["train"]), len(names), 0.5)
+    half = student_splits(splits, [0, 1], kept, real_share=0.5)
+    assert half[0]["train"] == sorted(list(splits[0]["train"]) * r + [f"pl0_{s}" for s in names])
+    assert half[0]["val"] == ss[0]["val"] and half[2] == ss[2]
+
+
+def test_real_repeats_by_hand_and_nnunets_loader_draws_at_that_share():
+    assert real_repeats(4, 64, 0.5) == 16                   # 0.5 / 0.5 x 64 / 4
+    assert real_repeats(4, 64, 0.25) == 5                   # round(1/3 x 16) = round(5.33)
+    assert real_repeats(6, 2, 0.1) == 1                     # never below once
+    assert real_repeats(4, 64, None) == 1 and real_repeats(4, 0, 0.5) == 1
+    with pytest.raises(ValueError, match="share must be in"):
+        real_repeats(4, 64, 1.0)
+    # nnU-Net 2.8.1's own dataset and loader keep the repeats and draw uniformly over the list
+    from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+    split = student_splits([{"train": ["a", "b"], "val": ["c"]}], [0], {0: ["x", "y", "z", "w"]}, real_share=0.5)
+    assert split[0]["train"] == ["a", "a", "b", "b", "pl0_w", "pl0_x", "pl0_y", "pl0_z"]
+    loader = nnUNetDataLoader(nnUNetDatasetBlosc2("unused", list(split[0]["train"])), 2, (8, 8, 8), (8, 8, 8),
+                              LabelManager({"background": 0, "x": 1}, None))
+    np.random.seed(0)
+    draws = np.concatenate([loader.get_indices() for _ in range(4000)])
+    assert np.mean([not d.startswith("pl") for d in draws]) == pytest.approx(0.5, abs=0.02)
 
 
 def test_cli_refuses_bad_input_before_any_work(source, tmp_path, monkeypatch, capsys):

@@ -172,7 +172,7 @@ def _claim_student_ids(cfg: dict, where: str, i: int, m: dict, block: str, used:
 
 def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str]) -> None:
     """``"teach": {"teacher": TRAINER, "plain": TRAINER, "images": FOLDER, "dataset": {"id", "name"},
-    "folds": [k, ...], "keep_fraction": f, "min_gain_se": x}`` (the gated recipe, jobs/teach.py; the method's
+    "folds": [k, ...], "keep_fraction": f, "real_share": s, "min_gain_se": x}`` (the gated recipe, jobs/teach.py; the method's
     ``trainer`` is the student's): the folds include the method's fold (its test row), the ids are free."""
     t = m["teach"]
     where = f"{path}: methods[{i}] {m['name']!r} teach"
@@ -192,6 +192,8 @@ def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str]) ->
         raise BenchmarkConfigError(f"{where}.dataset.name must be letters and digits, got {t['dataset'].get('name')!r}")
     if not 0 < float(t.get("keep_fraction", 1.0)) <= 1:
         raise BenchmarkConfigError(f"{where}.keep_fraction must be in (0, 1], got {t.get('keep_fraction')!r}")
+    if t.get("real_share") is not None and not 0 < float(t["real_share"]) < 1:
+        raise BenchmarkConfigError(f"{where}.real_share must be in (0, 1), got {t['real_share']!r}")
     _claim_student_ids(cfg, where, i, m, "teach", used)
 
 

@@ -488,6 +488,7 @@ class Runner:
             folds=[int(k) for k in t["folds"]], teacher=self.seeded(t["teacher"], seed),
             plain=self.seeded(t["plain"], seed), student=self.seeded(method["trainer"], seed),
             keep_fraction=float(t.get("keep_fraction", 1.0)), device=self.device,
+            real_share=None if t.get("real_share") is None else float(t["real_share"]),
             predict_args=[str(a) for a in self.cfg.get("predict_args", [])],
             min_gain_se=float(t.get("min_gain_se", 1.0)),
             test_dirs=[test["limited"]] if test and isdir(test["limited"]) else [])   # no scan may be a test case

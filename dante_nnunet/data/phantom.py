@@ -16,6 +16,10 @@ the core around necrosis, so geometry shows ET and the limited channels read it 
 Easy: the data of the demo and the end-to-end tests, which show that the pipeline works, not what
 DANTE gains.
 
+**Partial** (``kind="partial"``): the BraTS-like case whose T1ce shows only 70% of the enhancing tumour
+(the rest at the necrosis level), so that the all-channel model is a good but imperfect teacher (ET Dice
+at most about 0.82, as BraTS's all-channel upper bound is 82.9 in the paper).
+
 **Transfer** (``kind="transfer"``): the BraTS-like anatomy with something to transfer. A smooth
 enhancement strength s (unit SD) runs through each case; ET is the core where s > 0.5 (about 30% of it).
 
@@ -137,6 +141,26 @@ def brats_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
     thr = np.quantile(field[core], 1 - ET_FRACTION) if core.any() else np.inf
     seg = _tumour_labels(core, tumour, field > thr)
     return _render(rng, brain, _tissue_maps(seg)), seg
+
+
+# kind "partial": T1ce shows only part of the enhancing tumour
+PARTIAL_HIDDEN = 0.3   # the share of ET voxels at the necrosis level in T1ce
+
+
+def brats_partial_case(rng: np.random.Generator, shape=(40, 40, 40)) -> Case:
+    """The BraTS-like case of the same stream (same anatomy, labels and noise) whose T1ce shows only part of
+    the enhancing tumour: blobs of a further smooth field pick ``PARTIAL_HIDDEN`` of the ET voxels, and
+    their T1ce is the necrosis level (0.40 instead of 1.6; the noise unchanged). The other channels, T2's
+    weak ET cue included, are untouched. A model that reads ET off T1ce misses those voxels: its ET Dice
+    is at most about 2 (1 - h) / (2 - h) = 0.82 for h = 0.3, a good but imperfect privileged teacher."""
+    img, seg = brats_case(rng, shape)
+    et = seg == 3
+    if et.any():
+        field = _smooth_field(rng, shape, 1.5)
+        hidden = et & (field > np.quantile(field[et], 1 - PARTIAL_HIDDEN))
+        t1ce = BRATS_CHANNELS.index("T1ce")
+        img[t1ce][hidden] += (_TISSUE["T1ce"][1] - _TISSUE["T1ce"][2]) * 1000
+    return img, seg
 
 
 def brats_rim_case(rng: np.random.Generator, shape=(32, 32, 32)) -> Case:
@@ -306,6 +330,7 @@ _BRATS_SPEC = {"channels": BRATS_CHANNELS, "privileged": ["T1ce"], "spacing": (1
 KINDS: Dict[str, dict] = {
     "brats": {**_BRATS_SPEC, "case": brats_case, "name": "BraTSPhantom"},
     "rim": {**_BRATS_SPEC, "case": brats_rim_case, "name": "BraTSRimPhantom"},
+    "partial": {**_BRATS_SPEC, "case": brats_partial_case, "name": "BraTSPartialPhantom"},
     "transfer": {**_BRATS_SPEC, "case": brats_transfer_case, "name": "BraTSTransferPhantom"},
     "reference": {**_BRATS_SPEC, "case": brats_reference_case, "name": "BraTSReferencePhantom"},
     "types": {**_BRATS_SPEC, "case": brats_types_case, "name": "BraTSTypesPhantom",

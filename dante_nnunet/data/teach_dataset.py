@@ -188,12 +188,30 @@ def keep_most_stable(scores: Mapping[str, float], keep_fraction: float) -> List[
 
 
 # ------------------------------------------------------------------------------------------ student dataset
-def student_splits(splits: Sequence[dict], folds: Sequence[int], kept: Mapping[int, Sequence[str]]) -> List[dict]:
-    """splits_final.json of the student dataset: fold k (one of ``folds``) = fold k's training cases + its
-    kept scans' ``pl<k>_`` copies, fold k's validation cases; other folds as in ``splits`` (no scans)."""
+def real_repeats(n_real: int, n_pseudo: int, real_share: Optional[float]) -> int:
+    """How many times each real case is listed in a student fold's training split, so that real cases make
+    about ``real_share`` of the cases nnU-Net's data loader draws (it draws uniformly from the split's list,
+    repeats included): r = max(1, round(share / (1 - share) x n_pseudo / n_real)). ``None``: 1, each case
+    once (the real share is then n_real / (n_real + n_pseudo))."""
+    if real_share is None or n_pseudo == 0 or n_real == 0:
+        return 1
+    if not 0.0 < real_share < 1.0:
+        raise ValueError(f"the real cases' share must be in (0, 1), got {real_share}")
+    return max(1, int(round(real_share / (1.0 - real_share) * n_pseudo / n_real)))
+
+
+def student_splits(splits: Sequence[dict], folds: Sequence[int], kept: Mapping[int, Sequence[str]],
+                   real_share: Optional[float] = None) -> List[dict]:
+    """splits_final.json of the student dataset: fold k (one of ``folds``) = fold k's training cases (each
+    listed ``real_repeats`` times) + its kept scans' ``pl<k>_`` copies, fold k's validation cases; other
+    folds as in ``splits`` (no scans)."""
     out = []
     for k, s in enumerate(splits):
-        train = list(s["train"]) + ([pseudo_case_name(k, c) for c in kept[k]] if k in folds else [])
+        if k in folds:
+            r = real_repeats(len(s["train"]), len(kept[k]), real_share)
+            train = list(s["train"]) * r + [pseudo_case_name(k, c) for c in kept[k]]
+        else:
+            train = list(s["train"])
         out.append({"train": sorted(train), "val": sorted(s["val"])})
     return out
 

@@ -18,6 +18,8 @@ commands, each printed before it runs and skipped on a rerun when its output is 
    plans (fingerprint, ``nnUNetv2_move_plans_between_datasets``, ``nnUNetv2_preprocess``); its
    ``splits_final.json`` trains fold k's student on fold k's training cases + its scans and validates on
    fold k's validation cases: the same real cases as the plain model, never a pseudo-labelled one.
+   ``real_share`` lists each real training case several times there (``real_repeats``), so that real
+   labels make about that share of the cases nnU-Net's loader draws.
 5. **student** (default ``LowerBoundTrainer``) trained on each fold of the student dataset.
 6. **the decision** (``decide``): student or plain model, from the paired per-case Dice of both on the
    validation cases of every fold; ``decision.json`` names the chosen model (dataset, trainer,
@@ -138,6 +140,7 @@ class TeachSettings:
     plain: str = "LowerBoundTrainer"
     student: str = "LowerBoundTrainer"
     keep_fraction: float = 1.0
+    real_share: Optional[float] = None   # the real cases' share of the student's draws (None: each case once)
     plans: str = "nnUNetPlans"
     device: str = "cuda"
     predict_args: List[str] = field(default_factory=list)
@@ -219,6 +222,8 @@ class Teach:
             raise TeachError(f"scan folder {s.scans} does not exist")
         if not 0 < s.keep_fraction <= 1:
             raise TeachError(f"keep fraction must be in (0, 1], got {s.keep_fraction}")
+        if s.real_share is not None and not 0 < s.real_share < 1:
+            raise TeachError(f"the real cases' share must be in (0, 1), got {s.real_share}")
         resuming = self._check_student_id()
         scans = check_scans(s.scans, source)
         if not resuming:   # reads every scan and case whole: once, before the first run's work
@@ -325,7 +330,7 @@ class Teach:
             print(f"[teach] {self.prefix}student dataset: preprocessed, skipped", flush=True)
         splits_file = join(self.preprocessed(name), "splits_final.json")
         if not isfile(splits_file):
-            save_json(student_splits(self.splits, self.s.folds, kept), splits_file)
+            save_json(student_splits(self.splits, self.s.folds, kept, self.s.real_share), splits_file)
 
     def validation_dice(self, dataset_folder_name: str, trainer: str) -> Dict[str, Dict[str, float]]:
         """Dice per region of each fold's final-validation predictions against the labelled dataset's labels
