@@ -15,7 +15,7 @@ from dante_nnunet.data.phantom import write_phantom
 from dante_nnunet.data.teach_dataset import (check_not_labelled_or_test, check_scans, keep_most_stable,
                                              pseudo_case_name, real_repeats, stability, student_splits, teach_splits,
                                              write_student_dataset)
-from dante_nnunet.jobs.teach import agreement, decide, decision_table, read_decision
+from dante_nnunet.jobs.teach import Teach, TeachError, TeachSettings, agreement, decide, decision_table, read_decision
 
 REGIONS = ["WT", "TC", "ET"]
 
@@ -260,3 +260,21 @@ def test_read_decision_refuses_other_files(tmp_path):
     f.write_text("{}")
     with pytest.raises(ValueError, match="is not a decision file"):
         read_decision(str(f))
+
+
+def test_resume_accepts_another_bar_and_older_records_but_not_other_settings(tmp_path):
+    env = {k: str(tmp_path / k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    settings = TeachSettings(source=741, scans=str(tmp_path / "scans"), student_id=745, student_name="S",
+                             min_gain_se=1.0)
+    job = Teach(settings, env)
+    os.makedirs(job.work)
+    old = settings.recorded()
+    old.pop("real_share")                          # a record written before real_share existed
+    old["min_gain_se"] = 2.0                       # and with another bar: the rerun only decides again
+    with open(os.path.join(job.work, "teach.json"), "w") as fh:
+        json.dump(old, fh)
+    assert job._check_student_id() is True
+    with open(os.path.join(job.work, "teach.json"), "w") as fh:
+        json.dump({**old, "keep_fraction": 0.5}, fh)
+    with pytest.raises(TeachError, match=r"other settings \(keep_fraction\)"):
+        job._check_student_id()

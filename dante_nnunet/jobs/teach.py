@@ -239,8 +239,10 @@ class Teach:
         if isfile(record):
             old = load_json(record)
             old.pop("min_gain_se", None)   # written by runs before the bar could change on a resume
-            if old != self.s.recorded():
-                diff = sorted(k for k in set(old) | set(self.s.recorded()) if old.get(k) != self.s.recorded().get(k))
+            new = self.s.recorded()
+            # a setting an older record lacks was added later with the default None (the old behaviour)
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            if diff:
                 raise TeachError(f"{record} records an earlier teach run with other settings ({', '.join(diff)}); "
                                  f"use another student dataset id, or the same settings to resume")
             return True
