@@ -104,6 +104,38 @@ def _pseudo_label_dataset(args) -> int:
     return 0
 
 
+def _add_scans(args) -> int:
+    from batchgenerators.utilities.file_and_folder_operations import isfile, join
+    from dante_nnunet.data.check_dataset import dataset_folder
+    import shutil
+    from dante_nnunet.data.rawdata import check_new_dataset, resolve_raw_root, sibling_roots
+    from dante_nnunet.data.unlabelled_cases import write_dataset_with_scans
+    from dante_nnunet.jobs.nnunet_jobs import nnunet_environment, preprocess_with_plans_of, run_command
+    source = dataset_folder(str(args.d))
+    env = nnunet_environment()
+    src_id = int(os.path.basename(source)[7:10])
+    src_pre = join(env["nnUNet_preprocessed"], os.path.basename(source))
+    if args.c is not None and not isfile(join(src_pre, f"{args.p}.json")):
+        raise FileNotFoundError(f"-c {args.c}: plan and preprocess dataset {src_id} first ({src_pre}/{args.p}.json "
+                                f"does not exist)")
+    name = args.n or os.path.basename(source).split("_", 1)[1][:40] + "Scans"
+    raw_root = resolve_raw_root(None)
+    folder_name = check_new_dataset(raw_root, args.o, name, sibling_roots(None))
+    folder = write_dataset_with_scans(source, args.scans, raw_root, folder_name)
+    print(f"wrote {folder}: the labelled cases of {os.path.basename(source)} and the scans of {args.scans} as "
+          f"unlabelled cases (ignore label; dante.unlabelled_cases)")
+    if args.c is None:
+        print(f"next: preprocess it with dataset {src_id}'s plans (dante_nnunet add-scans ... -c CONFIGURATION does "
+              f"it), then nnUNetv2_train {args.o} CONFIGURATION FOLD -tr DANTETrainer_teach")
+        return 0
+    preprocess_with_plans_of(src_id, args.o, env, lambda key, cmd: run_command(cmd, env), args.c, "scans", args.p)
+    if isfile(join(src_pre, "splits_final.json")):   # the same folds as the labelled dataset's models
+        shutil.copyfile(join(src_pre, "splits_final.json"),
+                        join(env["nnUNet_preprocessed"], folder_name, "splits_final.json"))
+    print(f"then: nnUNetv2_train {args.o} {args.c} FOLD -tr DANTETrainer_teach")
+    return 0
+
+
 def _teach(args) -> int:
     from dante_nnunet.jobs.nnunet_jobs import nnunet_environment
     from dante_nnunet.jobs.teach import Teach, TeachSettings
@@ -316,6 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep only this fold's labelled cases (splits_final.json of -s) and write the new dataset's "
                         "splits_final.json: fold 0 = its training cases + the scans, the same validation cases")
     s.set_defaults(func=_pseudo_label_dataset)
+
+    s = sub.add_parser("add-scans", help="a new dataset: a labelled dataset's cases plus a folder of unlabelled "
+                                         "scans (every channel) as cases whose label is nnU-Net's ignore label, "
+                                         "listed in dante.unlabelled_cases (for DANTETrainer_teach)")
+    s.add_argument("-d", required=True, help="the labelled dataset (name or id)")
+    s.add_argument("--scans", required=True, help="folder of the scans, every channel, named <scan>_XXXX<ending>")
+    s.add_argument("-o", type=int, required=True, help="the new dataset's id")
+    s.add_argument("-n", default=None, help="the new dataset's name (default: the labelled one's + Scans)")
+    s.add_argument("-c", default=None, help="also preprocess it with the labelled dataset's plans for this "
+                                            "configuration and copy its splits_final.json")
+    s.add_argument("-p", default="nnUNetPlans", help="plans identifier")
+    s.set_defaults(func=_add_scans)
 
     s = sub.add_parser("check-dataset", help="read every image and label of an nnU-Net raw dataset whole and report "
                                              "each truncated, unreadable or non-finite file, mixed grids within a "

@@ -113,6 +113,22 @@ class ChannelSplit:
         return cls.from_names(names, block["privileged_channels"], source)
 
 
+def _case_list(dataset_json: Mapping, key: str, source: str) -> Tuple[str, ...]:
+    """``"dante": {key: [case, ...]}`` checked for format (non-empty strings, none twice); () when absent."""
+    block = dataset_json.get("dante")
+    if not isinstance(block, Mapping) or key not in block:
+        return ()
+    listed = block[key]
+    if not isinstance(listed, Sequence) or isinstance(listed, str) \
+            or not all(isinstance(c, str) and c for c in listed):
+        raise DanteConfigError(f'{source}: "dante" -> "{key}" must be a list of case identifiers '
+                               f'(e.g. "BraTS_0012"), got {listed!r}')
+    repeated = sorted({c for c in listed if list(listed).count(c) > 1})
+    if repeated:
+        raise DanteConfigError(f'{source}: "dante" -> "{key}" lists {repeated} more than once')
+    return tuple(listed)
+
+
 def cases_without_privileged(dataset_json: Mapping, source: str = "dataset.json") -> Tuple[str, ...]:
     """The training cases that have no privileged scan, from ``"dante": {"cases_without_privileged": [...]}``
     (case identifiers, as in imagesTr without the ``_XXXX`` suffix). Empty when the key is absent.
@@ -121,18 +137,19 @@ def cases_without_privileged(dataset_json: Mapping, source: str = "dataset.json"
     constant placeholder, e.g. zeros. Only the format is checked here; ``check_cases_without_privileged``
     checks the list against the dataset's cases.
     """
-    block = dataset_json.get("dante")
-    if not isinstance(block, Mapping) or "cases_without_privileged" not in block:
-        return ()
-    listed = block["cases_without_privileged"]
-    if not isinstance(listed, Sequence) or isinstance(listed, str) \
-            or not all(isinstance(c, str) and c for c in listed):
-        raise DanteConfigError(f'{source}: "dante" -> "cases_without_privileged" must be a list of case identifiers '
-                               f'(e.g. "BraTS_0012"), got {listed!r}')
-    repeated = sorted({c for c in listed if list(listed).count(c) > 1})
-    if repeated:
-        raise DanteConfigError(f'{source}: "dante" -> "cases_without_privileged" lists {repeated} more than once')
-    return tuple(listed)
+    return _case_list(dataset_json, "cases_without_privileged", source)
+
+
+def unlabelled_cases(dataset_json: Mapping, source: str = "dataset.json") -> Tuple[str, ...]:
+    """The training cases without a label, from ``"dante": {"unlabelled_cases": [...]}``: every channel, and a
+    label file that is nnU-Net's ignore label everywhere (``dante_nnunet add-scans``). They are never
+    validated on; only a trainer that learns from unlabelled cases trains on them. Refuses the list when the
+    dataset.json has no ``"ignore"`` label."""
+    listed = _case_list(dataset_json, "unlabelled_cases", source)
+    if listed and "ignore" not in dataset_json.get("labels", {}):
+        raise DanteConfigError(f'{source}: "dante" -> "unlabelled_cases" needs nnU-Net\'s ignore label in "labels" '
+                               f'(their label files are it everywhere)')
+    return listed
 
 
 def check_cases_without_privileged(listed: Sequence[str], cases: Sequence[str], source: str = "dataset.json") -> None:

@@ -114,6 +114,10 @@ NAMED_TOKENS: Dict[str, Token] = {t.name: t for t in (
           {"cross_modal": False, "limited_only": True, "privileged_synthesis": True, "mask_ratio": 0.0},
           families=(PRETRAIN,)),
     # --- cases
+    Token("teach", "learns from the dataset's unlabelled cases (\"dante\" -> \"unlabelled_cases\"): from 20% of "
+          "training on, the limited pathway's target on them is the full pathway's prediction where it is sure "
+          "(confidence >= 0.9, else ignored); labelled cases are half of the draws",
+          {"trains_on_unlabelled": True, "teach_unlabelled": True}, families=(DANTE,)),
     Token("completeOnly", "trains and validates on the cases with the privileged scan only",
           {"complete_cases_only": True}, families=(DANTE, LOWER)),
 )}

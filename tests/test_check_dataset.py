@@ -57,3 +57,31 @@ def test_check_dataset_names_every_fault(tmp_path, capsys):
     assert len(problems) == 7, text
     assert main(["check-dataset", "-d", folder]) == 1
     assert "7 problem(s)" in capsys.readouterr().err
+
+
+def test_check_dataset_knows_unlabelled_cases(tmp_path):
+    """A case listed in dante.unlabelled_cases must have the ignore label everywhere; the list must name
+    cases imagesTr has, and needs the ignore label in dataset.json."""
+    folder = write_phantom("rim", 612, "Unl", num_train=4, num_test=1, seed=1, shape=(16, 16, 16),
+                           raw_root=str(tmp_path))
+    dj_file = os.path.join(folder, "dataset.json")
+    dj = json.load(open(dj_file))
+    case = "Unl_000"
+    lab = os.path.join(folder, "labelsTr", f"{case}.nii.gz")
+    dj["dante"]["unlabelled_cases"] = [case]
+    json.dump(dj, open(dj_file, "w"))
+    assert any("needs nnU-Net's ignore label" in p for p in check_raw_dataset(folder))
+    dj["labels"]["ignore"] = 4
+    dj["dante"]["unlabelled_cases"] = [case, "Unl_999"]
+    json.dump(dj, open(dj_file, "w"))
+    problems = check_raw_dataset(folder)
+    assert f"case '{case}' is listed in \"unlabelled_cases\", but {lab} is not the ignore label (4) everywhere" \
+        in problems
+    assert any("\"unlabelled_cases\" names cases imagesTr lacks: ['Unl_999']" in p for p in problems)
+    seg = sitk.GetArrayFromImage(sitk.ReadImage(lab))
+    out = sitk.GetImageFromArray(seg * 0 + 4)
+    out.CopyInformation(sitk.ReadImage(lab))
+    sitk.WriteImage(out, lab)
+    dj["dante"]["unlabelled_cases"] = [case]
+    json.dump(dj, open(dj_file, "w"))
+    assert check_raw_dataset(folder) == []

@@ -18,7 +18,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from dante_nnunet.config import ChannelSplit, DanteConfigError, cases_without_privileged, non_constant_channels
+from dante_nnunet.config import (ChannelSplit, DanteConfigError, cases_without_privileged, non_constant_channels,
+                                 unlabelled_cases)
 
 from dante_nnunet.data.rawdata import label_values_from_dataset_json, check_image, size_and_spacing
 
@@ -64,6 +65,12 @@ def check_raw_dataset(folder: str, progress=None) -> List[str]:
     except DanteConfigError as e:
         problems.append(str(e))
         split, listed = None, set()
+    try:
+        unlabelled = set(unlabelled_cases(dj, dj_path))
+    except DanteConfigError as e:
+        problems.append(str(e))
+        unlabelled = set()
+    ignore = dj.get("labels", {}).get("ignore")
     n = len(dj.get("channel_names", {}))
     allowed = set(label_values_from_dataset_json(dj)) if "labels" in dj else None
     for images, labels in (("imagesTr", "labelsTr"), ("imagesTs", None)):
@@ -105,6 +112,9 @@ def check_raw_dataset(folder: str, progress=None) -> List[str]:
                 if bad:
                     problems.append(f"case {case!r}: {label} holds values {bad[:8]} that dataset.json's labels do "
                                     f"not define (defined: {sorted(allowed)})")
+                if case in unlabelled and not (arrays[label] == ignore).all():
+                    problems.append(f"case {case!r} is listed in \"unlabelled_cases\", but {label} is not the ignore "
+                                    f"label ({ignore}) everywhere")
             if split is not None and images == "imagesTr" and all(c in channels for c in split.privileged_indices):
                 stack = {c: arrays.get(channels[c]) for c in split.privileged_indices}
                 if all(a is not None for a in stack.values()):
@@ -122,6 +132,9 @@ def check_raw_dataset(folder: str, progress=None) -> List[str]:
             unknown = sorted(listed - set(cases))
             if unknown:
                 problems.append(f"{dj_path}: \"cases_without_privileged\" names cases imagesTr lacks: {unknown[:6]}")
+            unknown = sorted(unlabelled - set(cases))
+            if unknown:
+                problems.append(f"{dj_path}: \"unlabelled_cases\" names cases imagesTr lacks: {unknown[:6]}")
     return problems
 
 

@@ -81,8 +81,11 @@ class DANTELoss(nn.Module):
         self.club_samples = club_samples
         self.last_terms: Dict[str, torch.Tensor] = {}
 
-    def forward(self, output: DualPathwayOutput, target, has_privileged: HasPrivileged = None) -> torch.Tensor:
-        seg_l = self.task_loss(output.seg_limited, target)
+    def forward(self, output: DualPathwayOutput, target, has_privileged: HasPrivileged = None,
+                limited_target=None) -> torch.Tensor:
+        """``limited_target`` (optional): the limited pathway's own target, e.g. the full pathway's predictions
+        on unlabelled cases (losses/self_teaching.py ``mixed_target``); every other term reads ``target``."""
+        seg_l = self.task_loss(output.seg_limited, target if limited_target is None else limited_target)
         nan = torch.full((), float("nan"), device=seg_l.device)
         seg_f = pib = align = syn = club = club_q = nan
         part = privileged_part(output, target, has_privileged)

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from nnunetv2.paths import nnUNet_preprocessed
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from dante_nnunet.config import ChannelSplit, DanteConfigError, cases_without_privileged
+from dante_nnunet.config import ChannelSplit, DanteConfigError, cases_without_privileged, unlabelled_cases
 from dante_nnunet.deploy.channel_profile import reference_profiles
 from dante_nnunet.deploy.channel_profile import save_channel_profile
 from dante_nnunet.deploy.deployment import save_deployment_files
@@ -48,6 +48,12 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
     # True: cases listed in "dante" -> "cases_without_privileged" are left out of training and validation
     # (methods that need the privileged channel of every case they see: the upper bound, a teacher)
     complete_cases_only = False
+    # True: cases listed in "dante" -> "unlabelled_cases" (label = nnU-Net's ignore label everywhere) are in
+    # every fold's training cases (a trainer that learns from them); False: left out of training. Never
+    # validated on, either way.
+    trains_on_unlabelled = False
+    labelled_share = 0.5              # with trains_on_unlabelled: labelled cases listed so that they are about
+                                      # this share of the cases drawn (None: each case once)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -65,6 +71,7 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
                                    f"and copy it over this one (the block does not change preprocessing, so "
                                    f"nothing needs to be preprocessed again)") from None
         self.cases_without_privileged = frozenset(cases_without_privileged(dataset_json, source))
+        self.unlabelled_cases = frozenset(unlabelled_cases(dataset_json, source))
         check_privileged_cases(plans, configuration, self.channel_split, self.cases_without_privileged, source)
         super().__init__(plans, configuration, fold, dataset_json, device)
         install_pretrained_weights_hook()   # -pretrained_weights: Stage-1 encoders, and recorded for Stage 1
@@ -92,11 +99,30 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
         return np.array([str(k) not in self.cases_without_privileged for k in batch.get('keys', [])], dtype=bool)
 
     def do_split(self):
-        """nnU-Net's split; with ``complete_cases_only`` without the cases listed in "cases_without_privileged"."""
+        """nnU-Net's split; the unlabelled cases out of validation (in training with ``trains_on_unlabelled``,
+        else out of it too); with ``complete_cases_only`` without the cases listed in
+        "cases_without_privileged"."""
         tr_keys, val_keys = super().do_split()
+        if self.unlabelled_cases:
+            tr_keys, val_keys = self._unlabelled_split(tr_keys, val_keys)
         if self.complete_cases_only:
             tr_keys, val_keys = self._complete_cases(tr_keys, val_keys, training=True)
         return tr_keys, val_keys
+
+    def _unlabelled_split(self, tr_keys: List[str], val_keys: List[str]):
+        """Every fold: no unlabelled case is validated on; with ``trains_on_unlabelled`` all of them (also those
+        nnU-Net's split put into another fold's validation) train, otherwise none."""
+        from dante_nnunet.data.teach_dataset import real_repeats
+        unl = self.unlabelled_cases
+        val = [k for k in val_keys if k not in unl]
+        tr = [k for k in tr_keys if k not in unl]
+        if not val or not tr:
+            raise DanteConfigError(f"fold {self.fold}: no labelled {'validation' if not val else 'training'} case is "
+                                   f"left once the unlabelled cases are set apart; use another fold or split")
+        if self.trains_on_unlabelled:
+            # nnU-Net's loader draws uniformly from this list, repeats included: labelled cases listed r times
+            tr = sorted(tr * real_repeats(len(tr), len(unl), self.labelled_share) + list(unl))
+        return tr, val
 
     def _complete_cases(self, tr_keys: List[str], val_keys: List[str], training: bool):
         """The split without the cases lacking the privileged scan (their training cases too if ``training``);

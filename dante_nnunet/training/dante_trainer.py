@@ -37,9 +37,11 @@ from dante_nnunet.training.diagnostics import FEATURE_STATS, diagnostic_warnings
 from dante_nnunet.guards import read_checkpoint
 from dante_nnunet.losses import DANTELoss, build_alignment, build_pib
 from dante_nnunet.losses.dante_loss import LOSS_TERMS, privileged_part
+from dante_nnunet.losses.self_teaching import mixed_target, teaching_statistics
 from dante_nnunet.networks.builder import build_dual_pathway_network, deployed_state_dict
 from dante_nnunet.networks.cross_modal_mae import TRANSFERRED_PARTS
 from dante_nnunet.networks.dual_pathway import DualPathwayNet, FullPathway, LimitedPathway
+from dante_nnunet.config import DanteConfigError
 from dante_nnunet.training.base import LimitedDeploymentTrainer
 from dante_nnunet.training.progress import DANTELocalLogger
 
@@ -73,11 +75,27 @@ class DANTETrainer(LimitedDeploymentTrainer):
     requires_pretrained_weights = False  # True: refuse to train without -pretrained_weights (Stage-1 runs)
     _validating_teacher = False          # set while perform_actual_validation scores the full pathway
     activation_checkpointing = False  # recompute activations in backward: less memory, ~1 more forward of time
+    teach_unlabelled = False          # True (token teach): on the unlabelled cases the limited pathway learns
+                                      # from the full pathway's sure predictions (losses/self_teaching.py)
+    teach_threshold = 0.9             # a voxel is taught where the full pathway's confidence is at least this
+    teach_start_fraction = 0.2        # ... from this fraction of training on (the full pathway learns first)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.logger.local_logger = DANTELocalLogger()
+        if self.teach_unlabelled:
+            if not self.unlabelled_cases:
+                raise DanteConfigError(f"{type(self).__name__} learns from unlabelled cases, but the dataset.json "
+                                       f"lists none (\"dante\" -> \"unlabelled_cases\"; dante_nnunet add-scans "
+                                       f"writes a dataset with them)")
+            names = [k for k in dataset_json["labels"] if k not in ("background", "ignore")]   # nnU-Net's order
+            self.logger.local_logger.enable_teaching(names)
+            self.print_to_log_file(f"DANTE teach: {len(self.unlabelled_cases)} unlabelled cases in every fold's "
+                                   f"training (labelled cases about {self.labelled_share:.0%} of the draws); from "
+                                   f"epoch {self.teach_start_epoch} the limited pathway's target on them is the full "
+                                   f"pathway's prediction where its confidence is >= {self.teach_threshold}",
+                                   also_print_to_console=True)
         s = self.channel_split
         self.print_to_log_file(f"DANTE: limited channels {list(s.limited_names)} (deployed), privileged "
                                f"{list(s.privileged_names)} (training only); {self.regularizer_description()} "
@@ -171,24 +189,63 @@ class DANTETrainer(LimitedDeploymentTrainer):
             self.print_to_log_file(f"DANTE: transferred encoders E_L, E_A, E_P {'frozen' if frozen else 'trainable'} "
                                    f"from epoch {self.current_epoch}")
 
+    @property
+    def teach_start_epoch(self) -> int:
+        return int(round(self.teach_start_fraction * self.num_epochs))
+
+    def _taught_cases(self, batch: dict):
+        """One bool per case of the batch (device tensor): an unlabelled case the full pathway teaches; None
+        when this trainer does not teach or the batch has none."""
+        if not (self.teach_unlabelled and self.unlabelled_cases):
+            return None
+        unl = [str(k) in self.unlabelled_cases for k in batch.get('keys', [])]
+        return torch.tensor(unl, device=self.device) if any(unl) else None
+
     def train_step(self, batch: dict) -> dict:
         """nnUNetTrainer.train_step without its per-step ``.cpu()``: the loss, every Eq. 6 term and the
         feature diagnostics (``diagnostics.py``) stay detached device tensors until on_train_epoch_end (no
-        host synchronisation inside the step)."""
+        host synchronisation inside the step). With ``teach_unlabelled``, the limited pathway's target on the
+        batch's unlabelled cases is the full pathway's sure prediction from ``teach_start_epoch`` on (before
+        it, every voxel of theirs is ignored); ``teach`` logs the rule's pass share and the pathways'
+        agreement on them (NaN in a step without one)."""
         data, target = self._to_device(batch)
+        taught = self._taught_cases(batch)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             output = self.network(data)
-            loss = self.loss(output, target, self.has_privileged(batch))
+            limited_target = None
+            if taught is not None:
+                threshold = self.teach_threshold if self.current_epoch >= self.teach_start_epoch else 2.0
+                limited_target = mixed_target(target, output.seg_full, taught, self.label_manager.has_regions,
+                                              threshold, self.label_manager.ignore_label)
+            loss = self.loss(output, target, self.has_privileged(batch), limited_target=limited_target)
         self._backward_and_step(loss)
         diag = feature_statistics(output.z_limited, output.z_alignable, output.corrections)
-        return {'loss': loss.detach(), **{f"train_{k}": v for k, v in self.loss.last_terms.items()}, 'diag': diag}
+        out = {'loss': loss.detach(), **{f"train_{k}": v for k, v in self.loss.last_terms.items()}, 'diag': diag}
+        if self.teach_unlabelled:
+            out['teach'] = self._teaching_statistics(output, taught)
+        return out
+
+    def _teaching_statistics(self, output, taught) -> torch.Tensor:
+        """passed (per region), passed_all, agreement (per region) on the taught cases at full resolution, as
+        one vector (NaN without a taught case)."""
+        n = self.label_manager.num_segmentation_heads - (0 if self.label_manager.has_regions else 1)
+        if taught is None:
+            return torch.full((2 * n + 1,), float("nan"), device=self.device)
+        first = (lambda x: x[0] if isinstance(x, (list, tuple)) else x)
+        index = taught.nonzero().flatten()
+        st = teaching_statistics(first(output.seg_full)[index], first(output.seg_limited)[index],
+                                 self.label_manager.has_regions, self.teach_threshold,
+                                 self.label_manager.num_segmentation_heads)
+        return torch.cat([st["passed"].float(), st["passed_all"].float().view(1), st["agreement"].float()])
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
         # one transfer per epoch for the scalars and one for the diagnostics; nnU-Net's own reduction then
         # sees the numpy losses it expects. Under DDP the terms and diagnostics are averaged over the ranks
         # (one gather), as nnU-Net averages the loss.
         diag = torch.stack([o.pop('diag') for o in train_outputs]).mean(0).cpu().numpy()   # levels x stats
+        if self.teach_unlabelled:
+            self._log_teaching(torch.stack([o.pop('teach') for o in train_outputs]).cpu().numpy())
         keys, means = self._epoch_means(train_outputs)
         super().on_train_epoch_end([{'loss': v} for v in means[keys.index('loss')]])
         # nanmean: a step without complete cases logs NaN terms
@@ -199,6 +256,21 @@ class DANTETrainer(LimitedDeploymentTrainer):
             self.logger.log(f"train_{t}", float(v), self.current_epoch)
         for j, stat in enumerate(FEATURE_STATS):
             self.logger.log(f"diag_{stat}", [float(v) for v in diag[:, j]], self.current_epoch)
+
+    def _log_teaching(self, steps: np.ndarray) -> None:
+        """One log line per epoch: the teaching rule's pass share per region and overall, and the full and the
+        deployed pathway's agreement (Dice of their hard predictions) on the taught cases; also in the
+        logger (``teach_passed``, ``teach_agreement``)."""
+        n = (steps.shape[1] - 1) // 2
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(steps, axis=0) if np.isfinite(steps).any() else np.full(steps.shape[1], np.nan)
+        passed, passed_all, agreement = mean[:n], mean[n], mean[n + 1:]
+        self.logger.log("teach_passed", [float(v) for v in passed] + [float(passed_all)], self.current_epoch)
+        self.logger.log("teach_agreement", [float(v) for v in agreement], self.current_epoch)
+        state = "teaching" if self.current_epoch >= self.teach_start_epoch else f"warm-up to epoch {self.teach_start_epoch}"
+        self.print_to_log_file(f"DANTE teach ({state}, threshold {self.teach_threshold}): pass share per region "
+                               + " ".join(f"{v:.3f}" for v in passed) + f", all regions {passed_all:.3f}; "
+                               f"full vs deployed pathway Dice per region " + " ".join(f"{v:.3f}" for v in agreement))
 
     def _log_diagnostics(self, epoch: int) -> None:
         """One log line per diagnostic (levels from full resolution to the bottleneck) and the warnings of

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import join
@@ -160,6 +160,25 @@ class DANTELocalLogger(_CurvesLogger):
         for s in FEATURE_STATS:   # per epoch: one value per encoder level (diagnostics.py)
             self.my_fantastic_logging[f"diag_{s}"] = []
 
+    def enable_teaching(self, names: Sequence[str]) -> None:
+        """A teaching trainer's curves (DANTETrainer_teach): ``teach_passed`` (per region / class, then all) and
+        ``teach_agreement`` (per region / class), drawn as a third progress.png panel."""
+        self.teach_names = list(names)
+        self.n_curve_panels = 3
+        self.my_fantastic_logging["teach_passed"] = []
+        self.my_fantastic_logging["teach_agreement"] = []
+
+    def _plot_teaching(self, ax, log: dict, x: list, epoch: int) -> None:
+        passed = np.array([r for r in log["teach_passed"][:epoch + 1]], dtype=float)
+        agreement = np.array([r for r in log["teach_agreement"][:epoch + 1]], dtype=float)
+        for i, name in enumerate(self.teach_names):
+            ax.plot(x, passed[:, i], linewidth=3, ls="dotted", label=f"share taught: {name}")
+            ax.plot(x, agreement[:, i], linewidth=4, label=f"full vs deployed Dice: {name}")
+        ax.plot(x, passed[:, -1], color="k", linewidth=4, label="share taught: all regions (the rule)")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("on unlabelled cases")
+
     def _plot_extra(self, output_folder, log: dict, x: list, epoch: int) -> None:
         """diagnostics.png: each feature diagnostic per encoder level and epoch (diagnostics.py)."""
         import matplotlib.pyplot as plt
@@ -222,6 +241,8 @@ class DANTELocalLogger(_CurvesLogger):
             ax.plot(x, values, color=color, label=label, linewidth=4)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss term (unweighted)")
+        if self.n_curve_panels > 2:
+            self._plot_teaching(axes[2], log, x, epoch)
 
 
 class PretrainLocalLogger(_CurvesLogger):

@@ -1,0 +1,77 @@
+"""Unlabelled scans as cases of a labelled dataset, the nnU-Net way (``dante_nnunet add-scans``; issue 40).
+
+A new raw dataset holds the labelled dataset's cases unchanged and each scan (every channel) as a case whose
+label file is nnU-Net's ignore label everywhere: nnU-Net's loss then takes nothing from it, and a trainer
+that learns from unlabelled cases (``DANTETrainer_teach``) supplies its own target there. The dataset.json
+gains the ``"ignore"`` label (the highest value, as nnU-Net requires; kept if the source has one) and lists
+the scans in ``"dante" -> "unlabelled_cases"``, so that every trainer of the package keeps them out of
+validation, and out of training unless it learns from them (``training/base.py``).
+
+The scans are checked as the gated recipe checks its scans (``teach_dataset.check_scans`` and
+``check_not_labelled_or_test``: every channel, no name of a labelled case, no voxels of a labelled or test
+case) before anything is written; the dataset is written into a temporary folder and renamed.
+
+Preprocess it with the labelled dataset's plans (``jobs/nnunet_jobs.preprocess_with_plans_of``): nnU-Net's
+fingerprint counts every voxel > 0 of a label file as foreground, the ignore label included, so a
+fingerprint of its own would take the scans' whole volume into the CT intensity statistics.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Dict, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from batchgenerators.utilities.file_and_folder_operations import join, load_json, save_json
+
+from dante_nnunet.config import ChannelSplit
+from dante_nnunet.data.pseudo_label_dataset import _case_files, _labelled_cases
+from dante_nnunet.data.rawdata import new_dataset_folder
+from dante_nnunet.data.teach_dataset import check_not_labelled_or_test, check_scans
+
+
+def labels_with_ignore(labels: Dict[str, object]) -> Dict[str, object]:
+    """``labels`` with ``"ignore"``: the source's if it has one, else one above the highest label value."""
+    if "ignore" in labels:
+        return dict(labels)
+    values = [v for x in labels.values() for v in (x if isinstance(x, (list, tuple)) else [x])]
+    return {**labels, "ignore": int(max(values)) + 1}
+
+
+def write_dataset_with_scans(source: str, scans_dir: str, raw_root: str, folder_name: str,
+                             test_dirs: Sequence[str] = ()) -> str:
+    """``raw_root/folder_name``: ``source``'s labelled cases and the scans of ``scans_dir`` as unlabelled
+    cases (module docstring). Returns the folder."""
+    dj = load_json(join(source, "dataset.json"))
+    ending = dj["file_ending"]
+    split = ChannelSplit.from_dataset_json(dj, join(source, "dataset.json"))
+    scans = check_scans(scans_dir, source)
+    check_not_labelled_or_test(scans, source, test_dirs)
+    labelled = _labelled_cases(source, ending)
+    listed = list(dj.get("dante", {}).get("unlabelled_cases", []))
+    labels = labels_with_ignore(dj["labels"])
+    ignore = int(labels["ignore"])
+    with new_dataset_folder(raw_root, folder_name) as tmp:
+        for case in labelled:
+            for f in _case_files(source, case, split, ending):
+                shutil.copyfile(f, join(tmp, "imagesTr", os.path.basename(f)))
+            shutil.copyfile(join(source, "labelsTr", case + ending), join(tmp, "labelsTr", case + ending))
+        for scan, files in sorted(scans.items()):
+            for c, f in enumerate(files):
+                shutil.copyfile(f, join(tmp, "imagesTr", f"{scan}_{c:04d}{ending}"))
+            ref = sitk.ReadImage(files[0])
+            lab = sitk.GetImageFromArray(np.full(sitk.GetArrayViewFromImage(ref).shape, ignore, dtype=np.uint8))
+            lab.CopyInformation(ref)
+            sitk.WriteImage(lab, join(tmp, "labelsTr", scan + ending))
+        out = dict(dj)
+        dante = dict(dj.get("dante", {}))
+        dante["unlabelled_cases"] = sorted(set(listed) | set(scans))
+        out.update({"labels": labels, "numTraining": len(labelled) + len(scans),
+                    "name": folder_name.split("_", 1)[1], "dante": dante,
+                    "description": f"dante_nnunet add-scans: the {len(labelled)} cases of {os.path.basename(source)} "
+                                   f"and {len(scans)} unlabelled scans of {scans_dir} (label: the ignore label "
+                                   f"{ignore} everywhere; listed in dante.unlabelled_cases)"})
+        save_json(out, join(tmp, "dataset.json"), sort_keys=False)
+    return join(raw_root, folder_name)
+
