@@ -94,6 +94,20 @@ def test_config_errors_name_file_and_key(tmp_path):
         load_config(_cfg(tmp_path, methods=three + [
             {"name": "pl", "trainer": "A", "pseudo_labels": pl},
             {"name": "pl2", "trainer": "D", "pseudo_labels": {**pl, "teacher": "pl", "dataset": {"id": 750, "name": "Q"}}}]))
+    # scans: one dataset for every seed, shared by methods naming the same id with the same images and name
+    sc = {"images": "raw:imagesUnlabelled", "dataset": {"id": 760, "name": "S"}}
+    with_sc = load_config(_cfg(tmp_path, seeds=[0, 3], methods=three + [
+        {"name": "t1", "trainer": "C_teach", "scans": sc}, {"name": "t2", "trainer": "C_teach_x", "scans": sc}]))
+    assert Runner(with_sc, out_root=str(tmp_path / "r2")).method_run(with_sc["methods"][3], 3) == (760, "0")
+    with pytest.raises(BenchmarkConfigError, match="dataset id 760 is another scans method's with other images"):
+        load_config(_cfg(tmp_path, methods=three + [{"name": "t1", "trainer": "C", "scans": sc},
+                                                    {"name": "t2", "trainer": "D", "scans": {**sc, "images": "x"}}]))
+    with pytest.raises(BenchmarkConfigError, match=r"scans: dataset id 701 is not free \(dataset.id\)"):
+        load_config(_cfg(tmp_path, methods=three + [{"name": "t", "trainer": "C", "scans": {**sc, "dataset": {
+            "id": 701, "name": "S"}}}]))
+    with pytest.raises(BenchmarkConfigError, match="like methods\\[3\\] 't1': one results folder"):
+        load_config(_cfg(tmp_path, methods=three + [{"name": "t1", "trainer": "C", "scans": sc},
+                                                    {"name": "t2", "trainer": "C", "scans": sc}]))
     for bad in ([], [0, 0], [1, -2], "0,1", [0.5]):
         with pytest.raises(BenchmarkConfigError, match="'seeds' must be a list of distinct non-negative integers"):
             load_config(_cfg(tmp_path, seeds=bad))
@@ -327,7 +341,10 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
                        # are the Upper and Lower runs
                        {"name": "Gated", "trainer": "LowerBoundTrainer_tiny", "teach": {
                            "teacher": "UpperBoundTrainer_tiny", "plain": "LowerBoundTrainer_tiny",
-                           "images": "raw:imagesUnlabelled", "dataset": {"id": 710, "name": "Gate"}, "folds": [0, 2]}}],
+                           "images": "raw:imagesUnlabelled", "dataset": {"id": 710, "name": "Gate"}, "folds": [0, 2]}},
+                       # DANTE's full pathway labels the scans for the deployed one inside one training
+                       {"name": "DTeach", "trainer": "DANTETrainer_tiny_teach", "scans": {
+                           "images": "raw:imagesUnlabelled", "dataset": {"id": 712, "name": "Scans"}}}],
            "lower": "Lower", "upper": "Upper", "dante": "DANTE", "seeds": [0],
            # nnU-Net's sequential prediction (no worker processes; tests/conftest.py says why)
            "predict_args": ["-npp", "0", "-nps", "0"]}
@@ -337,7 +354,8 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
     _check_pseudo_label_runs(out, results, said)
     _check_gated_run(out, results, said)
     assert set(results["methods"]) == {"Lower", "Upper", "ModDrop", "Distill", "DANTE", "LowerS1", "Pseudo",
-                                       "SelfTrain", "Gated"}
+                                       "SelfTrain", "Gated", "DTeach"}
+    _check_scans_run(out)
     assert results["methods"]["LowerS1"]["fold"] == "1" and results["methods"]["LowerS1"]["stage1"] == "limited"
     for name, m in results["methods"].items():   # one seed: every trainer ran as <trainer>_seed0
         assert set(m["mean"]) == set(m["per_seed"]["0"]) == {"whole tumor", "tumor core", "enhancing tumor"}
@@ -402,6 +420,20 @@ def _check_pseudo_label_runs(out, results, said):
     assert f"-i {out}/pseudo_labels/limited_raw_imagesUnlabelled -o {out}/pseudo_labels/SelfTrain_seed0.tmp" in said
     assert "-tr UpperBoundTrainer_tiny_seed0 -f 0" in said and "-tr LowerBoundTrainer_tiny_seed0 -f 0" in said
     assert len([f for f in os.listdir(out / "predictions" / "SelfTrain_seed0") if f.endswith(".nii.gz")]) == 2
+
+
+def _check_scans_run(out):
+    """The DTeach method: one dataset of the labelled cases + the scans as unlabelled cases, with this
+    dataset's split; DANTETrainer_tiny_teach trained on its fold 0 and logged the teaching line."""
+    nn = out / "nnunet"
+    dj = json.loads((nn / "nnUNet_raw" / "Dataset712_Scans" / "dataset.json").read_text())
+    scans = sorted({f[:-12] for f in os.listdir(nn / "nnUNet_raw" / "Dataset703_BraTSPhantom" / "imagesUnlabelled")})
+    assert dj["dante"]["unlabelled_cases"] == scans and "ignore" in dj["labels"]
+    assert (json.loads((nn / "nnUNet_preprocessed" / "Dataset712_Scans" / "splits_final.json").read_text())
+            == json.loads((nn / "nnUNet_preprocessed" / "Dataset703_BraTSPhantom" / "splits_final.json").read_text()))
+    fold = nn / "nnUNet_results" / "Dataset712_Scans" / "DANTETrainer_tiny_teach_seed0__nnUNetPlans__3d_t" / "fold_0"
+    log = next(fold.glob("training_log*")).read_text()
+    assert f"DANTE teach: {len(scans)} unlabelled cases" in log and "DANTE teach (" in log
 
 
 def _check_gated_run(out, results, said):

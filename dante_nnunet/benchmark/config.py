@@ -92,10 +92,13 @@ def load_config(path: str) -> dict:
                                            f"than another stage1 block; one id, one dataset")
     _check_pseudo_labels(cfg, path, names, blocks)
     # two methods training one trainer on one fold of one dataset would share (and overwrite) one results folder
-    runs = [(m["trainer"], str(m.get("fold", cfg.get("fold", 0))), bool(m.get("pseudo_labels") or m.get("teach")))
+    # the third item: True for a method with its own datasets (pseudo-labels, teach), the dataset id of a
+    # scans method (methods may share one), None for this dataset
+    runs = [(m["trainer"], str(m.get("fold", cfg.get("fold", 0))),
+             True if (m.get("pseudo_labels") or m.get("teach")) else (m.get("scans") or {}).get("dataset", {}).get("id"))
             for m in cfg["methods"]]
     for i, run in enumerate(runs):
-        if run in runs[:i] and not run[2]:
+        if run in runs[:i] and run[2] is not True:
             raise BenchmarkConfigError(f"{path}: methods[{i}] {names[i]!r} trains {run[0]} on fold {run[1]} like "
                                        f"methods[{runs.index(run)}] {names[runs.index(run)]!r}: one results folder "
                                        f"for both; give one of them another trainer name")
@@ -134,9 +137,12 @@ def _check_pseudo_labels(cfg: dict, path: str, names: List[str], blocks: List[di
     for s1 in blocks:
         if s1.get("images") and s1.get("dataset"):
             used.setdefault(int(s1["dataset"]["id"]), f"stage1 {s1['name']!r}")
+    scans_ids: Dict[int, tuple] = {}
     for i, m in enumerate(cfg["methods"]):
         if m.get("teach") is not None:
             _check_teach(cfg, path, i, m, used)
+        if m.get("scans") is not None:
+            _check_scans(path, i, m, used, scans_ids)
         pl = m.get("pseudo_labels")
         if pl is None:
             continue
@@ -156,6 +162,30 @@ def _check_pseudo_labels(cfg: dict, path: str, names: List[str], blocks: List[di
             raise BenchmarkConfigError(f"{where}.dataset.name must be letters and digits, got "
                                        f"{pl['dataset'].get('name')!r}")
         _claim_student_ids(cfg, where, i, m, "pseudo_labels", used)
+
+
+def _check_scans(path: str, i: int, m: dict, used: Dict[int, str], scans_ids: Dict[int, tuple]) -> None:
+    """``"scans": {"images": FOLDER, "dataset": {"id": ID, "name": NAME}}``: the labelled dataset plus the scans
+    as unlabelled cases (one dataset for every seed; methods naming the same id share it, with the same
+    images and name), for a trainer that learns from them (DANTETrainer_teach)."""
+    b = m["scans"]
+    where = f"{path}: methods[{i}] {m['name']!r} scans"
+    ok = (isinstance(b, dict) and isinstance(b.get("images"), str) and isinstance(b.get("dataset"), dict)
+          and isinstance(b["dataset"].get("id"), int) and re.fullmatch(r"[A-Za-z0-9]+", str(b["dataset"].get("name", ""))))
+    if not ok:
+        raise BenchmarkConfigError(f"{where} must be {{\"images\": FOLDER, \"dataset\": {{\"id\": ID, \"name\": "
+                                   f"LETTERS_AND_DIGITS}}}}, got {b!r}")
+    if m.get("pseudo_labels") or m.get("teach") or m.get("inputs", "limited") != "limited":
+        raise BenchmarkConfigError(f"{where}: a scans method takes no pseudo_labels, teach or all-channel inputs")
+    did, same = int(b["dataset"]["id"]), (b["images"], b["dataset"]["name"])
+    if did in scans_ids:
+        if scans_ids[did] != same:
+            raise BenchmarkConfigError(f"{where}: dataset id {did} is another scans method's with other images or name")
+        return
+    if not 0 < did < 1000 or did in used:
+        raise BenchmarkConfigError(f"{where}: dataset id {did} is not free ({used.get(did, 'not in 1..999')})")
+    used[did] = f"methods[{i}] {m['name']!r}"
+    scans_ids[did] = same
 
 
 def _claim_student_ids(cfg: dict, where: str, i: int, m: dict, block: str, used: Dict[int, str]) -> None:

@@ -315,11 +315,11 @@ class Runner:
             if s1.get("images") and self.raw_folder(self.stage1_dataset_id(s1)) is None:
                 self.check_stage1_images(s1, skip_raw=self.raw_folder() is None)
         for m in self.cfg["methods"]:
-            given = (m.get("pseudo_labels") or m.get("teach") or {}).get("images")
+            given = (m.get("pseudo_labels") or m.get("teach") or m.get("scans") or {}).get("images")
             if given and not (given.startswith("raw:") and self.raw_folder() is None) \
                     and not isdir(self.resolve_folder(given)):
                 raise BenchmarkConfigError(f"config {self.cfg['name']!r}: methods {m['name']!r} "
-                                           f"{'teach' if m.get('teach') else 'pseudo_labels'}.images "
+                                           f"{next(b for b in ('teach', 'scans', 'pseudo_labels') if m.get(b))}.images "
                                            f"folder {self.resolve_folder(given)} does not exist")
 
     def train(self, key: str, trainer: str, extra: Optional[List[str]] = None,
@@ -403,6 +403,31 @@ class Runner:
             self.log(f"pseudo_data_{key}: {self.raw_folder(did)} exists, skipped")
         self.preprocess_with_these_plans(did, f"pseudo_{key}")
 
+    # -- unlabelled cases in the labelled dataset (a method's "scans" block; DANTETrainer_teach)
+    def step_scans(self, method: dict, test: Optional[dict] = None) -> int:
+        """The dataset of a ``"scans"`` method: this dataset's cases plus the scans as unlabelled cases
+        (``data/unlabelled_cases.py``, what ``dante_nnunet add-scans`` writes; one dataset for every seed: it
+        holds no model's output), preprocessed with this dataset's plans, with this dataset's
+        splits_final.json (the same folds). Each step skipped when done; returns its id."""
+        from dante_nnunet.data.unlabelled_cases import write_dataset_with_scans
+        block = method["scans"]
+        did = int(block["dataset"]["id"])
+        key = "scans_" + self.method_key(method)
+        if self.raw_folder(did) is None:
+            tests = [test["limited"]] if test and isdir(test.get("limited", "")) else []
+            folder = write_dataset_with_scans(self.raw_folder(), self.resolve_folder(block["images"]),
+                                              self.env["nnUNet_raw"], f"Dataset{did:03d}_{block['dataset']['name']}",
+                                              test_dirs=tests)
+            self.log(f"{key}: wrote {folder}")
+        else:
+            self.log(f"{key}: {self.raw_folder(did)} exists, skipped")
+        self.preprocess_with_these_plans(did, key)
+        src = join(self.env["nnUNet_preprocessed"], os.path.basename(self.raw_folder()), "splits_final.json")
+        dst = join(self.env["nnUNet_preprocessed"], os.path.basename(self.raw_folder(did)), "splits_final.json")
+        if not isfile(dst):
+            shutil.copyfile(src, dst)
+        return did
+
     def resolve_folder(self, given: str) -> str:
         """A folder the config names; ``raw:SUB`` is the folder SUB of this dataset's raw folder (a phantom's
         ``imagesUnlabelled``), left as given while that folder does not exist yet."""
@@ -440,6 +465,8 @@ class Runner:
         did, fold = self.method_run(method, seed)
         if method.get("pseudo_labels"):
             self.step_pseudo_labels(method, seed)
+        if method.get("scans"):
+            self.step_scans(method, test)
         self.train(f"train_{key}", trainer, extra, dataset_id=did, fold=fold)
         return self.predict_and_evaluate(key, test, test[method.get("inputs", "limited")], did, trainer, fold)
 
@@ -506,6 +533,8 @@ class Runner:
         method fold 0 of its student dataset (id + seed)."""
         if method.get("pseudo_labels"):
             return pseudo_label_dataset_ids(self.cfg, method)[seed], "0"
+        if method.get("scans"):
+            return int(method["scans"]["dataset"]["id"]), self.method_fold(method)
         return self.dataset_id, self.method_fold(method)
 
     def check_trainers(self, sweep: bool) -> None:
