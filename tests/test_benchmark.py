@@ -359,7 +359,8 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
     assert results["methods"]["LowerS1"]["fold"] == "1" and results["methods"]["LowerS1"]["stage1"] == "limited"
     for name, m in results["methods"].items():   # one seed: every trainer ran as <trainer>_seed0
         assert set(m["mean"]) == set(m["per_seed"]["0"]) == {"whole tumor", "tumor core", "enhancing tumor"}
-        assert len(os.listdir(out / "predictions" / f"{name}_seed0")) >= 2
+        chosen = m["gate"]["0"]["chosen"] if "gate" in m else None   # a gated row: the chosen candidate's
+        assert len(os.listdir(out / "predictions" / (f"{name}_seed0" + (f"_{chosen}" if chosen else "")))) >= 2
     assert "UpperBoundTrainer_tiny_seed0" in (out / "logs" / "train_Distill_seed0.log").read_text()   # its teacher
     assert (out / "table.md").read_text().count("\n| ") >= 6 and (out / "dice_bars.png").stat().st_size > 1000
     s1 = out / "nnunet" / "nnUNet_results" / "Dataset704_TinyPre" / "DANTEPretrainTrainer_tiny_seed0__nnUNetPlans__3d_t"
