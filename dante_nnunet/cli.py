@@ -107,10 +107,9 @@ def _pseudo_label_dataset(args) -> int:
 def _add_scans(args) -> int:
     from batchgenerators.utilities.file_and_folder_operations import isfile, join
     from dante_nnunet.data.check_dataset import dataset_folder
-    import shutil
     from dante_nnunet.data.rawdata import check_new_dataset, resolve_raw_root, sibling_roots
     from dante_nnunet.data.unlabelled_cases import write_dataset_with_scans
-    from dante_nnunet.jobs.nnunet_jobs import nnunet_environment, preprocess_with_plans_of, run_command
+    from dante_nnunet.jobs.nnunet_jobs import copy_split_of, nnunet_environment, preprocess_with_plans_of, run_command
     source = dataset_folder(str(args.d))
     env = nnunet_environment()
     src_id = int(os.path.basename(source)[7:10])
@@ -129,9 +128,7 @@ def _add_scans(args) -> int:
               f"it), then nnUNetv2_train {args.o} CONFIGURATION FOLD -tr DANTETrainer_teach")
         return 0
     preprocess_with_plans_of(src_id, args.o, env, lambda key, cmd: run_command(cmd, env), args.c, "scans", args.p)
-    if isfile(join(src_pre, "splits_final.json")):   # the same folds as the labelled dataset's models
-        shutil.copyfile(join(src_pre, "splits_final.json"),
-                        join(env["nnUNet_preprocessed"], folder_name, "splits_final.json"))
+    copy_split_of(src_id, args.o, env)   # the same folds as the labelled dataset's models
     print(f"then: nnUNetv2_train {args.o} {args.c} FOLD -tr DANTETrainer_teach")
     return 0
 

@@ -67,8 +67,8 @@ from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, 
 from dante_nnunet.benchmark.config import (BenchmarkConfigError, load_config, method_stage1,
                                            pseudo_label_dataset_ids, stage1_blocks, sweep_points)
 from dante_nnunet.benchmark import report as _report
-from dante_nnunet.jobs.nnunet_jobs import (NNUNET_FOLDERS, PREPROCESSED_MARKER, add_configuration, nnunet_environment,
-                                           preprocess_with_plans_of, run_command, trainer_lookup)
+from dante_nnunet.jobs.nnunet_jobs import (NNUNET_FOLDERS, PREPROCESSED_MARKER, add_configuration, copy_split_of,
+                                           nnunet_environment, preprocess_with_plans_of, run_command, trainer_lookup)
 from dante_nnunet.data.rawdata import dataset_folders
 from dante_nnunet.trainer_names import TrainerNameError, trainer_name
 
@@ -422,10 +422,7 @@ class Runner:
         else:
             self.log(f"{key}: {self.raw_folder(did)} exists, skipped")
         self.preprocess_with_these_plans(did, key)
-        src = join(self.env["nnUNet_preprocessed"], os.path.basename(self.raw_folder()), "splits_final.json")
-        dst = join(self.env["nnUNet_preprocessed"], os.path.basename(self.raw_folder(did)), "splits_final.json")
-        if not isfile(dst):
-            shutil.copyfile(src, dst)
+        copy_split_of(self.dataset_id, did, self.env)
         return did
 
     def resolve_folder(self, given: str) -> str:

@@ -11,7 +11,8 @@
 - ``trainer_lookup``: nnU-Net's trainer lookup in this process, as ``nnUNetv2_train`` does it in an
   environment (names checked before any work).
 - ``preprocess_with_plans_of``: a dataset preprocessed with another dataset's plans (fingerprint, plans
-  moved, preprocessing), so that networks trained on either have the same shapes.
+  moved, preprocessing), so that networks trained on either have the same shapes; ``copy_split_of`` gives
+  it the other dataset's folds.
 
 Used by the demo, the benchmark runner, the speed benchmark and the tests.
 """
@@ -169,6 +170,18 @@ def preprocess_with_plans_of(source_id: int, target_id: int, env: Mapping[str, s
     shutil.copyfile(join(raw, "dataset.json"), join(pre, "dataset.json"))
     run(f"{key}_preprocess", ["nnUNetv2_preprocess", "-d", t, "-plans_name", plans, "-c", configuration, "-np", "1"])
     open(join(pre, PREPROCESSED_MARKER), "w").close()
+    return True
+
+
+def copy_split_of(source_id: int, target_id: int, env: Mapping[str, str]) -> bool:
+    """Dataset ``source_id``'s ``splits_final.json`` into dataset ``target_id``'s preprocessed folder (the same
+    folds), unless the target has one or the source has none; True when copied."""
+    from dante_nnunet.data.rawdata import dataset_folders
+    src, dst = (join(env["nnUNet_preprocessed"], os.path.basename(dataset_folders(env["nnUNet_raw"], d)[0]),
+                     "splits_final.json") for d in (source_id, target_id))
+    if os.path.isfile(dst) or not os.path.isfile(src):
+        return False
+    shutil.copyfile(src, dst)
     return True
 
 
