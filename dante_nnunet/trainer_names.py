@@ -131,6 +131,11 @@ NUMERIC_TOKENS = (
     *((re.compile(rf"{key}(?P<v>{_NUMBER})"), attr, (DANTE,), f"{key}<x>: {attr} = x", float)
       for key, attr in _WEIGHTS + _OTHER_WEIGHTS),
     (re.compile(r"seed(?P<v>\d+)"), "seed", FAMILIES, "seed<n>: training seed n (training/seeding.py)", int),
+    (re.compile(rf"share(?P<v>{_NUMBER})"), "labelled_share", (DANTE,),
+     "share<x>: with teach, labelled cases are about x of the draws (0 < x < 1; 0.5 unless set)", float),
+    (re.compile(rf"warm(?P<v>{_NUMBER})"), "teach_start_fraction", (DANTE,),
+     "warm<x>: with teach, the full pathway teaches from fraction x of training on (0 <= x < 1; 0.2 unless set)",
+     float),
 )
 
 

@@ -82,6 +82,7 @@ class DANTETrainer(LimitedDeploymentTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
+        self._check_teaching_settings()    # before nnUNetTrainer.__init__ creates the output folder
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.logger.local_logger = DANTELocalLogger()
         if self.teach_unlabelled:
@@ -101,6 +102,20 @@ class DANTETrainer(LimitedDeploymentTrainer):
                                f"{list(s.privileged_names)} (training only); {self.regularizer_description()} "
                                f"from epoch {self.regularizer_start_epoch}; {self.synthesis_description()}",
                                also_print_to_console=True)
+
+    @classmethod
+    def _check_teaching_settings(cls) -> None:
+        """Refuses a labelled share outside (0, 1), a warm-up fraction outside [0, 1) and a threshold outside
+        [0.5, 1] (tokens share<x>, warm<x>), naming the trainer."""
+        bad = []
+        if not 0.0 < float(cls.labelled_share) < 1.0:
+            bad.append(f"labelled_share={cls.labelled_share} (share<x>: 0 < x < 1)")
+        if not 0.0 <= float(cls.teach_start_fraction) < 1.0:
+            bad.append(f"teach_start_fraction={cls.teach_start_fraction} (warm<x>: 0 <= x < 1)")
+        if not 0.5 <= float(cls.teach_threshold) <= 1.0:
+            bad.append(f"teach_threshold={cls.teach_threshold} (0.5 <= x <= 1)")
+        if bad:
+            raise DanteConfigError(f"{cls.__name__}: " + "; ".join(bad))
 
     def regularizer_description(self) -> str:
         direction = ", Z^A detached" if self.alignment_stop_gradient else ""
