@@ -145,7 +145,9 @@ def _teach(args) -> int:
                              keep_fraction=args.keep_fraction, real_share=args.real_share, plans=args.p,
                              device=args.device,
                              predict_args=["--disable_tta"] if args.disable_tta else [],
-                             min_gain_se=args.min_gain_se)
+                             min_gain_se=args.min_gain_se,
+                             dante_teach=None if args.dante_teach_id is None else args.dante_teach + tokens,
+                             dante_teach_id=args.dante_teach_id)
     Teach(settings, nnunet_environment()).run()
     return 0
 
@@ -306,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the student is chosen only if its mean cross-validated Dice gain over the regions exceeds "
                         "this many standard errors (default 1: the one-standard-error rule) and no region is worse "
                         "by more than one; a rerun with another value only decides again")
+    s.add_argument("--dante-teach-id", type=int, default=None,
+                   help="also try DANTE as its own teacher: a new dataset of this id (the labelled cases + the scans "
+                        "as unlabelled cases) and --dante-teach on each fold, a second candidate held to the same "
+                        "rule; of the candidates that pass, the larger gain is chosen")
+    s.add_argument("--dante-teach", default="DANTETrainer_teach",
+                   help="the DANTE candidate's trainer (with the token teach; -t tokens are added)")
     s.add_argument("--disable_tta", action="store_true", help="the teacher predicts the scans without mirroring "
                                                               "(8x fewer network passes in 3D)")
     s.add_argument("-p", default="nnUNetPlans", help="plans identifier")

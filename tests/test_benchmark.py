@@ -105,6 +105,21 @@ def test_config_errors_name_file_and_key(tmp_path):
     with pytest.raises(BenchmarkConfigError, match=r"scans: dataset id 701 is not free \(dataset.id\)"):
         load_config(_cfg(tmp_path, methods=three + [{"name": "t", "trainer": "C", "scans": {**sc, "dataset": {
             "id": 701, "name": "S"}}}]))
+    # a teach method's DANTE candidate: its dataset is a scans dataset of the teach images (shared with a
+    # scans method of the same images and name), one for every seed
+    gt = {"teacher": "B", "plain": "A", "images": "raw:imagesUnlabelled", "dataset": {"id": 770, "name": "G"},
+          "folds": [0], "dante_teach": {"trainer": "C_teach", "dataset": sc["dataset"]}}
+    with_dt = load_config(_cfg(tmp_path, seeds=[0, 1], methods=three + [
+        {"name": "g", "trainer": "A", "teach": gt}, {"name": "t1", "trainer": "C_teach", "scans": sc}]))
+    assert with_dt["methods"][3]["teach"]["dante_teach"]["dataset"]["id"] == 760
+    with pytest.raises(BenchmarkConfigError, match="teach.dante_teach: dataset id 760 is another scans method's"):
+        load_config(_cfg(tmp_path, methods=three + [{"name": "t1", "trainer": "C", "scans": {**sc, "images": "x"}},
+                                                    {"name": "g", "trainer": "A", "teach": gt}]))
+    with pytest.raises(BenchmarkConfigError, match=r"teach.dante_teach: dataset id 770 is not free"):
+        load_config(_cfg(tmp_path, methods=three + [{"name": "g", "trainer": "A", "teach": {
+            **gt, "dante_teach": {"trainer": "C_teach", "dataset": {"id": 770, "name": "S"}}}}]))
+    with pytest.raises(BenchmarkConfigError, match=r"teach.dante_teach must be \{"):
+        load_config(_cfg(tmp_path, methods=three + [{"name": "g", "trainer": "A", "teach": {**gt, "dante_teach": "C"}}]))
     with pytest.raises(BenchmarkConfigError, match="like methods\\[3\\] 't1': one results folder"):
         load_config(_cfg(tmp_path, methods=three + [{"name": "t1", "trainer": "C", "scans": sc},
                                                     {"name": "t2", "trainer": "C", "scans": sc}]))
@@ -337,14 +352,17 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
                            "teacher": "Upper", "images": "raw:imagesUnlabelled", "dataset": {"id": 706, "name": "PlUp"}}},
                        {"name": "SelfTrain", "trainer": "LowerBoundTrainer_tiny", "fold": 1, "pseudo_labels": {
                            "teacher": "Lower", "images": "raw:imagesUnlabelled", "dataset": {"id": 708, "name": "PlLo"}}},
-                       # the gated recipe (dante_nnunet teach) on folds 0 and 2; fold 0's teacher and plain model
-                       # are the Upper and Lower runs
-                       {"name": "Gated", "trainer": "LowerBoundTrainer_tiny", "teach": {
-                           "teacher": "UpperBoundTrainer_tiny", "plain": "LowerBoundTrainer_tiny",
-                           "images": "raw:imagesUnlabelled", "dataset": {"id": 710, "name": "Gate"}, "folds": [0, 2]}},
                        # DANTE's full pathway labels the scans for the deployed one inside one training
                        {"name": "DTeach", "trainer": "DANTETrainer_tiny_teach", "scans": {
-                           "images": "raw:imagesUnlabelled", "dataset": {"id": 712, "name": "Scans"}}}],
+                           "images": "raw:imagesUnlabelled", "dataset": {"id": 712, "name": "Scans"}}},
+                       # the gated recipe (dante_nnunet teach) on folds 0 and 2; fold 0's teacher and plain model
+                       # are the Upper and Lower runs; DANTE as its own teacher a second candidate on DTeach's
+                       # dataset (its fold 0 is DTeach's run)
+                       {"name": "Gated", "trainer": "LowerBoundTrainer_tiny", "teach": {
+                           "teacher": "UpperBoundTrainer_tiny", "plain": "LowerBoundTrainer_tiny",
+                           "images": "raw:imagesUnlabelled", "dataset": {"id": 710, "name": "Gate"}, "folds": [0, 2],
+                           "dante_teach": {"trainer": "DANTETrainer_tiny_teach",
+                                           "dataset": {"id": 712, "name": "Scans"}}}}],
            "lower": "Lower", "upper": "Upper", "dante": "DANTE", "seeds": [0],
            # nnU-Net's sequential prediction (no worker processes; tests/conftest.py says why)
            "predict_args": ["-npp", "0", "-nps", "0"]}
@@ -460,14 +478,24 @@ def _check_gated_run(out, results, said):
     assert sorted(record["scans"]) == scans and record["kept"] == {"0": scans, "2": scans}
     gate = results["methods"]["Gated"]["gate"]["0"]
     decision = json.loads((out / "gate" / "Gated_seed0.json").read_text())
-    assert gate["chosen"] == decision["chosen"] in ("student", "plain")
-    assert decision["model"]["dataset"] == (710 if gate["chosen"] == "student" else 703)
+    assert gate["chosen"] == decision["chosen"] in ("student", "plain", "dante_teach")
+    assert decision["model"]["dataset"] == {"student": 710, "plain": 703, "dante_teach": 712}[gate["chosen"]]
     assert sorted(decision["per_case"]["plain"]) == sorted(cases[:2] + cases[4:])   # both folds' validation cases
-    # both candidates' fold 0 predicted the test cases; the row is the chosen one's
-    assert (out / "predictions" / "Gated_seed0_plain").is_dir() and (out / "predictions" / "Gated_seed0_student").is_dir()
+    # the DANTE candidate: DTeach's dataset reused, its fold 0 DTeach's run, fold 2 trained; validated on the
+    # same real cases
+    assert "dante_teach_fold0: DANTETrainer_tiny_teach_seed0 fold 0 is trained, skipped" in said
+    assert "DANTE candidate's dataset: wrote" not in said
+    assert (nn / "nnUNet_results" / "Dataset712_Scans" / "DANTETrainer_tiny_teach_seed0__nnUNetPlans__3d_t" / "fold_2"
+            / "checkpoint_final.pth").is_file()
+    assert sorted(decision["per_case"]["dante_teach"]) == sorted(decision["per_case"]["plain"])
+    assert set(gate["candidates"]) == {"student", "dante_teach"}
+    # every candidate's fold 0 predicted the test cases; the row is the chosen one's
+    for role in ("plain", "student", "dante_teach"):
+        assert (out / "predictions" / f"Gated_seed0_{role}").is_dir()
     assert all(gate["test"][gate["chosen"]][r]["dice"] == pytest.approx(v["dice"])
         for r, v in results["methods"]["Gated"]["per_seed"]["0"].items())
-    assert (work / "decision.md").read_text().count("\n| ") == 5
+    md = (work / "decision.md").read_text()
+    assert "| student - plain (± SE) |" in md and "| dante_teach - plain (± SE) |" in md
 
 
 def test_sweep_step_trains_each_point_as_a_method_and_reports(tmp_path, monkeypatch):

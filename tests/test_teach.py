@@ -15,7 +15,8 @@ from dante_nnunet.data.phantom import write_phantom
 from dante_nnunet.data.teach_dataset import (check_not_labelled_or_test, check_scans, keep_most_stable,
                                              pseudo_case_name, real_repeats, stability, student_splits, teach_splits,
                                              write_student_dataset)
-from dante_nnunet.jobs.teach import Teach, TeachError, TeachSettings, agreement, decide, decision_table, read_decision
+from dante_nnunet.jobs.teach import (Teach, TeachError, TeachSettings, agreement, choose, decide, decision_table,
+                                     read_decision)
 
 REGIONS = ["WT", "TC", "ET"]
 
@@ -76,6 +77,33 @@ def test_decide_bar_is_one_standard_error_by_default():
     assert d["chosen"] == "student" and d["rule"]["min_gain_se"] == 1.0
     d2 = decide(plain, student, fold, REGIONS, min_gain_se=2.0)
     assert d2["chosen"] == "plain" and "is not above 2 SE" in d2["reason"]
+
+
+def test_choose_between_candidates_by_hand():
+    """Each candidate against the plain model by the same rule; of those passing, the larger mean gain."""
+    plain = _cases([[0.9, 0.8, 0.4]] * 4)
+    fold = {"c0": 0, "c1": 0, "c2": 1, "c3": 1}
+    # student: ET +0.30, 0, +0.30, 0 -> D mean 0.05 (1.73 SE, passes); DANTE: ET +0.3 on every case but
+    # TC -0.1 on every case -> D mean 0.0667 but TC worse by more than one SE (SE 0): refused
+    student = _cases([[0.9, 0.8, 0.7], [0.9, 0.8, 0.4], [0.9, 0.8, 0.7], [0.9, 0.8, 0.4]])
+    dante_worse = _cases([[0.9, 0.7, 0.7]] * 4)
+    d = choose(plain, {"student": student, "dante_teach": dante_worse}, fold, REGIONS)
+    assert d["chosen"] == "student" and d["reason"].startswith("student: the student gains +0.0500")
+    assert d["candidates"]["student"]["passed"] and not d["candidates"]["dante_teach"]["passed"]
+    assert "worse on TC" in d["candidates"]["dante_teach"]["reason"]
+    assert d["overall"]["mean"] == pytest.approx(0.05)              # the first candidate's comparison on top
+    # DANTE: ET +0.45, +0.15, +0.45, +0.15 -> D mean 0.1, SE 0.0289: passes with the larger gain
+    dante_better = _cases([[0.9, 0.8, 0.85], [0.9, 0.8, 0.55], [0.9, 0.8, 0.85], [0.9, 0.8, 0.55]])
+    d = choose(plain, {"student": student, "dante_teach": dante_better}, fold, REGIONS)
+    assert d["chosen"] == "dante_teach" and "student also passed with a smaller gain" in d["reason"]
+    assert d["candidates"]["dante_teach"]["overall"]["mean"] == pytest.approx(0.1)
+    table = decision_table(d)
+    assert "| region | teacher (all channels) | plain | dante_teach |" in table and "chosen: **dante_teach**" in table
+    # neither passes: the plain model, with both reasons
+    d = choose(plain, {"student": plain, "dante_teach": dante_worse}, fold, REGIONS)
+    assert d["chosen"] == "plain" and "student: " in d["reason"] and "dante_teach: " in d["reason"]
+    # one candidate: decide itself
+    assert choose(plain, {"student": student}, fold, REGIONS) == decide(plain, student, fold, REGIONS)
 
 
 # ------------------------------------------------------------------ the per-scan record
@@ -246,6 +274,13 @@ def test_cli_refuses_bad_input_before_any_work(source, tmp_path, monkeypatch, ca
     assert "dataset id 745 is in use" in capsys.readouterr().err
     assert main(args[:6] + ["746", "-device", "cpu", "-f", "0", "7"]) == 2
     assert "fold 7" in capsys.readouterr().err
+    # the DANTE candidate: both options or neither, its id neither the labelled nor the student dataset's,
+    # nor a dataset that is not the labelled cases + these scans
+    assert main(args[:6] + ["746", "-device", "cpu", "--dante-teach-id", "741"]) == 2
+    assert "must be 1..999 and neither the labelled nor the student dataset's" in capsys.readouterr().err
+    assert main(args[:6] + ["746", "-device", "cpu", "--dante-teach-id", "745"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset id 745 is in use" in err and "Dataset745_Taken has no dataset.json" in err
     # nothing was written: no student dataset, no work folder
     assert sorted(os.listdir(raw)) == ["Dataset741_BraTSTypesPhantom", "Dataset745_Taken"]
     assert not os.listdir(tmp_path / "res")

@@ -140,7 +140,7 @@ def _check_pseudo_labels(cfg: dict, path: str, names: List[str], blocks: List[di
     scans_ids: Dict[int, tuple] = {}
     for i, m in enumerate(cfg["methods"]):
         if m.get("teach") is not None:
-            _check_teach(cfg, path, i, m, used)
+            _check_teach(cfg, path, i, m, used, scans_ids)
         if m.get("scans") is not None:
             _check_scans(path, i, m, used, scans_ids)
         pl = m.get("pseudo_labels")
@@ -164,18 +164,20 @@ def _check_pseudo_labels(cfg: dict, path: str, names: List[str], blocks: List[di
         _claim_student_ids(cfg, where, i, m, "pseudo_labels", used)
 
 
-def _check_scans(path: str, i: int, m: dict, used: Dict[int, str], scans_ids: Dict[int, tuple]) -> None:
+def _check_scans(path: str, i: int, m: dict, used: Dict[int, str], scans_ids: Dict[int, tuple],
+                 block: Optional[dict] = None, where: Optional[str] = None) -> None:
     """``"scans": {"images": FOLDER, "dataset": {"id": ID, "name": NAME}}``: the labelled dataset plus the scans
     as unlabelled cases (one dataset for every seed; methods naming the same id share it, with the same
-    images and name), for a trainer that learns from them (DANTETrainer_teach)."""
-    b = m["scans"]
-    where = f"{path}: methods[{i}] {m['name']!r} scans"
+    images and name), for a trainer that learns from them (DANTETrainer_teach). ``block``/``where``: such a
+    block elsewhere (a teach method's DANTE candidate)."""
+    b = m["scans"] if block is None else block
+    where = where or f"{path}: methods[{i}] {m['name']!r} scans"
     ok = (isinstance(b, dict) and isinstance(b.get("images"), str) and isinstance(b.get("dataset"), dict)
           and isinstance(b["dataset"].get("id"), int) and re.fullmatch(r"[A-Za-z0-9]+", str(b["dataset"].get("name", ""))))
     if not ok:
         raise BenchmarkConfigError(f"{where} must be {{\"images\": FOLDER, \"dataset\": {{\"id\": ID, \"name\": "
                                    f"LETTERS_AND_DIGITS}}}}, got {b!r}")
-    if m.get("pseudo_labels") or m.get("teach") or m.get("inputs", "limited") != "limited":
+    if block is None and (m.get("pseudo_labels") or m.get("teach") or m.get("inputs", "limited") != "limited"):
         raise BenchmarkConfigError(f"{where}: a scans method takes no pseudo_labels, teach or all-channel inputs")
     did, same = int(b["dataset"]["id"]), (b["images"], b["dataset"]["name"])
     if did in scans_ids:
@@ -200,10 +202,13 @@ def _claim_student_ids(cfg: dict, where: str, i: int, m: dict, block: str, used:
         used[did] = f"methods[{i}] {m['name']!r}"
 
 
-def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str]) -> None:
+def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str], scans_ids: Dict[int, tuple]) -> None:
     """``"teach": {"teacher": TRAINER, "plain": TRAINER, "images": FOLDER, "dataset": {"id", "name"},
-    "folds": [k, ...], "keep_fraction": f, "real_share": s, "min_gain_se": x}`` (the gated recipe, jobs/teach.py; the method's
-    ``trainer`` is the student's): the folds include the method's fold (its test row), the ids are free."""
+    "folds": [k, ...], "keep_fraction": f, "real_share": s, "min_gain_se": x, "dante_teach": {"trainer": TRAINER,
+    "dataset": {"id", "name"}}}`` (the gated recipe, jobs/teach.py; the method's ``trainer`` is the student's;
+    ``dante_teach`` the optional DANTE candidate, whose dataset is a scans dataset of the same images, one
+    for every seed, which a scans method may share): the folds include the method's fold (its test row), the
+    ids are free."""
     t = m["teach"]
     where = f"{path}: methods[{i}] {m['name']!r} teach"
     ok = (isinstance(t, dict) and all(isinstance(t.get(k), str) for k in ("teacher", "plain", "images"))
@@ -225,6 +230,13 @@ def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str]) ->
     if t.get("real_share") is not None and not 0 < float(t["real_share"]) < 1:
         raise BenchmarkConfigError(f"{where}.real_share must be in (0, 1), got {t['real_share']!r}")
     _claim_student_ids(cfg, where, i, m, "teach", used)
+    dt = t.get("dante_teach")
+    if dt is not None:
+        if not (isinstance(dt, dict) and isinstance(dt.get("trainer"), str)):
+            raise BenchmarkConfigError(f"{where}.dante_teach must be {{\"trainer\": TRAINER, \"dataset\": {{\"id\": ID, "
+                                       f"\"name\": NAME}}}}, got {dt!r}")
+        _check_scans(path, i, m, used, scans_ids, block={"images": t["images"], "dataset": dt.get("dataset")},
+                     where=f"{where}.dante_teach")
 
 
 _AMBIGUOUS = object()

@@ -480,19 +480,25 @@ class Runner:
         return load_json(metrics_file)
 
     def step_gated(self, method: dict, test: dict, seed: Optional[int], key: str) -> dict:
-        """A ``"teach"`` method's row: the recipe, then both candidates' fold ``method fold`` on the test cases
-        (KEY_plain, KEY_student), so that the gate's choice can be checked against the test set; the row is
-        the chosen candidate's, with the gate's numbers and both candidates' test means under ``gate``. The
+        """A ``"teach"`` method's row: the recipe, then every candidate's fold ``method fold`` on the test cases
+        (KEY_plain, KEY_student, KEY_dante_teach with a DANTE candidate), so that the gate's choice can be
+        checked against the test set; the row is the chosen one's, with the gate's numbers and every
+        candidate's test means under ``gate``. The
         row is rebuilt on every run: a rerun with another ``min_gain_se`` decides again."""
         gate = self.step_teach(method, seed, test)
         t, fold = method["teach"], self.method_fold(method)
         student_id = pseudo_label_dataset_ids(self.cfg, method, block="teach")[seed]
         candidates = {"plain": (self.dataset_id, self.seeded(t["plain"], seed)),
                       "student": (student_id, self.seeded(method["trainer"], seed))}
+        if t.get("dante_teach"):
+            candidates["dante_teach"] = (int(t["dante_teach"]["dataset"]["id"]), self.seeded(t["dante_teach"]["trainer"], seed))
         rows = {role: self.predict_and_evaluate(f"{key}_{role}", test, test["limited"], did, trainer, fold)
                 for role, (did, trainer) in candidates.items()}
         m = dict(rows[gate["chosen"]])
         m["gate"] = {k: gate[k] for k in ("chosen", "reason", "regions", "overall", "teacher", "model")}
+        if gate.get("candidates"):   # each candidate's comparison with the plain model
+            m["gate"]["candidates"] = {n: {k: c[k] for k in ("passed", "reason", "regions", "overall")}
+                                       for n, c in gate["candidates"].items()}
         m["gate"]["test"] = {role: row["mean"] for role, row in rows.items()}
         save_json(m, join(self.out, "metrics", f"{key}.json"))
         return m
@@ -515,6 +521,9 @@ class Runner:
             real_share=None if t.get("real_share") is None else float(t["real_share"]),
             predict_args=[str(a) for a in self.cfg.get("predict_args", [])],
             min_gain_se=float(t.get("min_gain_se", 1.0)),
+            dante_teach=self.seeded(t["dante_teach"]["trainer"], seed) if t.get("dante_teach") else None,
+            dante_teach_id=int(t["dante_teach"]["dataset"]["id"]) if t.get("dante_teach") else None,
+            dante_teach_name=t["dante_teach"]["dataset"]["name"] if t.get("dante_teach") else None,
             test_dirs=[test["limited"]] if test and isdir(test["limited"]) else [])   # no scan may be a test case
         key = self.method_key(method) + self.seed_suffix(seed)
         job = Teach(settings, self.env, log_prefix=f"{key}: ")
@@ -540,6 +549,8 @@ class Runner:
                  for seed in self.seeds]
         names += [(f"methods {m['name']!r} teach.{role}", self.seeded(m["teach"][role], seed))
                   for m in self.cfg["methods"] if m.get("teach") for role in ("teacher", "plain") for seed in self.seeds]
+        names += [(f"methods {m['name']!r} teach.dante_teach", self.seeded(m["teach"]["dante_teach"]["trainer"], seed))
+                  for m in self.cfg["methods"] if (m.get("teach") or {}).get("dante_teach") for seed in self.seeds]
         for s1 in self.stage1_blocks:
             if not s1.get("checkpoint"):
                 names += [(f"stage1 {s1['name']!r}", self.seeded(s1.get("trainer", ""), seed)) for seed in self.seeds]

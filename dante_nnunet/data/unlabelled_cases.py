@@ -75,3 +75,25 @@ def write_dataset_with_scans(source: str, scans_dir: str, raw_root: str, folder_
         save_json(out, join(tmp, "dataset.json"), sort_keys=False)
     return join(raw_root, folder_name)
 
+
+
+def check_dataset_with_scans(folder: str, source: str, scans: Sequence[str]) -> None:
+    """Refuses (ValueError naming the folder) a raw dataset that is not what ``write_dataset_with_scans``
+    writes for ``source`` and these scans: the source's labelled cases and every scan, the scans listed as
+    unlabelled cases. A job that finds its dataset id taken reuses the folder only when it passes."""
+    dj_file = join(folder, "dataset.json")
+    if not os.path.isfile(dj_file):
+        raise ValueError(f"{folder} has no dataset.json")
+    dj = load_json(dj_file)
+    src = load_json(join(source, "dataset.json"))
+    ending = src["file_ending"]
+    listed = set(dj.get("dante", {}).get("unlabelled_cases", []))
+    missing = sorted(set(scans) - listed)
+    if missing:
+        raise ValueError(f"{dj_file} does not list the scans {missing[:5]}{' ...' if len(missing) > 5 else ''} as "
+                         f"unlabelled cases: it is not the labelled dataset plus these scans")
+    have = set(_labelled_cases(folder, ending))
+    lacking = sorted(set(_labelled_cases(source, ending)) - have)
+    if lacking:
+        raise ValueError(f"{folder} lacks the labelled cases {lacking[:5]}{' ...' if len(lacking) > 5 else ''} of "
+                         f"{source}")

@@ -21,7 +21,11 @@ commands, each printed before it runs and skipped on a rerun when its output is 
    ``real_share`` lists each real training case several times there (``real_repeats``), so that real
    labels make about that share of the cases nnU-Net's loader draws.
 5. **student** (default ``LowerBoundTrainer``) trained on each fold of the student dataset.
-6. **the decision** (``decide``): student or plain model, from the paired per-case Dice of both on the
+6. optionally **DANTE as its own teacher** (``dante_teach``, a ``DANTETrainer_teach`` name): one more
+   dataset, the labelled cases plus the scans as unlabelled cases (what ``dante_nnunet add-scans`` writes,
+   with the labelled dataset's plans and split), and that trainer on each fold: a second candidate, validated
+   (its deployed pathway) on the same real cases.
+7. **the decision** (``choose``): a candidate or the plain model, from the paired per-case Dice on the
    validation cases of every fold; ``decision.json`` names the chosen model (dataset, trainer,
    configuration, folds) with its predict and export commands (``dante_nnunet export --decision``).
 
@@ -101,9 +105,57 @@ def decide(plain: Mapping[str, Mapping[str, float]], student: Mapping[str, Mappi
             "rule": {"min_gain_se": min_gain_se, "region_tolerance": "1 SE"}}
 
 
+def choose(plain: Mapping[str, Mapping[str, float]], candidates: Mapping[str, Mapping[str, Mapping[str, float]]],
+           fold_of: Mapping[str, int], regions: Sequence[str], min_gain_se: float = 1.0) -> dict:
+    """A candidate or the plain model. Each candidate (``candidates[name][case][region]``, e.g. the offline
+    student and DANTE as its own teacher) is held to ``decide``'s rule against the plain model on the same
+    cases; of those that pass, the one with the largest mean gain over the regions is chosen, else the plain
+    model. With one candidate this is ``decide`` itself (its ``chosen`` is then "student" or "plain").
+
+    The returned dict is the first candidate's ``decide`` result (its comparison stays at the top, as with
+    one candidate), with ``chosen`` and ``reason`` for the whole choice and ``candidates`` (name ->
+    ``decide`` result, whose own ``chosen`` says whether that candidate passed). Picking the larger of two
+    passing gains favours a lucky candidate a little; each one chosen has passed the bar on its own."""
+    if not candidates:
+        raise ValueError("no candidate to decide on")
+    each = {}
+    for name, per_case in candidates.items():
+        d = decide(plain, per_case, fold_of, regions, min_gain_se)
+        d["passed"] = d["chosen"] == "student"
+        each[name] = d
+    first = next(iter(each))
+    out = {k: v for k, v in each[first].items() if k != "passed"}
+    if len(each) == 1:
+        out["chosen"] = "student" if each[first]["passed"] else "plain"
+        return out
+    passing = [n for n, d in each.items() if d["passed"]]
+    if passing:
+        best = max(passing, key=lambda n: each[n]["overall"]["mean"])
+        others = [n for n in passing if n != best]
+        out["chosen"] = best
+        out["reason"] = (f"{best}: {each[best]['reason']}"
+                         + (f"; {', '.join(others)} also passed with a smaller gain" if others else ""))
+    else:
+        out["chosen"] = "plain"
+        out["reason"] = "; ".join(f"{n}: {d['reason']}" for n, d in each.items())
+    for d in each.values():
+        d.pop("chosen")                     # per candidate: "passed"; the choice is the top "chosen"
+    out["candidates"] = each
+    return out
+
+
 def decision_table(decision: dict, teacher: Optional[Mapping[str, float]] = None) -> str:
-    """The decision's numbers as a markdown table (Dice x 100; differences paired, mean ± SE over cases)."""
-    lines = ["| region | teacher (all channels) | plain | student | student - plain (± SE) | per fold | SD over folds |",
+    """The decision's numbers as markdown tables (Dice x 100; differences paired, mean ± SE over cases), one
+    per candidate."""
+    each = decision.get("candidates") or {"student": decision}
+    tables = [_comparison_table(name, d, teacher) for name, d in each.items()]
+    o = decision["overall"]
+    return ("\n\n".join(tables) + f"\n\nchosen: **{decision['chosen']}** ({decision['reason']}); {o['n']} "
+            f"validation cases")
+
+
+def _comparison_table(name: str, decision: dict, teacher: Optional[Mapping[str, float]]) -> str:
+    lines = [f"| region | teacher (all channels) | plain | {name} | {name} - plain (± SE) | per fold | SD over folds |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r, row in decision["regions"].items():
         t = f"{100 * teacher[r]:.1f}" if teacher and r in teacher else "-"
@@ -112,7 +164,7 @@ def decision_table(decision: dict, teacher: Optional[Mapping[str, float]] = None
                      f"{100 * row['mean']:+.1f} ± {100 * row['se']:.1f} | {folds} | {100 * row['sd_over_folds']:.1f} |")
     o = decision["overall"]
     lines.append(f"| mean over regions | | | | {100 * o['mean']:+.1f} ± {100 * o['se']:.1f} | | |")
-    return "\n".join(lines) + f"\n\nchosen: **{decision['chosen']}** ({decision['reason']}); {o['n']} validation cases"
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ per-scan record
@@ -146,12 +198,17 @@ class TeachSettings:
     predict_args: List[str] = field(default_factory=list)
     test_dirs: List[str] = field(default_factory=list)   # more limited-only case folders no scan may repeat
     min_gain_se: float = 1.0
+    dante_teach: Optional[str] = None    # a DANTETrainer_teach name: DANTE as its own teacher, a second candidate
+    dante_teach_id: Optional[int] = None  # its dataset: the labelled cases + the scans as unlabelled cases
+    dante_teach_name: Optional[str] = None  # that dataset's name when new (default: the student's + "Scans")
 
     def recorded(self) -> dict:
-        """What a rerun must agree with (device, predict arguments and the gate's bar may change: a rerun with
-        another ``min_gain_se`` only decides again)."""
+        """What a rerun must agree with (device, predict arguments, the gate's bar and the DANTE candidate may
+        change: a rerun with another ``min_gain_se`` only decides again, one that adds ``dante_teach`` trains
+        that candidate and decides again)."""
         d = asdict(self)
-        for k in ("device", "predict_args", "test_dirs", "min_gain_se"):
+        for k in ("device", "predict_args", "test_dirs", "min_gain_se", "dante_teach", "dante_teach_id",
+                  "dante_teach_name"):
             d.pop(k)
         d["scans"] = os.path.abspath(d["scans"])
         return d
@@ -192,6 +249,13 @@ class Teach:
         """Where the recipe keeps its own files: ``nnUNet_results/<student dataset>/teach``."""
         return join(self.env["nnUNet_results"], self.student_folder_name, "teach")
 
+    @property
+    def dante_teach_folder_name(self) -> str:
+        """The DANTE candidate's dataset folder: the one of that id in nnUNet_raw, else a new name."""
+        hit = self._folder("nnUNet_raw", self.s.dante_teach_id)
+        name = self.s.dante_teach_name or f"{self.s.student_name}Scans"
+        return os.path.basename(hit) if hit else f"Dataset{int(self.s.dante_teach_id):03d}_{name}"
+
     def preprocessed(self, folder_name: str) -> str:
         return join(self.env["nnUNet_preprocessed"], folder_name)
 
@@ -226,6 +290,7 @@ class Teach:
             raise TeachError(f"the real cases' share must be in (0, 1), got {s.real_share}")
         resuming = self._check_student_id()
         scans = check_scans(s.scans, source)
+        self._check_dante_teach_id(scans)
         if not resuming:   # reads every scan and case whole: once, before the first run's work
             check_not_labelled_or_test(scans, source, s.test_dirs)
         self.splits = teach_splits(source, self.preprocessed(name), s.folds)
@@ -253,15 +318,47 @@ class Teach:
                                  f"dataset")
         return False
 
+    def _check_dante_teach_id(self, scans: Mapping[str, Sequence[str]]) -> None:
+        """With ``dante_teach``: its dataset id is given, is neither the labelled nor the student dataset's, and
+        is free or holds this labelled dataset plus these scans (reused: it holds no model's output)."""
+        from dante_nnunet.data.unlabelled_cases import check_dataset_with_scans
+        s = self.s
+        if (s.dante_teach is None) != (s.dante_teach_id is None):
+            raise TeachError("the DANTE candidate needs both a trainer (--dante-teach) and a dataset id "
+                             "(--dante-teach-id)")
+        if s.dante_teach is None:
+            return
+        if not 0 < int(s.dante_teach_id) < 1000 or int(s.dante_teach_id) in (int(s.source), int(s.student_id)):
+            raise TeachError(f"the DANTE candidate's dataset id {s.dante_teach_id} must be 1..999 and neither the "
+                             f"labelled nor the student dataset's")
+        raw = self._folder("nnUNet_raw", s.dante_teach_id)
+        if raw is not None:
+            try:
+                check_dataset_with_scans(raw, self.source, list(scans))
+            except ValueError as e:
+                raise TeachError(f"dataset id {s.dante_teach_id} is in use ({e}); choose a free id for the DANTE "
+                                 f"candidate's dataset") from None
+            return
+        for key in ("nnUNet_preprocessed", "nnUNet_results"):
+            hit = self._folder(key, s.dante_teach_id)
+            if hit is not None:
+                raise TeachError(f"dataset id {s.dante_teach_id} is in use ({hit}); choose a free id for the DANTE "
+                                 f"candidate's dataset")
+
     def _check_trainers(self) -> None:
         from dante_nnunet.jobs.nnunet_jobs import trainer_lookup
         with trainer_lookup(self.env) as find:
-            for role in ("teacher", "plain", "student"):
+            for role in ("teacher", "plain", "student", "dante_teach"):
                 name = getattr(self.s, role)
+                if name is None:
+                    continue
                 try:
-                    find(name)
+                    cls = find(name)
                 except (RuntimeError, ValueError) as e:
                     raise TeachError(f"{role} trainer {name!r} is not a trainer nnUNetv2_train finds ({e})") from None
+                if role == "dante_teach" and not getattr(cls, "teach_unlabelled", False):
+                    raise TeachError(f"dante_teach trainer {name!r} does not learn from unlabelled cases (a "
+                                     f"DANTETrainer name with the token teach, e.g. DANTETrainer_teach)")
 
     # -- steps
     def _run(self, key: str, cmd: List[str]) -> None:
@@ -334,6 +431,21 @@ class Teach:
         if not isfile(splits_file):
             save_json(student_splits(self.splits, self.s.folds, kept, self.s.real_share), splits_file)
 
+    def scans_dataset(self) -> None:
+        """The DANTE candidate's dataset (``data/unlabelled_cases.py``), preprocessed with the labelled
+        dataset's plans and given its split (the same folds); each step skipped when done."""
+        from dante_nnunet.data.unlabelled_cases import write_dataset_with_scans
+        from dante_nnunet.jobs.nnunet_jobs import copy_split_of
+        s = self.s
+        if self._folder("nnUNet_raw", s.dante_teach_id) is None:
+            folder = write_dataset_with_scans(self.source, s.scans, self.env["nnUNet_raw"],
+                                              self.dante_teach_folder_name, test_dirs=s.test_dirs)
+            print(f"[teach] {self.prefix}DANTE candidate's dataset: wrote {folder}", flush=True)
+        if not preprocess_with_plans_of(s.source, s.dante_teach_id, self.env, self._run, s.configuration,
+                                        "dante_teach_dataset", s.plans):
+            print(f"[teach] {self.prefix}DANTE candidate's dataset: preprocessed, skipped", flush=True)
+        copy_split_of(s.source, s.dante_teach_id, self.env)
+
     def validation_dice(self, dataset_folder_name: str, trainer: str) -> Dict[str, Dict[str, float]]:
         """Dice per region of each fold's final-validation predictions against the labelled dataset's labels
         (the package's BraTS-convention Dice: a region empty in both scores 1)."""
@@ -371,6 +483,10 @@ class Teach:
         self.student_dataset(scans, labels, kept)
         for k in s.folds:
             self.train(f"student_fold{k}", s.student_id, self.student_folder_name, s.student, k)
+        if s.dante_teach:
+            self.scans_dataset()
+            for k in s.folds:
+                self.train(f"dante_teach_fold{k}", s.dante_teach_id, self.dante_teach_folder_name, s.dante_teach, k)
         return self.decide()
 
     def decide(self) -> dict:
@@ -379,24 +495,26 @@ class Teach:
         src_name = os.path.basename(self.source)
         regions = list(regions_from_dataset_json(load_json(join(self.source, "dataset.json"))))
         plain = self.validation_dice(src_name, s.plain)
-        student = self.validation_dice(self.student_folder_name, s.student)
+        models = {"plain": (s.source, s.plain), "student": (s.student_id, s.student)}
+        candidates = {"student": self.validation_dice(self.student_folder_name, s.student)}
+        if s.dante_teach:
+            models["dante_teach"] = (s.dante_teach_id, s.dante_teach)
+            candidates["dante_teach"] = self.validation_dice(self.dante_teach_folder_name, s.dante_teach)
         teacher = self.validation_dice(src_name, s.teacher)
         fold_of = {c: k for k in s.folds for c in self.splits[k]["val"]}
-        d = decide(plain, student, fold_of, regions, s.min_gain_se)
+        d = choose(plain, candidates, fold_of, regions, s.min_gain_se)
         teacher_mean = {r: float(np.mean([teacher[c][r] for c in teacher])) for r in regions}
         d["teacher"] = teacher_mean
-        if d["chosen"] == "student":
-            did, trainer = s.student_id, s.student
-        else:
-            did, trainer = s.source, s.plain
+        did, trainer = models[d["chosen"]]
         folds = " ".join(str(k) for k in s.folds)
         d["model"] = {"dataset": int(did), "trainer": trainer, "configuration": s.configuration, "plans": s.plans,
                       "folds": list(s.folds)}
         d["predict"] = (f"nnUNetv2_predict -i LIMITED_DIR -o OUT -d {did} -c {s.configuration} -tr {trainer} "
                         f"-p {s.plans} -f {folds}")
         d["export"] = f"dante_nnunet export --decision {shlex.quote(join(self.work, DECISION_FILE))} -o EXPORT_ROOT"
-        d["per_case"] = {"plain": plain, "student": student, "teacher": teacher, "fold": fold_of}
-        d["settings"] = {**s.recorded(), "min_gain_se": s.min_gain_se}
+        d["per_case"] = {"plain": plain, **candidates, "teacher": teacher, "fold": fold_of}
+        d["settings"] = {**s.recorded(), "min_gain_se": s.min_gain_se, "dante_teach": s.dante_teach,
+                         "dante_teach_id": s.dante_teach_id}
         d["seconds"] = self.seconds
         save_json(d, join(self.work, DECISION_FILE), sort_keys=False)
         table = decision_table(d, teacher_mean)
