@@ -90,7 +90,7 @@ def test_choose_between_candidates_by_hand():
     d = choose(plain, {"student": student, "dante_teach": dante_worse}, fold, REGIONS)
     assert d["chosen"] == "student" and d["reason"].startswith("student: the student gains +0.0500")
     assert d["candidates"]["student"]["passed"] and not d["candidates"]["dante_teach"]["passed"]
-    assert "worse on TC" in d["candidates"]["dante_teach"]["reason"]
+    assert "the dante_teach is worse on TC" in d["candidates"]["dante_teach"]["reason"]
     assert d["overall"]["mean"] == pytest.approx(0.05)              # the first candidate's comparison on top
     # DANTE: ET +0.45, +0.15, +0.45, +0.15 -> D mean 0.1, SE 0.0289: passes with the larger gain
     dante_better = _cases([[0.9, 0.8, 0.85], [0.9, 0.8, 0.55], [0.9, 0.8, 0.85], [0.9, 0.8, 0.55]])

@@ -53,8 +53,9 @@ DECISION_FILE = "decision.json"
 
 # ------------------------------------------------------------------------------------------ the decision
 def decide(plain: Mapping[str, Mapping[str, float]], student: Mapping[str, Mapping[str, float]],
-           fold_of: Mapping[str, int], regions: Sequence[str], min_gain_se: float = 1.0) -> dict:
-    """Student or plain model, from Dice per validation case and region (``plain[case][region]``, the same
+           fold_of: Mapping[str, int], regions: Sequence[str], min_gain_se: float = 1.0,
+           candidate: str = "student") -> dict:
+    """Student (``candidate`` names it in ``reason``) or plain model, from Dice per validation case and region (``plain[case][region]``, the same
     cases in ``student``), pooled over folds (``fold_of[case]``).
 
     d[c, r] = Dice_student - Dice_plain of case c, region r; D[c] = mean over regions of d[c, r].
@@ -89,16 +90,16 @@ def decide(plain: Mapping[str, Mapping[str, float]], student: Mapping[str, Mappi
     if n < 2:
         chosen, reason = "plain", f"{n} validation case(s): too few to decide; the plain model is kept"
     elif not overall["mean"] > min_gain_se * overall["se"]:
-        chosen, reason = "plain", (f"the student's mean gain over the regions, {overall['mean']:+.4f}, is not above "
+        chosen, reason = "plain", (f"the {candidate}'s mean gain over the regions, {overall['mean']:+.4f}, is not above "
                                    f"{min_gain_se:g} SE ({overall['se']:.4f})")
     else:
         worse = [r for r in regions if table[r]["mean"] < -table[r]["se"]]
         if worse:
-            chosen, reason = "plain", (f"the student is worse on {', '.join(worse)} by more than one SE "
+            chosen, reason = "plain", (f"the {candidate} is worse on {', '.join(worse)} by more than one SE "
                                        + ", ".join(f"{r}: {table[r]['mean']:+.4f} (SE {table[r]['se']:.4f})"
                                                    for r in worse))
         else:
-            chosen, reason = "student", (f"the student gains {overall['mean']:+.4f} over the regions "
+            chosen, reason = "student", (f"the {candidate} gains {overall['mean']:+.4f} over the regions "
                                          f"(> {min_gain_se:g} SE = {min_gain_se * overall['se']:.4f}) and no region "
                                          f"is worse by more than one SE")
     return {"chosen": chosen, "reason": reason, "regions": table, "overall": overall,
@@ -120,7 +121,7 @@ def choose(plain: Mapping[str, Mapping[str, float]], candidates: Mapping[str, Ma
         raise ValueError("no candidate to decide on")
     each = {}
     for name, per_case in candidates.items():
-        d = decide(plain, per_case, fold_of, regions, min_gain_se)
+        d = decide(plain, per_case, fold_of, regions, min_gain_se, candidate=name)
         d["passed"] = d["chosen"] == "student"
         each[name] = d
     first = next(iter(each))
