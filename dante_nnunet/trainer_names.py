@@ -136,6 +136,9 @@ NUMERIC_TOKENS = (
     (re.compile(rf"warm(?P<v>{_NUMBER})"), "teach_start_fraction", (DANTE,),
      "warm<x>: with teach, the full pathway teaches from fraction x of training on (0 <= x < 1; 0.2 unless set)",
      float),
+    (re.compile(rf"sure(?P<v>{_NUMBER})"), "teach_threshold", (DANTE,),
+     "sure<x>: with teach, a voxel is taught where the full pathway's confidence is at least x in every region "
+     "(0.5 <= x <= 1; 0.9 unless set; 0.5 teaches every voxel)", float),
 )
 
 

@@ -69,12 +69,13 @@ def test_teaching_trainer_refuses_a_dataset_without_unlabelled_cases_or_ignore_l
 def test_share_and_warm_tokens_set_the_teaching_schedule_and_bad_values_are_refused():
     many = [f"u{i}" for i in range(12)]
     split = [{"train": LABELLED[:4] + many, "val": LABELLED[4:]}]
-    t = _trainer(trainer_class("DANTETrainer_teach_share0.2_warm0.1_transfer"), _dj(many), split)
-    assert (t.labelled_share, t.teach_start_fraction, t.teach_start_epoch) == (0.2, 0.1, 10)
+    t = _trainer(trainer_class("DANTETrainer_teach_share0.2_warm0.1_sure0.5_transfer"), _dj(many), split)
+    assert (t.labelled_share, t.teach_start_fraction, t.teach_start_epoch, t.teach_threshold) == (0.2, 0.1, 10, 0.5)
     tr, _ = t.do_split()
     assert tr.count("c0") == 1                                    # r = round(0.2/0.8 x 12 / 4) = round(0.75)
     for name, says in (("DANTETrainer_teach_share1", "labelled_share=1.0"),
-                       ("DANTETrainer_teach_warm1", "teach_start_fraction=1.0")):
+                       ("DANTETrainer_teach_warm1", "teach_start_fraction=1.0"),
+                       ("DANTETrainer_teach_sure0.4", "teach_threshold=0.4")):
         with pytest.raises(DanteConfigError, match=says):
             _trainer(trainer_class(name), _dj(many), split)
 

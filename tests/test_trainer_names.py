@@ -128,6 +128,6 @@ def test_the_names_module_loads_no_trainer():
 def test_readme_lists_every_token():
     readme = open(os.path.join(os.path.dirname(HERE), "README.md")).read()
     missing = [t for t in list(NAMED_TOKENS) + ["<n>epochs", "seed<n>", "pib<x>", "align<x>", "syn<x>",
-                                              "share<x>", "warm<x>"]
+                                              "share<x>", "warm<x>", "sure<x>"]
                if f"`{t}`" not in readme]
     assert not missing
