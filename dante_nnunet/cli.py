@@ -212,7 +212,7 @@ def _convert_brats(args) -> int:
         raise ValueError("--exclude-columns goes with --exclude")
     exclude = read_exclusion(args.exclude, args.exclude_columns) if args.exclude else None
     folder = convert_brats(args.src, args.d, args.name, allow_missing_privileged=args.allow_missing_privileged,
-                           exclude=exclude)
+                           exclude=exclude, allow_unlabelled=args.allow_unlabelled)
     print(f"wrote {folder}" + (f" ({len(load_json(join(folder, 'dataset.json')).get('excluded_cases', []))} case(s) "
                                f"of --exclude left out)" if exclude else ""))
     return 0
@@ -220,7 +220,7 @@ def _convert_brats(args) -> int:
 
 def _convert_ct_pairs(args) -> int:
     from dante_nnunet.data.converters import convert_ct_pairs
-    print(f"wrote {convert_ct_pairs(args.src, args.d, args.name, allow_missing_privileged=args.allow_missing_privileged)}")
+    print(f"wrote {convert_ct_pairs(args.src, args.d, args.name, allow_missing_privileged=args.allow_missing_privileged, allow_unlabelled=args.allow_unlabelled)}")
     return 0
 
 
@@ -248,6 +248,14 @@ def _allow_missing_privileged_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-missing-privileged", action="store_true",
                         help="convert cases that lack only the privileged image: it is written as zeros and the "
                              "case listed in dataset.json's \"dante\" -> \"cases_without_privileged\"")
+
+
+def _allow_unlabelled_option(parser: argparse.ArgumentParser) -> None:
+    """The converters' option for training cases without a label."""
+    parser.add_argument("--allow-unlabelled", action="store_true",
+                        help="convert cases that lack only their _seg file (every image present) as unlabelled "
+                             "cases: the label is nnU-Net's ignore label everywhere and the case is listed in "
+                             "\"dante\" -> \"unlabelled_cases\" (never validated on; DANTETrainer_teach learns from it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -414,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--exclude-columns", nargs=2, default=None, metavar=("ID", "IN"),
                    help="the CSV's id column and the column that marks a case to leave out")
     _allow_missing_privileged_option(s)
+    _allow_unlabelled_option(s)
     s.set_defaults(func=_convert_brats)
 
     s = sub.add_parser("convert-ct-pairs", help="paired non-contrast CT + CTPA case folders -> nnU-Net raw dataset "
@@ -422,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-d", type=int, required=True, help="new dataset id")
     s.add_argument("--name", default="DP2E", help="dataset name (letters and digits)")
     _allow_missing_privileged_option(s)
+    _allow_unlabelled_option(s)
     s.set_defaults(func=_convert_ct_pairs)
 
     s = sub.add_parser("phantom", help="a phantom raw dataset with a held-out test split: BraTS-like (T1ce "

@@ -223,6 +223,50 @@ def test_missing_privileged_scan_gets_a_placeholder_and_is_listed(tmp_path):
     assert not sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, "imagesTr", "PE002_0001.nii.gz"))).any()
 
 
+def test_cases_without_a_label_become_unlabelled_cases_with_the_ignore_label(tmp_path, monkeypatch, capsys):
+    """--allow-unlabelled: a case lacking only its _seg file is written with nnU-Net's ignore label everywhere and
+    listed in dante.unlabelled_cases (check-dataset accepts the dataset); without the option, or for a case with
+    neither label nor privileged image, or when no case is labelled, refused before anything is written."""
+    from dante_nnunet.data.check_dataset import check_raw_dataset
+    from dante_nnunet.data.converters import convert_ct_pairs
+    from dante_nnunet.config import unlabelled_cases
+    src = tmp_path / "src"
+    for i in (1, 2, 3, 4, 5):
+        _case(src, f"BraTS20_Training_00{i}")
+    _case(src, "BraTS21_Scan_001", skip=("seg",))
+    _refused(tmp_path, src, r"case 'BraTS21_Scan_001' .* lacks BraTS21_Scan_001_seg")
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    assert main(["convert-brats", str(src), "-d", "505", "--allow-unlabelled"]) == 0
+    out = str(tmp_path / "raw" / "Dataset505_BraTS")
+    d = json.load(open(os.path.join(out, "dataset.json")))
+    assert d["labels"]["ignore"] == 4 and d["dante"]["unlabelled_cases"] == ["BraTS21_Scan_001"]
+    assert unlabelled_cases(d) == ("BraTS21_Scan_001",)
+    lab = sitk.ReadImage(os.path.join(out, "labelsTr", "BraTS21_Scan_001.nii.gz"))
+    t1 = sitk.ReadImage(os.path.join(out, "imagesTr", "BraTS21_Scan_001_0000.nii.gz"))
+    assert (sitk.GetArrayFromImage(lab) == 4).all() and lab.GetSize() == t1.GetSize()
+    assert set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, "labelsTr",
+                                                                          "BraTS20_Training_001.nii.gz"))))) == {0, 1, 2, 3}
+    assert check_raw_dataset(out) == []
+    # a case with neither label nor T1ce; no labelled case at all: refused, nothing written
+    _case(tmp_path / "bare", "A")
+    _case(tmp_path / "bare", "B", skip=("seg", "t1ce"))
+    with pytest.raises(ValueError, match="case 'B' .* has neither a label nor its t1ce image"):
+        convert_brats(str(tmp_path / "bare"), 506, raw_root=str(tmp_path / "raw"), allow_missing_privileged=True,
+                      allow_unlabelled=True)
+    _case(tmp_path / "none", "A", skip=("seg",))
+    with pytest.raises(ValueError, match="no case under .* has a label"):
+        convert_brats(str(tmp_path / "none"), 507, raw_root=str(tmp_path / "raw"), allow_unlabelled=True)
+    assert sorted(os.listdir(tmp_path / "raw")) == ["Dataset505_BraTS"]
+    # paired CT: a pair without its label
+    _ct_case(tmp_path / "ct", "PE001")
+    _ct_case(tmp_path / "ct", "PE002")
+    os.remove(tmp_path / "ct" / "PE002" / "PE002_seg.nii.gz")
+    out = convert_ct_pairs(str(tmp_path / "ct"), 513, raw_root=str(tmp_path / "raw"), allow_unlabelled=True)
+    d = json.load(open(os.path.join(out, "dataset.json")))
+    assert d["labels"] == {"background": 0, "embolus": 1, "ignore": 2} and d["dante"]["unlabelled_cases"] == ["PE002"]
+    assert (sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, "labelsTr", "PE002.nii.gz"))) == 2).all()
+
+
 def test_brats2021_pool_leaves_out_the_brats2018_cases_of_a_mapping_file(tmp_path, capsys, monkeypatch):
     """BraTS 2021 as the unlabelled pool of a model tested on BraTS 2018: the organisers' name-mapping CSV
     says which 2021 cases are 2018 cases; they are left out and listed in dataset.json."""

@@ -29,6 +29,13 @@ geometry of the case's other images) and listed in dataset.json under ``"dante"`
 ``"cases_without_privileged"``, which DANTE's trainers read (docs/reference.md, "Training cases without the privileged
 scan"). Without the option such a case is an error, as any other missing file.
 
+**Cases without a label** (``--allow-unlabelled``; issue 40): a case folder that lacks only its ``_seg`` file
+must have every image, the privileged one included; its label file is written as nnU-Net's ignore label
+everywhere (``"ignore"`` is added to the labels, one above the highest) and the case is listed under
+``"dante"`` -> ``"unlabelled_cases"``, as ``dante_nnunet add-scans`` does: every trainer of the package keeps
+it out of validation, and only ``DANTETrainer_teach`` trains on it. Without the option such a case is an
+error.
+
 Everything is checked before anything is written: exactly the expected files per case (a folder holding
 any of them is a case, so a missing file of any kind is reported, not skipped), one geometry across them,
 finite intensities, label values within the known set, a dataset id unused in nnUNet_raw,
@@ -88,10 +95,40 @@ def _case_folders(src: str, kinds: Sequence[str], marker: str, layout: str,
     return cases
 
 
-def _brats_cases(src: str, allow_missing_privileged: bool = False) -> Dict[str, Dict[str, str]]:
+def _brats_cases(src: str, allow_missing_privileged: bool = False,
+                 allow_unlabelled: bool = False) -> Dict[str, Dict[str, str]]:
     return _case_folders(src, BRATS_MODALITIES + ("seg",), "flair",
                          "<case>_t1, _t1ce, _t2, _flair, _seg .nii.gz",
-                         optional=("t1ce",) if allow_missing_privileged else ())
+                         optional=(("t1ce",) if allow_missing_privileged else ()) + (("seg",) if allow_unlabelled else ()))
+
+
+def _unlabelled(cases: Dict[str, Dict[str, str]], privileged: str, src: str) -> List[str]:
+    """The cases without a ``seg`` file (sorted); each must have its ``privileged`` image (a case with neither
+    teaches nothing) and some case must be labelled."""
+    unlabelled = sorted(c for c, files in cases.items() if "seg" not in files)
+    bare = [c for c in unlabelled if privileged not in cases[c]]
+    if bare:
+        raise ValueError(f"case {bare[0]!r} under {src} has neither a label nor its {privileged} image: an unlabelled "
+                         f"case needs every image")
+    if unlabelled and len(unlabelled) == len(cases):
+        raise ValueError(f"no case under {src} has a label (<case>_seg); at least one labelled case is needed")
+    return unlabelled
+
+
+def _ignore_label(files: Dict[str, str], reference_kind: str, ignore: int) -> sitk.Image:
+    """A label map of ``ignore`` everywhere on the geometry of the case's ``reference_kind`` image."""
+    ref = sitk.ReadImage(files[reference_kind])
+    lab = sitk.GetImageFromArray(np.full(sitk.GetArrayViewFromImage(ref).shape, ignore, dtype=np.uint8))
+    lab.CopyInformation(ref)
+    return lab
+
+
+def _labels_and_dante(labels: dict, dante: dict, unlabelled: List[str]):
+    """dataset.json's labels and dante block, with nnU-Net's ignore label and the unlabelled cases if any."""
+    if not unlabelled:
+        return labels, dante
+    from dante_nnunet.data.unlabelled_cases import labels_with_ignore
+    return labels_with_ignore(labels), {**dante, "unlabelled_cases": unlabelled}
 
 
 def _missing_privileged(cases: Dict[str, Dict[str, str]], privileged: str, src: str,
@@ -158,14 +195,15 @@ def read_exclusion(path: str, columns: Optional[Sequence[str]] = None) -> List[s
 
 
 def convert_brats(src: str, dataset_id: int, name: str = "BraTS", raw_root: Optional[str] = None,
-                  allow_missing_privileged: bool = False, exclude: Optional[Sequence[str]] = None) -> str:
+                  allow_missing_privileged: bool = False, exclude: Optional[Sequence[str]] = None,
+                  allow_unlabelled: bool = False) -> str:
     """``exclude``: case (folder) names left out, e.g. BraTS 2021's copies of the BraTS 2018 cases when 2021
     is the unlabelled pool of a model tested on 2018 (``read_exclusion``); recorded in dataset.json
     (``"excluded_cases"``)."""
     others = sibling_roots(raw_root)
     raw_root = resolve_raw_root(raw_root)
     folder_name = check_new_dataset(raw_root, dataset_id, name, others)
-    cases = _brats_cases(src, allow_missing_privileged)
+    cases = _brats_cases(src, allow_missing_privileged, allow_unlabelled)
     excluded = sorted(set(exclude or ()) & set(cases))
     if exclude is not None and not excluded:
         raise ValueError(f"none of the {len(set(exclude))} case(s) to exclude (e.g. {sorted(exclude)[:2]}) is a case "
@@ -173,22 +211,29 @@ def convert_brats(src: str, dataset_id: int, name: str = "BraTS", raw_root: Opti
     cases = {c: f for c, f in cases.items() if c not in set(excluded)}
     if not cases:
         raise ValueError(f"every case of {src} is excluded")
-    missing = _missing_privileged(cases, "t1ce", src, allow_missing_privileged)
+    unlabelled = _unlabelled(cases, "t1ce", src)
+    missing = _missing_privileged({c: f for c, f in cases.items() if c not in unlabelled}, "t1ce", src,
+                                  allow_missing_privileged)
     for case, files in cases.items():   # all checks first (files are read twice rather than held in memory)
         check_same_geometry(case, [files[k] for k in BRATS_MODALITIES + ("seg",) if k in files])
         for kind in BRATS_MODALITIES + ("seg",):
             if kind in files:
                 check_image(case, files[kind])   # every voxel read: a truncated file is not data
-        _mapped_labels(case, files["seg"])
-    dante = {"privileged_channels": ["T1ce"], **({"cases_without_privileged": missing} if missing else {})}
+        if "seg" in files:
+            _mapped_labels(case, files["seg"])
+    labels, dante = _labels_and_dante(BRATS_LABELS, {"privileged_channels": ["T1ce"],
+                                                     **({"cases_without_privileged": missing} if missing else {})},
+                                      unlabelled)
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for case, files in cases.items():
             for c, kind in enumerate(BRATS_MODALITIES):
                 _write_image(files, kind, "t1", join(tmp, "imagesTr", f"{case}_{c:04d}.nii.gz"))
-            sitk.WriteImage(_mapped_labels(case, files["seg"]), join(tmp, "labelsTr", f"{case}.nii.gz"), True)
+            label = (_mapped_labels(case, files["seg"]) if "seg" in files
+                     else _ignore_label(files, "t1", int(labels["ignore"])))
+            sitk.WriteImage(label, join(tmp, "labelsTr", f"{case}.nii.gz"), True)
         save_json({
             "channel_names": {str(i): n for i, n in enumerate(BRATS_CHANNEL_NAMES)},
-            "labels": BRATS_LABELS,
+            "labels": labels,
             "regions_class_order": [1, 2, 3],
             "numTraining": len(cases),
             "file_ending": ".nii.gz",
@@ -217,34 +262,42 @@ def _checked_labels(case: str, seg_file: str, allowed) -> None:
 
 
 def convert_ct_pairs(src: str, dataset_id: int, name: str = "DP2E", raw_root: Optional[str] = None,
-                     allow_missing_privileged: bool = False) -> str:
+                     allow_missing_privileged: bool = False, allow_unlabelled: bool = False) -> str:
     others = sibling_roots(raw_root)
     raw_root = resolve_raw_root(raw_root)
     folder_name = check_new_dataset(raw_root, dataset_id, name, others)
     cases = _case_folders(src, CT_KINDS + ("seg",), "ncct", "<case>_ncct, _ctpa, _seg .nii.gz",
-                          optional=("ctpa",) if allow_missing_privileged else ())
-    missing = _missing_privileged(cases, "ctpa", src, allow_missing_privileged)
+                          optional=(("ctpa",) if allow_missing_privileged else ())
+                          + (("seg",) if allow_unlabelled else ()))
+    unlabelled = _unlabelled(cases, "ctpa", src)
+    missing = _missing_privileged({c: f for c, f in cases.items() if c not in unlabelled}, "ctpa", src,
+                                  allow_missing_privileged)
     for case, files in cases.items():
         check_same_geometry(case, [files[k] for k in CT_KINDS + ("seg",) if k in files])
         for kind in CT_KINDS + ("seg",):
             if kind in files:
                 check_image(case, files[kind])   # every voxel read: a truncated file is not data
-        _checked_labels(case, files["seg"], CT_LABELS.values())
+        if "seg" in files:
+            _checked_labels(case, files["seg"], CT_LABELS.values())
+    labels, dante = _labels_and_dante(CT_LABELS, {"privileged_channels": [1],
+                                                  **({"cases_without_privileged": missing} if missing else {})},
+                                      unlabelled)
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for case, files in cases.items():
             for c, kind in enumerate(CT_KINDS):
                 _write_image(files, kind, "ncct", join(tmp, "imagesTr", f"{case}_{c:04d}.nii.gz"))
-            sitk.WriteImage(sitk.ReadImage(files["seg"], sitk.sitkUInt8), join(tmp, "labelsTr", f"{case}.nii.gz"),
-                            True)
+            label = (sitk.ReadImage(files["seg"], sitk.sitkUInt8) if "seg" in files
+                     else _ignore_label(files, "ncct", int(labels["ignore"])))
+            sitk.WriteImage(label, join(tmp, "labelsTr", f"{case}.nii.gz"), True)
         save_json({
             "channel_names": {"0": "CT", "1": "CT"},
-            "labels": CT_LABELS,
+            "labels": labels,
             "numTraining": len(cases),
             "file_ending": ".nii.gz",
             "name": name,
             "description": f"paired CT converted by dante_nnunet convert-ct-pairs from {os.path.abspath(src)}; "
                            f"_0000 non-contrast CT (limited), _0001 CTPA (privileged)",
-            "dante": {"privileged_channels": [1], **({"cases_without_privileged": missing} if missing else {})},
+            "dante": dante,
             "dante_plans": {"target_spacing": DP2E_TARGET_SPACING, "patch_size": DP2E_PATCH_SIZE},
         }, join(tmp, "dataset.json"), sort_keys=False)
     return join(raw_root, folder_name)
