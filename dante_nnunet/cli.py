@@ -220,7 +220,9 @@ def _convert_brats(args) -> int:
 
 def _convert_ct_pairs(args) -> int:
     from dante_nnunet.data.converters import convert_ct_pairs
-    print(f"wrote {convert_ct_pairs(args.src, args.d, args.name, allow_missing_privileged=args.allow_missing_privileged, allow_unlabelled=args.allow_unlabelled)}")
+    folder = convert_ct_pairs(args.src, args.d, args.name, allow_missing_privileged=args.allow_missing_privileged,
+                              allow_unlabelled=args.allow_unlabelled)
+    print(f"wrote {folder}")
     return 0
 
 

@@ -483,15 +483,16 @@ class Runner:
         """A ``"teach"`` method's row: the recipe, then every candidate's fold ``method fold`` on the test cases
         (KEY_plain, KEY_student, KEY_dante_teach with a DANTE candidate), so that the gate's choice can be
         checked against the test set; the row is the chosen one's, with the gate's numbers and every
-        candidate's test means under ``gate``. The
-        row is rebuilt on every run: a rerun with another ``min_gain_se`` decides again."""
+        candidate's test means under ``gate``. The row is rebuilt on every run: a rerun with another
+        ``min_gain_se`` decides again."""
         gate = self.step_teach(method, seed, test)
         t, fold = method["teach"], self.method_fold(method)
         student_id = pseudo_label_dataset_ids(self.cfg, method, block="teach")[seed]
         candidates = {"plain": (self.dataset_id, self.seeded(t["plain"], seed)),
                       "student": (student_id, self.seeded(method["trainer"], seed))}
-        if t.get("dante_teach"):
-            candidates["dante_teach"] = (int(t["dante_teach"]["dataset"]["id"]), self.seeded(t["dante_teach"]["trainer"], seed))
+        dt = t.get("dante_teach")
+        if dt:
+            candidates["dante_teach"] = (int(dt["dataset"]["id"]), self.seeded(dt["trainer"], seed))
         rows = {role: self.predict_and_evaluate(f"{key}_{role}", test, test["limited"], did, trainer, fold)
                 for role, (did, trainer) in candidates.items()}
         m = dict(rows[gate["chosen"]])
@@ -511,6 +512,7 @@ class Runner:
         cases."""
         from dante_nnunet.jobs.teach import Teach, TeachSettings
         t = method["teach"]
+        dt = t.get("dante_teach") or {}
         did = pseudo_label_dataset_ids(self.cfg, method, block="teach")[seed]
         settings = TeachSettings(
             source=self.dataset_id, scans=self.resolve_folder(t["images"]), student_id=did,
@@ -521,9 +523,9 @@ class Runner:
             real_share=None if t.get("real_share") is None else float(t["real_share"]),
             predict_args=[str(a) for a in self.cfg.get("predict_args", [])],
             min_gain_se=float(t.get("min_gain_se", 1.0)),
-            dante_teach=self.seeded(t["dante_teach"]["trainer"], seed) if t.get("dante_teach") else None,
-            dante_teach_id=int(t["dante_teach"]["dataset"]["id"]) if t.get("dante_teach") else None,
-            dante_teach_name=t["dante_teach"]["dataset"]["name"] if t.get("dante_teach") else None,
+            dante_teach=self.seeded(dt["trainer"], seed) if dt else None,
+            dante_teach_id=int(dt["dataset"]["id"]) if dt else None,
+            dante_teach_name=dt["dataset"]["name"] if dt else None,
             test_dirs=[test["limited"]] if test and isdir(test["limited"]) else [])   # no scan may be a test case
         key = self.method_key(method) + self.seed_suffix(seed)
         job = Teach(settings, self.env, log_prefix=f"{key}: ")

@@ -53,6 +53,7 @@ from batchgenerators.utilities.file_and_folder_operations import join, save_json
 
 from dante_nnunet.data.rawdata import (check_image, check_new_dataset, check_same_geometry, new_dataset_folder,
                                   placeholder_image, resolve_raw_root, sibling_roots)
+from dante_nnunet.data.unlabelled_cases import ignore_label_image, labels_with_ignore
 
 BRATS_MODALITIES = ("t1", "t1ce", "t2", "flair")     # -> _0000.._0003
 BRATS_CHANNEL_NAMES = ("T1", "T1ce", "T2", "FLAIR")
@@ -99,7 +100,8 @@ def _brats_cases(src: str, allow_missing_privileged: bool = False,
                  allow_unlabelled: bool = False) -> Dict[str, Dict[str, str]]:
     return _case_folders(src, BRATS_MODALITIES + ("seg",), "flair",
                          "<case>_t1, _t1ce, _t2, _flair, _seg .nii.gz",
-                         optional=(("t1ce",) if allow_missing_privileged else ()) + (("seg",) if allow_unlabelled else ()))
+                         optional=(("t1ce",) if allow_missing_privileged else ())
+                         + (("seg",) if allow_unlabelled else ()))
 
 
 def _unlabelled(cases: Dict[str, Dict[str, str]], privileged: str, src: str) -> List[str]:
@@ -115,19 +117,10 @@ def _unlabelled(cases: Dict[str, Dict[str, str]], privileged: str, src: str) -> 
     return unlabelled
 
 
-def _ignore_label(files: Dict[str, str], reference_kind: str, ignore: int) -> sitk.Image:
-    """A label map of ``ignore`` everywhere on the geometry of the case's ``reference_kind`` image."""
-    ref = sitk.ReadImage(files[reference_kind])
-    lab = sitk.GetImageFromArray(np.full(sitk.GetArrayViewFromImage(ref).shape, ignore, dtype=np.uint8))
-    lab.CopyInformation(ref)
-    return lab
-
-
 def _labels_and_dante(labels: dict, dante: dict, unlabelled: List[str]):
     """dataset.json's labels and dante block, with nnU-Net's ignore label and the unlabelled cases if any."""
     if not unlabelled:
         return labels, dante
-    from dante_nnunet.data.unlabelled_cases import labels_with_ignore
     return labels_with_ignore(labels), {**dante, "unlabelled_cases": unlabelled}
 
 
@@ -229,7 +222,7 @@ def convert_brats(src: str, dataset_id: int, name: str = "BraTS", raw_root: Opti
             for c, kind in enumerate(BRATS_MODALITIES):
                 _write_image(files, kind, "t1", join(tmp, "imagesTr", f"{case}_{c:04d}.nii.gz"))
             label = (_mapped_labels(case, files["seg"]) if "seg" in files
-                     else _ignore_label(files, "t1", int(labels["ignore"])))
+                     else ignore_label_image(files["t1"], int(labels["ignore"])))
             sitk.WriteImage(label, join(tmp, "labelsTr", f"{case}.nii.gz"), True)
         save_json({
             "channel_names": {str(i): n for i, n in enumerate(BRATS_CHANNEL_NAMES)},
@@ -287,7 +280,7 @@ def convert_ct_pairs(src: str, dataset_id: int, name: str = "DP2E", raw_root: Op
             for c, kind in enumerate(CT_KINDS):
                 _write_image(files, kind, "ncct", join(tmp, "imagesTr", f"{case}_{c:04d}.nii.gz"))
             label = (sitk.ReadImage(files["seg"], sitk.sitkUInt8) if "seg" in files
-                     else _ignore_label(files, "ncct", int(labels["ignore"])))
+                     else ignore_label_image(files["ncct"], int(labels["ignore"])))
             sitk.WriteImage(label, join(tmp, "labelsTr", f"{case}.nii.gz"), True)
         save_json({
             "channel_names": {"0": "CT", "1": "CT"},

@@ -39,15 +39,25 @@ def labels_with_ignore(labels: Dict[str, object]) -> Dict[str, object]:
     return {**labels, "ignore": int(max(values)) + 1}
 
 
+def ignore_label_image(reference_file: str, ignore: int) -> sitk.Image:
+    """A label map of ``ignore`` everywhere on the geometry of ``reference_file``: an unlabelled case's label."""
+    ref = sitk.ReadImage(reference_file)
+    lab = sitk.GetImageFromArray(np.full(sitk.GetArrayViewFromImage(ref).shape, ignore, dtype=np.uint8))
+    lab.CopyInformation(ref)
+    return lab
+
+
 def write_dataset_with_scans(source: str, scans_dir: str, raw_root: str, folder_name: str,
-                             test_dirs: Sequence[str] = ()) -> str:
+                             test_dirs: Sequence[str] = (), voxels_checked: bool = False) -> str:
     """``raw_root/folder_name``: ``source``'s labelled cases and the scans of ``scans_dir`` as unlabelled
-    cases (module docstring). Returns the folder."""
+    cases (module docstring). Returns the folder. ``voxels_checked``: the caller has already run
+    ``check_not_labelled_or_test`` on these scans (it reads every scan and case whole)."""
     dj = load_json(join(source, "dataset.json"))
     ending = dj["file_ending"]
     split = ChannelSplit.from_dataset_json(dj, join(source, "dataset.json"))
     scans = check_scans(scans_dir, source)
-    check_not_labelled_or_test(scans, source, test_dirs)
+    if not voxels_checked:
+        check_not_labelled_or_test(scans, source, test_dirs)
     labelled = _labelled_cases(source, ending)
     listed = list(dj.get("dante", {}).get("unlabelled_cases", []))
     labels = labels_with_ignore(dj["labels"])
@@ -60,10 +70,7 @@ def write_dataset_with_scans(source: str, scans_dir: str, raw_root: str, folder_
         for scan, files in sorted(scans.items()):
             for c, f in enumerate(files):
                 shutil.copyfile(f, join(tmp, "imagesTr", f"{scan}_{c:04d}{ending}"))
-            ref = sitk.ReadImage(files[0])
-            lab = sitk.GetImageFromArray(np.full(sitk.GetArrayViewFromImage(ref).shape, ignore, dtype=np.uint8))
-            lab.CopyInformation(ref)
-            sitk.WriteImage(lab, join(tmp, "labelsTr", scan + ending))
+            sitk.WriteImage(ignore_label_image(files[0], ignore), join(tmp, "labelsTr", scan + ending))
         out = dict(dj)
         dante = dict(dj.get("dante", {}))
         dante["unlabelled_cases"] = sorted(set(listed) | set(scans))
@@ -74,7 +81,6 @@ def write_dataset_with_scans(source: str, scans_dir: str, raw_root: str, folder_
                                    f"{ignore} everywhere; listed in dante.unlabelled_cases)"})
         save_json(out, join(tmp, "dataset.json"), sort_keys=False)
     return join(raw_root, folder_name)
-
 
 
 def check_dataset_with_scans(folder: str, source: str, scans: Sequence[str]) -> None:

@@ -55,8 +55,8 @@ DECISION_FILE = "decision.json"
 def decide(plain: Mapping[str, Mapping[str, float]], student: Mapping[str, Mapping[str, float]],
            fold_of: Mapping[str, int], regions: Sequence[str], min_gain_se: float = 1.0,
            candidate: str = "student") -> dict:
-    """Student (``candidate`` names it in ``reason``) or plain model, from Dice per validation case and region (``plain[case][region]``, the same
-    cases in ``student``), pooled over folds (``fold_of[case]``).
+    """Student (``candidate`` names it in ``reason``) or plain model, from Dice per validation case and
+    region (``plain[case][region]``, the same cases in ``student``), pooled over folds (``fold_of[case]``).
 
     d[c, r] = Dice_student - Dice_plain of case c, region r; D[c] = mean over regions of d[c, r].
     The student is chosen only if (a) mean(D) > ``min_gain_se`` x SE(D) (SE = SD with ddof 1 / sqrt(n)): it
@@ -113,22 +113,20 @@ def choose(plain: Mapping[str, Mapping[str, float]], candidates: Mapping[str, Ma
     cases; of those that pass, the one with the largest mean gain over the regions is chosen, else the plain
     model. With one candidate this is ``decide`` itself (its ``chosen`` is then "student" or "plain").
 
-    The returned dict is the first candidate's ``decide`` result (its comparison stays at the top, as with
-    one candidate), with ``chosen`` and ``reason`` for the whole choice and ``candidates`` (name ->
-    ``decide`` result, whose own ``chosen`` says whether that candidate passed). Picking the larger of two
-    passing gains favours a lucky candidate a little; each one chosen has passed the bar on its own."""
+    With several, the returned dict is the first candidate's ``decide`` result (its comparison stays at the
+    top, as with one candidate), with ``chosen`` and ``reason`` for the whole choice and ``candidates`` (name
+    -> ``decide`` result with ``passed`` in place of ``chosen``). Picking the larger of two passing gains
+    favours a lucky candidate a little; each one chosen has passed the bar on its own."""
     if not candidates:
         raise ValueError("no candidate to decide on")
-    each = {}
-    for name, per_case in candidates.items():
-        d = decide(plain, per_case, fold_of, regions, min_gain_se, candidate=name)
-        d["passed"] = d["chosen"] == "student"
-        each[name] = d
+    each = {name: decide(plain, per_case, fold_of, regions, min_gain_se, candidate=name)
+            for name, per_case in candidates.items()}
     first = next(iter(each))
-    out = {k: v for k, v in each[first].items() if k != "passed"}
     if len(each) == 1:
-        out["chosen"] = "student" if each[first]["passed"] else "plain"
-        return out
+        return each[first]
+    out = dict(each[first])
+    for d in each.values():
+        d["passed"] = d.pop("chosen") == "student"   # per candidate; the choice is the top "chosen"
     passing = [n for n, d in each.items() if d["passed"]]
     if passing:
         best = max(passing, key=lambda n: each[n]["overall"]["mean"])
@@ -139,8 +137,6 @@ def choose(plain: Mapping[str, Mapping[str, float]], candidates: Mapping[str, Ma
     else:
         out["chosen"] = "plain"
         out["reason"] = "; ".join(f"{n}: {d['reason']}" for n, d in each.items())
-    for d in each.values():
-        d.pop("chosen")                     # per candidate: "passed"; the choice is the top "chosen"
     out["candidates"] = each
     return out
 
@@ -312,12 +308,16 @@ class Teach:
                 raise TeachError(f"{record} records an earlier teach run with other settings ({', '.join(diff)}); "
                                  f"use another student dataset id, or the same settings to resume")
             return True
-        for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-            hit = self._folder(key, self.s.student_id)
-            if hit is not None:
-                raise TeachError(f"dataset id {self.s.student_id} is in use ({hit}); choose a free id for the student "
-                                 f"dataset")
+        self._refuse_id_in_use(self.s.student_id, ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"),
+                               "the student dataset")
         return False
+
+    def _refuse_id_in_use(self, dataset_id: int, roots: Sequence[str], role: str) -> None:
+        """TeachError when a dataset of ``dataset_id`` is in one of nnU-Net's folders ``roots``."""
+        for key in roots:
+            hit = self._folder(key, dataset_id)
+            if hit is not None:
+                raise TeachError(f"dataset id {dataset_id} is in use ({hit}); choose a free id for {role}")
 
     def _check_dante_teach_id(self, scans: Mapping[str, Sequence[str]]) -> None:
         """With ``dante_teach``: its dataset id is given, is neither the labelled nor the student dataset's, and
@@ -340,11 +340,8 @@ class Teach:
                 raise TeachError(f"dataset id {s.dante_teach_id} is in use ({e}); choose a free id for the DANTE "
                                  f"candidate's dataset") from None
             return
-        for key in ("nnUNet_preprocessed", "nnUNet_results"):
-            hit = self._folder(key, s.dante_teach_id)
-            if hit is not None:
-                raise TeachError(f"dataset id {s.dante_teach_id} is in use ({hit}); choose a free id for the DANTE "
-                                 f"candidate's dataset")
+        self._refuse_id_in_use(s.dante_teach_id, ("nnUNet_preprocessed", "nnUNet_results"),
+                               "the DANTE candidate's dataset")
 
     def _check_trainers(self) -> None:
         from dante_nnunet.jobs.nnunet_jobs import trainer_lookup
@@ -439,8 +436,9 @@ class Teach:
         from dante_nnunet.jobs.nnunet_jobs import copy_split_of
         s = self.s
         if self._folder("nnUNet_raw", s.dante_teach_id) is None:
+            # check() ran the voxel check on these scans (this run, or the first run a resume must agree with)
             folder = write_dataset_with_scans(self.source, s.scans, self.env["nnUNet_raw"],
-                                              self.dante_teach_folder_name, test_dirs=s.test_dirs)
+                                              self.dante_teach_folder_name, voxels_checked=True)
             print(f"[teach] {self.prefix}DANTE candidate's dataset: wrote {folder}", flush=True)
         if not preprocess_with_plans_of(s.source, s.dante_teach_id, self.env, self._run, s.configuration,
                                         "dante_teach_dataset", s.plans):
