@@ -1,6 +1,7 @@
 """The gated privileged-teacher recipe (`dante_nnunet teach`): the decision rule and the per-scan record
 against hand computations, the student dataset and its splits, and every bad input refused before any
-work. Real phantom files; the end-to-end run through the stock commands is in test_teach_end_to_end.py."""
+work. Real phantom files; the end-to-end run through the stock commands is test_tiny_teach_end_to_end in test_benchmark.py (the
+runner's gated method) and the CLI's in this file's slow tests."""
 import json
 import math
 import os
@@ -163,6 +164,26 @@ def test_check_scans_refuses_limited_only_scans_and_taken_names(source, tmp_path
         os.rename(named / f"{next(iter(scans))}_{c:04d}.nii.gz", named / f"BraTSTypesPhantom_002_{c:04d}.nii.gz")
     with pytest.raises(ValueError, match="scan 'BraTSTypesPhantom_002' .* has the name of a labelled case"):
         check_scans(str(named), source)
+
+
+def test_a_stray_file_in_the_scan_folder_is_named(source, tmp_path):
+    d = tmp_path / "scans"
+    shutil.copytree(os.path.join(source, "imagesUnlabelled"), d)
+    (d / "notes.txt").write_text("not a scan")
+    with pytest.raises(ValueError, match=r"notes.txt: not a scan's channel file .* must hold only the scans'"):
+        check_scans(str(d), source)
+
+
+def test_cuda_without_a_gpu_is_refused_before_any_work(source, tmp_path, monkeypatch, capsys):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)   # this machine as a CPU-only one
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    for k in ("nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(k, str(tmp_path / k))
+        os.makedirs(tmp_path / k)
+    assert main(["teach", "-d", "741", "--scans", os.path.join(source, "imagesUnlabelled"), "-o", "745"]) == 2
+    assert "-device cuda (the default), but torch finds no CUDA device here" in capsys.readouterr().err
+    assert not os.listdir(tmp_path / "nnUNet_results") and os.listdir(tmp_path / "raw") == ["Dataset741_BraTSTypesPhantom"]
 
 
 def test_a_scan_with_the_voxels_of_a_labelled_or_test_case_is_refused(source, tmp_path):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import shutil
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -55,6 +56,15 @@ def check_scans(scans_dir: str, source: str) -> Dict[str, List[str]]:
         raise ValueError(f"{dj_file} names no privileged channel (\"dante\": {{\"privileged_channels\": [...]}}): "
                          f"the teacher has nothing the plain model lacks")
     ending = dj["file_ending"]
+    if not os.path.isdir(scans_dir):
+        raise FileNotFoundError(f"scan folder {scans_dir} does not exist")
+    pattern = re.compile(r"^.+_\d{4}" + re.escape(ending) + "$")
+    stray = [f for f in sorted(os.listdir(scans_dir)) if not f.startswith(".")
+             and not os.path.isdir(join(scans_dir, f)) and not pattern.match(f)]
+    if stray:
+        raise ValueError(f"{join(scans_dir, stray[0])}: not a scan's channel file (<case>_XXXX{ending}); the scan "
+                         f"folder must hold only the scans' channel files" + (f" ({len(stray)} such files)"
+                                                                               if len(stray) > 1 else ""))
     try:
         scans = _find_cases([scans_dir], ending, split.num_channels)
     except ValueError as e:

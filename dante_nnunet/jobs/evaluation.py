@@ -75,11 +75,13 @@ def hd95(reference: np.ndarray, prediction: np.ndarray, spacing: Sequence[float]
         return HD95_EMPTY_PENALTY_MM
     import warnings
     import torch
-    from monai.metrics import compute_hausdorff_distance
     y = torch.from_numpy(a)[None, None].float()
     y_pred = torch.from_numpy(b)[None, None].float()
-    with warnings.catch_warnings():   # MONAI 1.5+ warns about an argument it passes to itself
+    with warnings.catch_warnings():
+        # MONAI 1.5+ warns about an argument it passes to itself; importing MONAI's networks with a newer torch
+        # warns that torch.jit.interface is deprecated (monai/networks/nets/dints.py): neither is ours to fix
         warnings.simplefilter("ignore", FutureWarning)
+        from monai.metrics import compute_hausdorff_distance
         d = compute_hausdorff_distance(y_pred, y, include_background=True, distance_metric="euclidean",
                                        percentile=percentile, directed=False, spacing=[float(s) for s in spacing])
     return float(d.item())
@@ -162,3 +164,29 @@ def evaluate_folders(reference_dir: str, prediction_dir: str, dataset_json: Mapp
         result["per_case_et_postprocessed"] = pp
         result["mean_et_postprocessed"] = _means(pp, regions)
     return result
+
+
+def validation_dice(source: str, trainer_dir: str, val_cases: Mapping[int, Sequence[str]]) -> Dict[str, Dict[str, float]]:
+    """Dice per validation case and region of a trained model's final-validation predictions
+    (``trainer_dir/fold_<k>/validation/<case><ending>``, written by ``nnUNetv2_train``) against the raw
+    dataset ``source``'s ``labelsTr``, for the cases ``val_cases[k]`` of each fold k (the package's
+    convention: a region empty in both scores 1). A missing prediction names the fold and the command that
+    writes it."""
+    from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json
+    from dante_nnunet.data.rawdata import read_whole
+    dj = load_json(join(source, "dataset.json"))
+    ending = dj["file_ending"]
+    regions = regions_from_dataset_json(dj)
+    trainer = os.path.basename(trainer_dir.rstrip("/")).split("__")[0]
+    out: Dict[str, Dict[str, float]] = {}
+    for k, cases in val_cases.items():
+        folder = join(trainer_dir, f"fold_{k}", "validation")
+        for case in cases:
+            pred = join(folder, case + ending)
+            if not isfile(pred):
+                raise FileNotFoundError(f"{pred} does not exist: the final validation of {trainer} fold {k} did "
+                                        f"not finish (rerun: nnUNetv2_train ... {k} -tr {trainer} --val)")
+            ref = read_whole(case, join(source, "labelsTr", case + ending))
+            p = read_whole(case, pred)
+            out[case] = {r: dice(np.isin(ref, v), np.isin(p, v)) for r, v in regions.items()}
+    return out

@@ -215,6 +215,18 @@ class TeachError(ValueError):
     """A teach run that cannot start; the message names the file, case or setting."""
 
 
+def check_device(device: str) -> None:
+    """TeachError when ``device`` (nnUNetv2_train's -device) is not usable here: nnU-Net would fail only once
+    its first training starts, after the checks and folders of this recipe."""
+    import torch
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TeachError("-device cuda (the default), but torch finds no CUDA device here "
+                         "(torch.cuda.is_available() is False): add -device cpu (README, 'A CPU walkthrough' and "
+                         "'dante_nnunet teach on a CPU') or run on a machine with a GPU")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise TeachError("-device mps, but torch finds no MPS device here: use -device cpu")
+
+
 class Teach:
     """One run of the recipe in the environment ``env`` (nnU-Net's folders, nnUNet_extTrainer)."""
 
@@ -267,6 +279,7 @@ class Teach:
         from dante_nnunet.data.teach_dataset import check_not_labelled_or_test, check_scans, teach_splits
         import re
         s = self.s
+        check_device(s.device)
         if not re.fullmatch(r"[A-Za-z0-9]+", s.student_name):
             raise TeachError(f"student dataset name must be letters and digits, got {s.student_name!r}")
         if not 0 < int(s.student_id) < 1000 or int(s.student_id) == int(s.source):
@@ -447,24 +460,10 @@ class Teach:
 
     def validation_dice(self, dataset_folder_name: str, trainer: str) -> Dict[str, Dict[str, float]]:
         """Dice per region of each fold's final-validation predictions against the labelled dataset's labels
-        (the package's BraTS-convention Dice: a region empty in both scores 1)."""
-        from dante_nnunet.data.rawdata import read_whole
-        from dante_nnunet.jobs.evaluation import dice, regions_from_dataset_json
-        dj = load_json(join(self.source, "dataset.json"))
-        ending = dj["file_ending"]
-        regions = regions_from_dataset_json(dj)
-        out: Dict[str, Dict[str, float]] = {}
-        for k in self.s.folds:
-            folder = join(self.results(dataset_folder_name, trainer), f"fold_{k}", "validation")
-            for case in self.splits[k]["val"]:
-                pred = join(folder, case + ending)
-                if not isfile(pred):
-                    raise FileNotFoundError(f"{pred} does not exist: the final validation of {trainer} fold {k} did "
-                                            f"not finish (rerun: nnUNetv2_train ... {k} -tr {trainer} --val)")
-                ref = read_whole(case, join(self.source, "labelsTr", case + ending))
-                p = read_whole(case, pred)
-                out[case] = {r: dice(np.isin(ref, v), np.isin(p, v)) for r, v in regions.items()}
-        return out
+        (``jobs/evaluation.validation_dice``)."""
+        from dante_nnunet.jobs.evaluation import validation_dice
+        return validation_dice(self.source, self.results(dataset_folder_name, trainer),
+                               {k: self.splits[k]["val"] for k in self.s.folds})
 
     def run(self) -> dict:
         s = self.s
@@ -509,7 +508,7 @@ class Teach:
         d["model"] = {"dataset": int(did), "trainer": trainer, "configuration": s.configuration, "plans": s.plans,
                       "folds": list(s.folds)}
         d["predict"] = (f"nnUNetv2_predict -i LIMITED_DIR -o OUT -d {did} -c {s.configuration} -tr {trainer} "
-                        f"-p {s.plans} -f {folds}")
+                        f"-p {s.plans} -f {folds} -device {s.device}")
         d["export"] = f"dante_nnunet export --decision {shlex.quote(join(self.work, DECISION_FILE))} -o EXPORT_ROOT"
         d["per_case"] = {"plain": plain, **candidates, "teacher": teacher, "fold": fold_of}
         d["settings"] = {**s.recorded(), "min_gain_se": s.min_gain_se, "dante_teach": s.dante_teach,
