@@ -216,6 +216,51 @@ def test_teach_splits_writes_nnunets_own_split_and_checks_folds(source, tmp_path
         teach_splits(few, str(tmp_path / "pre2"), [0])
 
 
+def test_teach_splits_refuses_a_split_that_would_leak_or_overwrite(source, tmp_path):
+    pre = tmp_path / "pre"
+    splits = teach_splits(source, str(pre), [0, 1])
+    f = pre / "splits_final.json"
+    leak = [dict(s) for s in splits]
+    leak[1] = {"train": splits[1]["train"] + splits[1]["val"][:1], "val": splits[1]["val"]}
+    f.write_text(json.dumps(leak))
+    with pytest.raises(ValueError, match=r"fold 1 of .* trains and validates on case .*would not be held out"):
+        teach_splits(source, str(pre), [0, 1])
+    shared = [dict(s) for s in splits]
+    shared[1] = {"train": splits[1]["train"], "val": splits[1]["val"] + splits[0]["val"][:1]}
+    shared[1]["train"] = [c for c in shared[1]["train"] if c not in shared[1]["val"]]
+    f.write_text(json.dumps(shared))
+    with pytest.raises(ValueError, match=r"folds 0 and 1 of .* both validate on case"):
+        teach_splits(source, str(pre), [0, 1])
+    assert teach_splits(source, str(pre), [0])        # one of the two folds alone is fine
+    f.write_text(json.dumps(splits))
+    # a labelled case named like the recipe's pseudo-labelled copies
+    case = splits[0]["val"][0]
+    for sub in ("imagesTr", "labelsTr"):
+        for name in os.listdir(os.path.join(source, sub)):
+            if name.startswith(case):
+                os.rename(os.path.join(source, sub, name), os.path.join(source, sub, "pl0_x" + name[len(case):]))
+    os.remove(f)
+    with pytest.raises(ValueError, match=r"labelled case 'pl0_x' .* names 'pl<digit>...' are the recipe's own"):
+        teach_splits(source, str(tmp_path / "pre3"), [0])
+
+
+def test_check_labelled_cases_refuses_missing_privileged_channels_and_unlabelled_cases(source):
+    from dante_nnunet.data.teach_dataset import check_labelled_cases
+    check_labelled_cases(source)
+    dj_file = os.path.join(source, "dataset.json")
+    dj = json.load(open(dj_file))
+    first = sorted(os.listdir(os.path.join(source, "labelsTr")))[0][:-7]
+    with open(dj_file, "w") as fh:
+        json.dump({**dj, "dante": {**dj["dante"], "unlabelled_cases": [first]}}, fh)
+    with pytest.raises(ValueError, match=rf"lists 1 unlabelled case\(s\) .*'{first}'.* labelled cases only"):
+        check_labelled_cases(source)
+    with open(dj_file, "w") as fh:
+        json.dump(dj, fh)
+    os.remove(os.path.join(source, "imagesTr", f"{first}_0001.nii.gz"))     # its T1ce
+    with pytest.raises(ValueError, match=rf"labelled case '{first}' .* has 3 of the 4 channel files"):
+        check_labelled_cases(source)
+
+
 def _label_folder(scans, out, value):
     os.makedirs(out)
     for s, files in scans.items():

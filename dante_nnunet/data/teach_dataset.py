@@ -88,6 +88,30 @@ def check_scans(scans_dir: str, source: str) -> Dict[str, List[str]]:
     return scans
 
 
+def check_labelled_cases(source: str) -> None:
+    """The labelled dataset holds what the recipe needs of every case: each labelled case has every channel
+    (the teacher reads the privileged one on every training case and the student's validation compares on
+    the same cases) and none is an unlabelled case (``dante.unlabelled_cases``: a label that is the ignore
+    label everywhere; ``dante_nnunet add-scans`` writes such datasets for DANTETrainer_teach, not for
+    teach). Refused before any work, naming the case."""
+    dj_file = join(source, "dataset.json")
+    dj = load_json(dj_file)
+    split = ChannelSplit.from_dataset_json(dj, dj_file)
+    ending = dj["file_ending"]
+    cases = _labelled_cases(source, ending)
+    unlabelled = sorted(set((dj.get("dante") or {}).get("unlabelled_cases", [])) & set(cases))
+    if unlabelled:
+        raise ValueError(f"{dj_file} lists {len(unlabelled)} unlabelled case(s) (dante.unlabelled_cases, e.g. "
+                         f"{unlabelled[0]!r}): teach needs a dataset of labelled cases only; give it the labelled "
+                         f"dataset and the scans as --scans")
+    for case in cases:
+        files = _case_files(source, case, split, ending)
+        if len(files) != split.num_channels:
+            raise ValueError(f"labelled case {case!r} of {source} has {len(files)} of the {split.num_channels} channel "
+                             f"files ({', '.join(split.channel_names)}): the teacher trains on every channel of every "
+                             f"case; teach needs the privileged channel on every labelled case")
+
+
 def _find_cases_or_none(folder: str, ending: str, num_channels: int):
     try:
         return _find_cases([folder], ending, num_channels)
@@ -169,6 +193,22 @@ def teach_splits(source: str, preprocessed: str, folds: Sequence[int], write: bo
         unknown = sorted((set(s["train"]) | set(s["val"])) - set(cases))
         if unknown:
             raise ValueError(f"fold {k} of {f} names case {unknown[0]!r}, which is not in {join(source, 'labelsTr')}")
+        both = sorted(set(s["train"]) & set(s["val"]))
+        if both:
+            raise ValueError(f"fold {k} of {f} trains and validates on case {both[0]!r}"
+                             + (f" (and {len(both) - 1} more)" if len(both) > 1 else "")
+                             + ": its validation would not be held out")
+    seen: Dict[str, int] = {}
+    for k in folds:
+        for c in splits[int(k)]["val"]:
+            if c in seen and seen[c] != int(k):
+                raise ValueError(f"folds {seen[c]} and {k} of {f} both validate on case {c!r}: the decision pools "
+                                 f"each validation case once; choose folds whose validation cases differ")
+            seen[c] = int(k)
+    taken = sorted(c for c in cases if c.startswith("pl") and c[2:3].isdigit())
+    if taken:
+        raise ValueError(f"labelled case {taken[0]!r} of {source}: names 'pl<digit>...' are the recipe's own "
+                         f"(fold k's pseudo-labelled copies); rename the case")
     return splits
 
 

@@ -276,7 +276,8 @@ class Teach:
     def check(self) -> dict:
         """Everything that can be checked before training; returns {scan: files}. Writes nothing but, when the
         labelled dataset has none, nnU-Net's own splits_final.json (what its first training would write)."""
-        from dante_nnunet.data.teach_dataset import check_not_labelled_or_test, check_scans, teach_splits
+        from dante_nnunet.data.teach_dataset import (check_labelled_cases, check_not_labelled_or_test, check_scans,
+                                                     teach_splits)
         import re
         s = self.s
         check_device(s.device)
@@ -299,6 +300,7 @@ class Teach:
         if s.real_share is not None and not 0 < s.real_share < 1:
             raise TeachError(f"the real cases' share must be in (0, 1), got {s.real_share}")
         resuming = self._check_student_id()
+        check_labelled_cases(source)
         scans = check_scans(s.scans, source)
         self._check_dante_teach_id(scans)
         if not resuming:   # reads every scan and case whole: once, before the first run's work
