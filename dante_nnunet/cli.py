@@ -144,7 +144,7 @@ def _teach(args) -> int:
                              plain=args.plain + tokens, student=args.student + tokens,
                              keep_fraction=args.keep_fraction, real_share=args.real_share, plans=args.p,
                              device=args.device,
-                             predict_args=["--disable_tta"] if args.disable_tta else [],
+                             predict_args=["--disable_tta"] if args.disable_tta else [], test_dirs=args.test_dirs,
                              min_gain_se=args.min_gain_se,
                              dante_teach=None if args.dante_teach_id is None else args.dante_teach + tokens,
                              dante_teach_id=args.dante_teach_id)
@@ -314,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--real-share", type=float, default=None,
                    help="list each real training case several times in the student's split so that real labels "
                         "make about this share of the cases nnU-Net draws (default: each case once)")
+    s.add_argument("--test-dir", nargs="+", default=[], dest="test_dirs", metavar="DIR",
+                   help="folders of test cases (limited channels only, numbered as for nnUNetv2_predict, or every "
+                        "channel) that no scan may repeat: a scan with a test case's voxels is refused before any "
+                        "work (the labelled dataset's imagesTs and imagesTs_allchannels are always checked)")
     s.add_argument("--min-gain-se", type=float, default=1.0,
                    help="the student is chosen only if its mean cross-validated Dice gain over the regions exceeds "
                         "this many standard errors (default 1: the one-standard-error rule) and no region is worse "

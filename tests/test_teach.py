@@ -352,6 +352,54 @@ def test_cli_refuses_bad_input_before_any_work(source, tmp_path, monkeypatch, ca
     assert not os.listdir(tmp_path / "res")
 
 
+@pytest.mark.slow   # nnU-Net's trainer lookup imports every trainer module (about 20 s)
+def test_a_rerun_voxel_checks_only_new_or_changed_scans_and_every_test_folder(source, tmp_path, monkeypatch, capsys):
+    from dante_nnunet.jobs.nnunet_jobs import nnunet_environment
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    for k in ("nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(k, str(tmp_path / k))
+    pre = tmp_path / "nnUNet_preprocessed" / "Dataset741_BraTSTypesPhantom"
+    pre.mkdir(parents=True)
+    (pre / "nnUNetPlans.json").write_text(json.dumps({"configurations": {"3d_fullres": {}}}))
+    scans = tmp_path / "scans"
+    shutil.copytree(os.path.join(source, "imagesUnlabelled"), scans)
+    settings = TeachSettings(source=741, scans=str(scans), student_id=745, student_name="S", folds=[0, 1],
+                             device="cpu")
+    job = Teach(settings, nnunet_environment())
+    job.check()
+    assert "voxel check of 3 scan(s)" in capsys.readouterr().out
+    job.start()
+    Teach(settings, nnunet_environment()).check()                     # a rerun: nothing new, nothing read
+    assert "voxel check" not in capsys.readouterr().out
+    labelled = sorted(os.listdir(os.path.join(source, "imagesTr")))[:4]   # a labelled case's 4 files
+    for c, f in enumerate(labelled):
+        shutil.copyfile(os.path.join(source, "imagesTr", f), scans / f"Late_{c:04d}.nii.gz")
+    with pytest.raises(ValueError, match=r"scan 'Late' .* has the same voxels as labelled case"):
+        Teach(settings, nnunet_environment()).check()
+    assert "voxel check of 1 scan(s)" in capsys.readouterr().out      # only the new scan was read
+    for c in range(4):
+        os.remove(scans / f"Late_{c:04d}.nii.gz")
+    # a test folder the first run did not know: every scan is checked against it
+    test_dir = tmp_path / "outside_tests"
+    test_dir.mkdir()
+    first = sorted(os.listdir(scans))[0].rsplit("_", 1)[0]
+    for new, c in enumerate((0, 2, 3)):                                 # its limited channels, renumbered
+        shutil.copyfile(scans / f"{first}_{c:04d}.nii.gz", test_dir / f"Test1_{new:04d}.nii.gz")
+    with pytest.raises(ValueError, match=rf"scan '{first}' .* same voxels as test case 'Test1'"):
+        Teach(TeachSettings(**{**settings.__dict__, "test_dirs": [str(test_dir)]}), nnunet_environment()).check()
+    with pytest.raises(TeachError, match="test folder .*missing does not exist"):
+        Teach(TeachSettings(**{**settings.__dict__, "test_dirs": [str(tmp_path / "missing")]}),
+              nnunet_environment()).check()
+    # once the student dataset is written, a changed scan set is refused
+    os.makedirs(tmp_path / "raw" / "Dataset745_S")
+    os.remove(scans / f"{first}_0000.nii.gz")
+    for c in range(1, 4):
+        os.remove(scans / f"{first}_{c:04d}.nii.gz")
+    with pytest.raises(TeachError, match=r"has changed since this run's student dataset was written \(0 scan\(s\) "
+                                         r"added.*1 gone"):
+        Teach(settings, nnunet_environment()).check()
+
+
 def test_read_decision_refuses_other_files(tmp_path):
     f = tmp_path / "decision.json"
     f.write_text(json.dumps({"model": {"dataset": 580, "trainer": "LowerBoundTrainer", "configuration": "3d_fullres",

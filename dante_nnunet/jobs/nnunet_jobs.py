@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import warnings
 import re
 import shutil
 import subprocess
@@ -134,7 +135,11 @@ def trainer_lookup(env: Mapping[str, str]) -> Iterator[Callable[[str], type]]:
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     def find(name: str) -> type:
-        with contextlib.redirect_stdout(io.StringIO()):
+        # nnU-Net's search imports every trainer module; its Primus trainers import timm, whose hrnet module
+        # uses torch.jit.interface, which newer torch versions call deprecated (a FutureWarning on every
+        # command that looks a trainer up; nnUNetv2_train itself prints it too). Not ours: silenced here.
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.interface.*", category=FutureWarning)
             return recursive_find_trainer_class_by_name(name)
 
     old = os.environ.get("nnUNet_extTrainer")

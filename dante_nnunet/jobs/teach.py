@@ -215,6 +215,15 @@ class TeachError(ValueError):
     """A teach run that cannot start; the message names the file, case or setting."""
 
 
+def file_stamps(files: Sequence[str]) -> List[list]:
+    """[name, size, modification time in ns] of each file: what a rerun compares to know a file unchanged."""
+    out = []
+    for f in files:
+        st = os.stat(f)
+        out.append([os.path.basename(f), int(st.st_size), int(st.st_mtime_ns)])
+    return out
+
+
 def check_device(device: str) -> None:
     """TeachError when ``device`` (nnUNetv2_train's -device) is not usable here: nnU-Net would fail only once
     its first training starts, after the checks and folders of this recipe."""
@@ -299,15 +308,45 @@ class Teach:
             raise TeachError(f"keep fraction must be in (0, 1], got {s.keep_fraction}")
         if s.real_share is not None and not 0 < s.real_share < 1:
             raise TeachError(f"the real cases' share must be in (0, 1), got {s.real_share}")
+        for d in s.test_dirs:
+            if not isdir(d):
+                raise TeachError(f"test folder {d} does not exist")
         resuming = self._check_student_id()
         check_labelled_cases(source)
         scans = check_scans(s.scans, source)
         self._check_dante_teach_id(scans)
-        if not resuming:   # reads every scan and case whole: once, before the first run's work
-            check_not_labelled_or_test(scans, source, s.test_dirs)
+        self._voxel_check(scans, source, resuming)
         self.splits = teach_splits(source, self.preprocessed(name), s.folds)
         self._check_trainers()
         return scans
+
+    CHECKED_FILE = "scans_checked.json"
+
+    def _voxel_check(self, scans: Mapping[str, Sequence[str]], source: str, resuming: bool) -> None:
+        """The voxel check (``check_not_labelled_or_test``: it reads every scan and case whole) on the scans not
+        checked before: ``scans_checked.json`` in the work folder records each checked scan's files (size and
+        modification time), so a rerun checks only a scan added or changed since. A rerun whose scan folder
+        gained or lost scans after the student dataset was written is refused: that dataset holds the first
+        run's scans."""
+        from dante_nnunet.data.teach_dataset import check_not_labelled_or_test
+        record = join(self.work, self.CHECKED_FILE)
+        recorded = load_json(record) if isfile(record) else {}
+        old = recorded.get("scans", {})
+        test_dirs = [os.path.abspath(d) for d in self.s.test_dirs]
+        if recorded.get("test_dirs") != test_dirs:
+            old = {}                                   # other test folders: every scan against them
+        stamps = {scan: file_stamps(files) for scan, files in scans.items()}
+        if resuming and old and sorted(old) != sorted(scans) and self._folder("nnUNet_raw", self.s.student_id):
+            added, gone = sorted(set(scans) - set(old)), sorted(set(old) - set(scans))
+            raise TeachError(f"{self.s.scans} has changed since this run's student dataset was written "
+                             f"({len(added)} scan(s) added, e.g. {added[:1]}; {len(gone)} gone, e.g. {gone[:1]}): the "
+                             f"student would not see them; use another student dataset id (-o) for the new scans")
+        todo = {scan: files for scan, files in scans.items() if old.get(scan) != stamps[scan]}
+        if todo:
+            print(f"[teach] {self.prefix}voxel check of {len(todo)} scan(s) against the labelled and test cases",
+                  flush=True)
+            check_not_labelled_or_test(todo, source, self.s.test_dirs)
+        self._checked = {"test_dirs": test_dirs, "scans": stamps}
 
     def _check_student_id(self) -> bool:
         """The student id is free in raw, preprocessed and results (False), or this recipe's own earlier run
@@ -467,12 +506,18 @@ class Teach:
         return validation_dice(self.source, self.results(dataset_folder_name, trainer),
                                {k: self.splits[k]["val"] for k in self.s.folds})
 
+    def start(self) -> None:
+        """After ``check``: the work folder with the settings (``teach.json``, kept from the first run) and the
+        voxel-checked scans (``scans_checked.json``)."""
+        os.makedirs(self.work, exist_ok=True)
+        save_json(self._checked, join(self.work, self.CHECKED_FILE), sort_keys=False)
+        if not isfile(join(self.work, "teach.json")):
+            save_json(self.s.recorded(), join(self.work, "teach.json"), sort_keys=False)
+
     def run(self) -> dict:
         s = self.s
         scans = self.check()
-        os.makedirs(self.work, exist_ok=True)
-        if not isfile(join(self.work, "teach.json")):
-            save_json(s.recorded(), join(self.work, "teach.json"), sort_keys=False)
+        self.start()
         src_name = os.path.basename(self.source)
         for k in s.folds:
             self.train(f"teacher_fold{k}", s.source, src_name, s.teacher, k)
