@@ -492,8 +492,22 @@ def _check_gated_run(out, results, said):
     # every candidate's fold 0 predicted the test cases; the row is the chosen one's
     for role in ("plain", "student", "dante_teach"):
         assert (out / "predictions" / f"Gated_seed0_{role}").is_dir()
-    assert all(gate["test"][gate["chosen"]][r]["dice"] == pytest.approx(v["dice"])
-        for r, v in results["methods"]["Gated"]["per_seed"]["0"].items())
+    row = results["methods"]["Gated"]["per_seed"]["0"]
+    assert all(gate["test"][gate["chosen"]][r]["dice"] == pytest.approx(v["dice"]) for r, v in row.items())
+    # the row is the model decision.json names: its prediction command ran that dataset and trainer, and the
+    # row's Dice is recomputed here from those predictions (not read from the same row)
+    m, role = decision["model"], gate["chosen"]
+    line = next(x for x in said.splitlines() if x.startswith("$ ") and f"Gated_seed0_{role}.tmp" in x)
+    assert f" -d {m['dataset']} " in line and f" -tr {m['trainer']} " in line and " -f 0 " in line
+    from dante_nnunet.jobs.evaluation import evaluate_folders
+    again = evaluate_folders(str(raw / "labelsTs"), str(out / "predictions" / f"Gated_seed0_{role}"),
+                             json.loads((raw / "dataset.json").read_text()))
+    assert all(again["mean"][r]["dice"] == pytest.approx(v["dice"]) for r, v in row.items())
+    # what decision.json deploys, the chosen model's fold ensemble, predicted the test cases too
+    assert gate["deployed"]["folds"] == [0, 2] == m["folds"]
+    line = next(x for x in said.splitlines() if x.startswith("$ ") and f"Gated_seed0_deployed_{role}.tmp" in x)
+    assert f" -d {m['dataset']} " in line and f" -tr {m['trainer']} " in line and " -f 0 2 " in line
+    assert set(gate["deployed"]["mean"]) == set(row)
     md = (work / "decision.md").read_text()
     assert "| student - plain (± SE) |" in md and "| dante_teach - plain (± SE) |" in md
 

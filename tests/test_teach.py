@@ -98,6 +98,8 @@ def test_choose_between_candidates_by_hand():
     d = choose(plain, {"student": student, "dante_teach": dante_better}, fold, REGIONS)
     assert d["chosen"] == "dante_teach" and "student also passed with a smaller gain" in d["reason"]
     assert d["candidates"]["dante_teach"]["overall"]["mean"] == pytest.approx(0.1)
+    assert d["overall"]["mean"] == pytest.approx(0.1)               # the chosen candidate's comparison on top
+    assert d["regions"]["ET"]["student"] == pytest.approx(0.7)      # (its Dice, under the column "student")
     table = decision_table(d)
     assert "| region | teacher (all channels) | plain | dante_teach |" in table and "chosen: **dante_teach**" in table
     # neither passes: the plain model, with both reasons

@@ -443,7 +443,7 @@ class Runner:
         tmp = out + ".tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         self.run(key, ["nnUNetv2_predict", "-i", inputs, "-o", tmp, "-d", str(dataset_id), "-c", self.configuration,
-                       "-tr", trainer, "-f", fold, "-device", self.device]
+                       "-tr", trainer, "-f", *str(fold).split(), "-device", self.device]
                  + [str(a) for a in self.cfg.get("predict_args", [])])
         os.rename(tmp, out)
 
@@ -483,8 +483,9 @@ class Runner:
         """A ``"teach"`` method's row: the recipe, then every candidate's fold ``method fold`` on the test cases
         (KEY_plain, KEY_student, KEY_dante_teach with a DANTE candidate), so that the gate's choice can be
         checked against the test set; the row is the chosen one's, with the gate's numbers and every
-        candidate's test means under ``gate``. The row is rebuilt on every run: a rerun with another
-        ``min_gain_se`` decides again."""
+        candidate's test means under ``gate``, and ``gate.deployed`` the test means of what decision.json
+        deploys (the chosen model's fold ensemble). The row is rebuilt on every run: a rerun with another
+        rule decides again."""
         gate = self.step_teach(method, seed, test)
         t, fold = method["teach"], self.method_fold(method)
         student_id = pseudo_label_dataset_ids(self.cfg, method, block="teach")[seed]
@@ -495,8 +496,18 @@ class Runner:
             candidates["dante_teach"] = (int(dt["dataset"]["id"]), self.seeded(dt["trainer"], seed))
         rows = {role: self.predict_and_evaluate(f"{key}_{role}", test, test["limited"], did, trainer, fold)
                 for role, (did, trainer) in candidates.items()}
-        m = dict(rows[gate["chosen"]])
+        chosen = gate["model"]                      # what decision.json deploys: dataset, trainer, folds
+        role = [r for r, run in candidates.items() if run == (int(chosen["dataset"]), chosen["trainer"])]
+        if len(role) != 1 or role[0] != gate["chosen"]:
+            raise RuntimeError(f"{key}: the decision's model {chosen} is not its chosen candidate "
+                               f"{gate['chosen']!r} of {candidates}")
+        m = dict(rows[role[0]])
         m["gate"] = {k: gate[k] for k in ("chosen", "reason", "regions", "overall", "teacher", "model")}
+        # the deployed model: the chosen one's fold ensemble, as decision.json's predict command runs it
+        folds = " ".join(str(f) for f in chosen["folds"])
+        deployed = self.predict_and_evaluate(f"{key}_deployed_{role[0]}", test, test["limited"],
+                                             int(chosen["dataset"]), chosen["trainer"], folds)
+        m["gate"]["deployed"] = {"folds": list(chosen["folds"]), "mean": deployed["mean"]}
         if gate.get("candidates"):   # each candidate's comparison with the plain model
             m["gate"]["candidates"] = {n: {k: c[k] for k in ("passed", "reason", "regions", "overall")}
                                        for n, c in gate["candidates"].items()}

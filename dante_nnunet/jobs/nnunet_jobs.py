@@ -22,11 +22,11 @@ import contextlib
 import io
 import json
 import os
-import warnings
 import re
 import shutil
 import subprocess
 import sys
+import warnings
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union

@@ -113,8 +113,8 @@ def choose(plain: Mapping[str, Mapping[str, float]], candidates: Mapping[str, Ma
     cases; of those that pass, the one with the largest mean gain over the regions is chosen, else the plain
     model. With one candidate this is ``decide`` itself (its ``chosen`` is then "student" or "plain").
 
-    With several, the returned dict is the first candidate's ``decide`` result (its comparison stays at the
-    top, as with one candidate), with ``chosen`` and ``reason`` for the whole choice and ``candidates`` (name
+    With several, the returned dict is the chosen candidate's ``decide`` result (the first candidate's when
+    the plain model is kept), with ``chosen`` and ``reason`` for the whole choice and ``candidates`` (name
     -> ``decide`` result with ``passed`` in place of ``chosen``). Picking the larger of two passing gains
     favours a lucky candidate a little; each one chosen has passed the bar on its own."""
     if not candidates:
@@ -124,10 +124,11 @@ def choose(plain: Mapping[str, Mapping[str, float]], candidates: Mapping[str, Ma
     first = next(iter(each))
     if len(each) == 1:
         return each[first]
-    out = dict(each[first])
     for d in each.values():
         d["passed"] = d.pop("chosen") == "student"   # per candidate; the choice is the top "chosen"
     passing = [n for n, d in each.items() if d["passed"]]
+    out = {k: v for k, v in each[max(passing, key=lambda n: each[n]["overall"]["mean"]) if passing else first].items()
+           if k != "passed"}
     if passing:
         best = max(passing, key=lambda n: each[n]["overall"]["mean"])
         others = [n for n in passing if n != best]
