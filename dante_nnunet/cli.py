@@ -137,6 +137,18 @@ def _teach(args) -> int:
     from dante_nnunet.jobs.nnunet_jobs import nnunet_environment
     from dante_nnunet.jobs.teach import Teach, TeachSettings
     from dante_nnunet.data.check_dataset import dataset_folder
+    from dataclasses import replace
+    from dante_nnunet.jobs.gate import DEFAULT_RULE
+    rule = DEFAULT_RULE
+    try:   # a bad value is refused here, before any work
+        if args.gate_alpha is not None:
+            rule = replace(rule, alpha=args.gate_alpha)
+        if args.run_noise is not None:
+            rule = replace(rule, run_noise=args.run_noise / 100)
+        if args.min_gain_se is not None:
+            rule = replace(rule, bar="se", level=args.min_gain_se)
+    except ValueError as e:
+        raise ValueError(f"teach: {e}") from None
     tokens = "".join(f"_{t}" for t in args.tokens)
     name = args.student_name or os.path.basename(dataset_folder(str(args.d))).split("_", 1)[1][:40] + "Teach"
     settings = TeachSettings(source=args.d, scans=args.scans, student_id=args.student_id, student_name=name,
@@ -145,7 +157,7 @@ def _teach(args) -> int:
                              keep_fraction=args.keep_fraction, real_share=args.real_share, plans=args.p,
                              device=args.device,
                              predict_args=["--disable_tta"] if args.disable_tta else [], test_dirs=args.test_dirs,
-                             min_gain_se=args.min_gain_se,
+                             rule=rule,
                              dante_teach=None if args.dante_teach_id is None else args.dante_teach + tokens,
                              dante_teach_id=args.dante_teach_id)
     Teach(settings, nnunet_environment()).run()
@@ -318,10 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folders of test cases (limited channels only, numbered as for nnUNetv2_predict, or every "
                         "channel) that no scan may repeat: a scan with a test case's voxels is refused before any "
                         "work (the labelled dataset's imagesTs and imagesTs_allchannels are always checked)")
-    s.add_argument("--min-gain-se", type=float, default=1.0,
-                   help="the student is chosen only if its mean cross-validated Dice gain over the regions exceeds "
-                        "this many standard errors (default 1: the one-standard-error rule) and no region is worse "
-                        "by more than one; a rerun with another value only decides again")
+    s.add_argument("--gate-alpha", type=float, default=None,
+                   help="the gate's one-sided level: the student is chosen only if its mean cross-validated Dice "
+                        "gain over the regions exceeds the (1 - alpha) t quantile times its SE (which counts "
+                        "--run-noise) and no region is worse by more than one SE (default 0.05; docs/"
+                        "gated_teacher.md, 'The rule', gives its measured false-accept rate and power); a rerun "
+                        "with another rule only decides again")
+    s.add_argument("--run-noise", type=float, default=None, metavar="DICE_POINTS",
+                   help="the SD of the difference between two trainings that differ only in their seed, on one "
+                        "fold's validation cases, mean Dice over the regions in points (default: the calibrated "
+                        "value, docs/gated_teacher.md)")
+    s.add_argument("--min-gain-se", type=float, default=None,
+                   help="instead of the t bar, the rule used before issue 47: gain > this many SE (1: the "
+                        "one-standard-error rule), to decide an earlier run again as it was decided")
     s.add_argument("--dante-teach-id", type=int, default=None,
                    help="also try DANTE as its own teacher: a new dataset of this id (the labelled cases + the scans "
                         "as unlabelled cases) and --dante-teach on each fold, a second candidate held to the same "

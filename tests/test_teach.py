@@ -5,6 +5,7 @@ runner's gated method) and the CLI's in this file's slow tests."""
 import json
 import math
 import os
+import re
 import shutil
 
 import numpy as np
@@ -16,6 +17,7 @@ from dante_nnunet.data.phantom import write_phantom
 from dante_nnunet.data.teach_dataset import (check_not_labelled_or_test, check_scans, keep_most_stable,
                                              pseudo_case_name, real_repeats, stability, student_splits, teach_splits,
                                              write_student_dataset)
+from dante_nnunet.jobs.gate import DEFAULT_RULE, GateRule
 from dante_nnunet.jobs.teach import (Teach, TeachError, TeachSettings, agreement, choose, decide, decision_table,
                                      read_decision)
 
@@ -57,7 +59,7 @@ def test_decide_keeps_the_plain_model_when_a_region_is_worse_or_the_gain_is_nois
     # gains +0.2 and -0.18 on ET alternately: the mean is far below one SE
     noisy = _cases([[0.9, 0.8, 0.6], [0.9, 0.8, 0.32], [0.9, 0.8, 0.5], [0.9, 0.8, 0.22]])
     d = decide(plain, noisy, fold, REGIONS)
-    assert d["chosen"] == "plain" and "is not above 1 SE" in d["reason"]
+    assert d["chosen"] == "plain" and "is not beyond the noise" in d["reason"]
     # identical models: no gain, plain kept
     assert decide(plain, plain, fold, REGIONS)["chosen"] == "plain"
     # one case: too few to decide
@@ -67,17 +69,25 @@ def test_decide_keeps_the_plain_model_when_a_region_is_worse_or_the_gain_is_nois
         decide(plain, one, fold, REGIONS)
 
 
-def test_decide_bar_is_one_standard_error_by_default():
+def test_decide_by_rule_and_the_default_rule():
     """ET gains +0.30, 0, +0.30, 0 (WT, TC equal): D = +0.1, 0, +0.1, 0; mean 0.05, SD 0.05774, SE 0.02887:
-    1.73 SE, above the default one-SE bar (the one-standard-error rule), below a bar of 2 SE."""
+    1.73 SE, above the one-SE bar (the rule before issue 47), below a bar of 2 SE, and below the default
+    t bar (t_0.95 with 3 degrees of freedom, 2.353, times an SE that also counts run noise)."""
     plain = _cases([[0.9, 0.8, 0.4]] * 4)
     fold = {"c0": 0, "c1": 0, "c2": 1, "c3": 1}
     student = _cases([[0.9, 0.8, 0.7], [0.9, 0.8, 0.4], [0.9, 0.8, 0.7], [0.9, 0.8, 0.4]])
-    d = decide(plain, student, fold, REGIONS)
+    d = decide(plain, student, fold, REGIONS, GateRule("se", level=1.0))
     assert d["overall"]["mean"] == pytest.approx(0.05) and d["overall"]["se"] == pytest.approx(0.05 / 3 ** 0.5)
-    assert d["chosen"] == "student" and d["rule"]["min_gain_se"] == 1.0
-    d2 = decide(plain, student, fold, REGIONS, min_gain_se=2.0)
-    assert d2["chosen"] == "plain" and "is not above 2 SE" in d2["reason"]
+    assert d["chosen"] == "student" and d["rule"]["bar"] == "se" and d["rule"]["level"] == 1.0
+    d2 = decide(plain, student, fold, REGIONS, GateRule("se", level=2.0))
+    assert d2["chosen"] == "plain" and "is not beyond the noise" in d2["reason"] and "Dice points" in d2["reason"]
+    d3 = decide(plain, student, fold, REGIONS)
+    tau = DEFAULT_RULE.run_noise
+    assert d3["rule"]["bar"] == "t" and d3["rule"]["alpha"] == 0.05
+    assert d3["overall"]["se_total"] == pytest.approx(math.sqrt(0.05 ** 2 / 3 + tau ** 2 / 2))
+    assert d3["overall"]["bar"] == pytest.approx(2.3534 * d3["overall"]["se_total"], rel=1e-4)
+    assert d3["chosen"] == "plain"
+    assert "rule: mean gain over the regions > the one-sided 0.95 t quantile" in decision_table(d3)
 
 
 def test_choose_between_candidates_by_hand():
@@ -88,14 +98,15 @@ def test_choose_between_candidates_by_hand():
     # TC -0.1 on every case -> D mean 0.0667 but TC worse by more than one SE (SE 0): refused
     student = _cases([[0.9, 0.8, 0.7], [0.9, 0.8, 0.4], [0.9, 0.8, 0.7], [0.9, 0.8, 0.4]])
     dante_worse = _cases([[0.9, 0.7, 0.7]] * 4)
-    d = choose(plain, {"student": student, "dante_teach": dante_worse}, fold, REGIONS)
-    assert d["chosen"] == "student" and d["reason"].startswith("student: the student gains +0.0500")
+    se1 = GateRule("se", level=1.0)
+    d = choose(plain, {"student": student, "dante_teach": dante_worse}, fold, REGIONS, se1)
+    assert d["chosen"] == "student" and d["reason"].startswith("student: the student gains: +5.00 Dice points")
     assert d["candidates"]["student"]["passed"] and not d["candidates"]["dante_teach"]["passed"]
     assert "the dante_teach is worse on TC" in d["candidates"]["dante_teach"]["reason"]
     assert d["overall"]["mean"] == pytest.approx(0.05)              # the first candidate's comparison on top
     # DANTE: ET +0.45, +0.15, +0.45, +0.15 -> D mean 0.1, SE 0.0289: passes with the larger gain
     dante_better = _cases([[0.9, 0.8, 0.85], [0.9, 0.8, 0.55], [0.9, 0.8, 0.85], [0.9, 0.8, 0.55]])
-    d = choose(plain, {"student": student, "dante_teach": dante_better}, fold, REGIONS)
+    d = choose(plain, {"student": student, "dante_teach": dante_better}, fold, REGIONS, se1)
     assert d["chosen"] == "dante_teach" and "student also passed with a smaller gain" in d["reason"]
     assert d["candidates"]["dante_teach"]["overall"]["mean"] == pytest.approx(0.1)
     assert d["overall"]["mean"] == pytest.approx(0.1)               # the chosen candidate's comparison on top
@@ -103,10 +114,10 @@ def test_choose_between_candidates_by_hand():
     table = decision_table(d)
     assert "| region | teacher (all channels) | plain | dante_teach |" in table and "chosen: **dante_teach**" in table
     # neither passes: the plain model, with both reasons
-    d = choose(plain, {"student": plain, "dante_teach": dante_worse}, fold, REGIONS)
+    d = choose(plain, {"student": plain, "dante_teach": dante_worse}, fold, REGIONS, se1)
     assert d["chosen"] == "plain" and "student: " in d["reason"] and "dante_teach: " in d["reason"]
     # one candidate: decide itself
-    assert choose(plain, {"student": student}, fold, REGIONS) == decide(plain, student, fold, REGIONS)
+    assert choose(plain, {"student": student}, fold, REGIONS, se1) == decide(plain, student, fold, REGIONS, se1)
 
 
 # ------------------------------------------------------------------ the per-scan record
@@ -402,6 +413,20 @@ def test_a_rerun_voxel_checks_only_new_or_changed_scans_and_every_test_folder(so
         Teach(settings, nnunet_environment()).check()
 
 
+@pytest.mark.parametrize("option, message", [(["--min-gain-se", "-1"], "level must be a finite number >= 0"),
+                                             (["--run-noise", "-0.5"], "run_noise must be a finite number >= 0"),
+                                             (["--gate-alpha", "0.6"], "alpha must be in \\(0, 0.5\\)")])
+def test_cli_refuses_a_bad_gate_before_any_work(source, tmp_path, monkeypatch, capsys, option, message):
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    for k in ("nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(k, str(tmp_path / k))
+        os.makedirs(tmp_path / k)
+    args = ["teach", "-d", "741", "--scans", os.path.join(source, "imagesUnlabelled"), "-o", "745", "-device", "cpu"]
+    assert main(args + option) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not os.listdir(tmp_path / "nnUNet_results")
+
+
 def test_read_decision_refuses_other_files(tmp_path):
     f = tmp_path / "decision.json"
     f.write_text(json.dumps({"model": {"dataset": 580, "trainer": "LowerBoundTrainer", "configuration": "3d_fullres",
@@ -416,7 +441,7 @@ def test_read_decision_refuses_other_files(tmp_path):
 def test_resume_accepts_another_bar_and_older_records_but_not_other_settings(tmp_path):
     env = {k: str(tmp_path / k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     settings = TeachSettings(source=741, scans=str(tmp_path / "scans"), student_id=745, student_name="S",
-                             min_gain_se=1.0)
+                             rule=GateRule("se", level=1.0))
     job = Teach(settings, env)
     os.makedirs(job.work)
     old = settings.recorded()

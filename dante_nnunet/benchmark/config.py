@@ -202,9 +202,25 @@ def _claim_student_ids(cfg: dict, where: str, i: int, m: dict, block: str, used:
         used[did] = f"methods[{i}] {m['name']!r}"
 
 
+def gate_rule(teach: dict):
+    """The gate of a ``"teach"`` block: the default rule (jobs/gate.DEFAULT_RULE) with the block's
+    ``gate_alpha``, ``run_noise`` (Dice points) or ``min_gain_se`` (the SE bar used before issue 47)."""
+    from dataclasses import replace
+    from dante_nnunet.jobs.gate import DEFAULT_RULE
+    rule = DEFAULT_RULE
+    if teach.get("gate_alpha") is not None:
+        rule = replace(rule, alpha=float(teach["gate_alpha"]))
+    if teach.get("run_noise") is not None:
+        rule = replace(rule, run_noise=float(teach["run_noise"]) / 100)
+    if teach.get("min_gain_se") is not None:
+        rule = replace(rule, bar="se", level=float(teach["min_gain_se"]))
+    return rule
+
+
 def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str], scans_ids: Dict[int, tuple]) -> None:
     """``"teach": {"teacher": TRAINER, "plain": TRAINER, "images": FOLDER, "dataset": {"id", "name"},
-    "folds": [k, ...], "keep_fraction": f, "real_share": s, "min_gain_se": x, "dante_teach": {"trainer": TRAINER,
+    "folds": [k, ...], "keep_fraction": f, "real_share": s, "gate_alpha": a, "run_noise": points, "min_gain_se": x,
+    "dante_teach": {"trainer": TRAINER,
     "dataset": {"id", "name"}}}`` (the gated recipe, jobs/teach.py; the method's ``trainer`` is the student's;
     ``dante_teach`` the optional DANTE candidate, whose dataset is a scans dataset of the same images, one
     for every seed, which a scans method may share): the folds include the method's fold (its test row), the
@@ -229,6 +245,10 @@ def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str], sc
         raise BenchmarkConfigError(f"{where}.keep_fraction must be in (0, 1], got {t.get('keep_fraction')!r}")
     if t.get("real_share") is not None and not 0 < float(t["real_share"]) < 1:
         raise BenchmarkConfigError(f"{where}.real_share must be in (0, 1), got {t['real_share']!r}")
+    try:
+        gate_rule(t)
+    except (TypeError, ValueError) as e:
+        raise BenchmarkConfigError(f"{where}: {e}") from None
     _claim_student_ids(cfg, where, i, m, "teach", used)
     dt = t.get("dante_teach")
     if dt is not None:

@@ -64,7 +64,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
 
-from dante_nnunet.benchmark.config import (BenchmarkConfigError, load_config, method_stage1,
+from dante_nnunet.benchmark.config import (BenchmarkConfigError, gate_rule, load_config, method_stage1,
                                            pseudo_label_dataset_ids, stage1_blocks, sweep_points)
 from dante_nnunet.benchmark import report as _report
 from dante_nnunet.jobs.nnunet_jobs import (NNUNET_FOLDERS, PREPROCESSED_MARKER, add_configuration, copy_split_of,
@@ -533,7 +533,7 @@ class Runner:
             keep_fraction=float(t.get("keep_fraction", 1.0)), device=self.device,
             real_share=None if t.get("real_share") is None else float(t["real_share"]),
             predict_args=[str(a) for a in self.cfg.get("predict_args", [])],
-            min_gain_se=float(t.get("min_gain_se", 1.0)),
+            rule=gate_rule(t),
             dante_teach=self.seeded(dt["trainer"], seed) if dt else None,
             dante_teach_id=int(dt["dataset"]["id"]) if dt else None,
             dante_teach_name=dt["dataset"]["name"] if dt else None,

@@ -200,3 +200,8 @@ def judge(rule: GateRule, cases: Sequence[str], d: Mapping[str, np.ndarray], D: 
     out["passed"] = True
     out["reason"] = f"the {candidate} gains: {why}; no region worse by more than {rule.region_tolerance:g} SE"
     return out
+
+
+# The default rule (issue 47): chosen from the A/A calibration and the power table, written down with the
+# reason in docs/gated_teacher.md, "The rule", before the runs that judge it.
+DEFAULT_RULE = GateRule("t", alpha=0.05, run_noise=0.015)

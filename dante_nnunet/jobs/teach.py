@@ -46,6 +46,7 @@ import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, join, load_json, save_json
 
 from dante_nnunet.jobs.evaluation import dice
+from dante_nnunet.jobs.gate import DEFAULT_RULE, GateRule, fold_means, judge, paired_differences, se
 from dante_nnunet.jobs.nnunet_jobs import preprocess_with_plans_of, run_command
 
 DECISION_FILE = "decision.json"
@@ -53,61 +54,38 @@ DECISION_FILE = "decision.json"
 
 # ------------------------------------------------------------------------------------------ the decision
 def decide(plain: Mapping[str, Mapping[str, float]], student: Mapping[str, Mapping[str, float]],
-           fold_of: Mapping[str, int], regions: Sequence[str], min_gain_se: float = 1.0,
+           fold_of: Mapping[str, int], regions: Sequence[str], rule: GateRule = DEFAULT_RULE,
            candidate: str = "student") -> dict:
     """Student (``candidate`` names it in ``reason``) or plain model, from Dice per validation case and
-    region (``plain[case][region]``, the same cases in ``student``), pooled over folds (``fold_of[case]``).
+    region (``plain[case][region]``, the same cases in ``student``), pooled over folds (``fold_of[case]``),
+    by ``rule`` (``jobs/gate.GateRule``; the default and why: docs/gated_teacher.md, "The rule").
 
-    d[c, r] = Dice_student - Dice_plain of case c, region r; D[c] = mean over regions of d[c, r].
-    The student is chosen only if (a) mean(D) > ``min_gain_se`` x SE(D) (SE = SD with ddof 1 / sqrt(n)): it
-    gains over the regions together beyond the noise of these cases, and (b) for every region r,
-    mean(d[., r]) >= -SE(d[., r]): no region is worse by more than its own standard error. Otherwise, and
-    with fewer than 2 cases, the plain model (the fallback). Returns the rule's numbers: per region the
-    mean, SE and the per-fold means and their SD; ``overall`` for D; ``chosen`` and ``reason``.
-
-    The default bar, one SE, is the one-standard-error rule of model selection (Hastie, Tibshirani &
-    Friedman, ESL 2nd ed., section 7.10; Breiman et al. 1984): the more complex candidate (here the student,
-    which needs a teacher and pseudo-labels) replaces the simpler one only when its cross-validated gain
-    exceeds one standard error of that gain."""
-    cases = sorted(plain)
-    if sorted(student) != cases:
-        raise ValueError(f"the student was validated on {sorted(student)}, the plain model on {cases}")
+    d[c, r] = Dice_student - Dice_plain of case c, region r; D[c] = mean over regions of d[c, r]. Returns the
+    rule's numbers: per region the mean, SE and the per-fold means and their SD; ``overall`` for D (with
+    ``se_total``, the SE counting run noise, and ``bar``, the gain it had to exceed); ``chosen``, ``reason``
+    (in Dice points) and ``rule``."""
+    cases, d, D = paired_differences(plain, student, regions)
     n = len(cases)
 
-    def stats(values: np.ndarray, per_case: Sequence[str]) -> dict:
-        mean = float(values.mean()) if n else float("nan")
-        se = float(values.std(ddof=1) / math.sqrt(n)) if n >= 2 else float("nan")
-        folds = sorted({fold_of[c] for c in per_case})
-        per_fold = {str(k): float(np.mean([v for v, c in zip(values, per_case) if fold_of[c] == k])) for k in folds}
+    def stats(values: np.ndarray) -> dict:
+        per_fold = {str(k): v for k, v in fold_means(values, cases, fold_of).items()}
         sd_folds = float(np.std(list(per_fold.values()), ddof=1)) if len(per_fold) >= 2 else float("nan")
-        return {"mean": mean, "se": se, "per_fold": per_fold, "sd_over_folds": sd_folds, "n": n}
+        return {"mean": float(values.mean()) if n else float("nan"), "se": se(values), "per_fold": per_fold,
+                "sd_over_folds": sd_folds, "n": n}
 
-    d = {r: np.array([student[c][r] - plain[c][r] for c in cases], dtype=np.float64) for r in regions}
     table = {r: {"plain": float(np.mean([plain[c][r] for c in cases])),
-                 "student": float(np.mean([student[c][r] for c in cases])), **stats(d[r], cases)} for r in regions}
-    overall_d = np.mean(np.stack([d[r] for r in regions]), axis=0) if n else np.array([])
-    overall = stats(overall_d, cases)
-    if n < 2:
-        chosen, reason = "plain", f"{n} validation case(s): too few to decide; the plain model is kept"
-    elif not overall["mean"] > min_gain_se * overall["se"]:
-        chosen, reason = "plain", (f"the {candidate}'s mean gain over the regions, {overall['mean']:+.4f}, is not above "
-                                   f"{min_gain_se:g} SE ({overall['se']:.4f})")
-    else:
-        worse = [r for r in regions if table[r]["mean"] < -table[r]["se"]]
-        if worse:
-            chosen, reason = "plain", (f"the {candidate} is worse on {', '.join(worse)} by more than one SE "
-                                       + ", ".join(f"{r}: {table[r]['mean']:+.4f} (SE {table[r]['se']:.4f})"
-                                                   for r in worse))
-        else:
-            chosen, reason = "student", (f"the {candidate} gains {overall['mean']:+.4f} over the regions "
-                                         f"(> {min_gain_se:g} SE = {min_gain_se * overall['se']:.4f}) and no region "
-                                         f"is worse by more than one SE")
-    return {"chosen": chosen, "reason": reason, "regions": table, "overall": overall,
-            "rule": {"min_gain_se": min_gain_se, "region_tolerance": "1 SE"}}
+                 "student": float(np.mean([student[c][r] for c in cases])), **stats(d[r])} for r in regions}
+    overall = stats(D)
+    verdict = judge(rule, cases, d, D, fold_of, candidate)
+    overall.update(se_total=verdict["se_total"], bar=verdict["threshold"])
+    if verdict["p"] == verdict["p"]:   # not NaN: the sign-flip bar's p-value
+        overall["p"] = verdict["p"]
+    return {"chosen": "student" if verdict["passed"] else "plain", "reason": verdict["reason"], "regions": table,
+            "overall": overall, "rule": {**asdict(rule), "description": rule.describe()}}
 
 
 def choose(plain: Mapping[str, Mapping[str, float]], candidates: Mapping[str, Mapping[str, Mapping[str, float]]],
-           fold_of: Mapping[str, int], regions: Sequence[str], min_gain_se: float = 1.0) -> dict:
+           fold_of: Mapping[str, int], regions: Sequence[str], rule: GateRule = DEFAULT_RULE) -> dict:
     """A candidate or the plain model. Each candidate (``candidates[name][case][region]``, e.g. the offline
     student and DANTE as its own teacher) is held to ``decide``'s rule against the plain model on the same
     cases; of those that pass, the one with the largest mean gain over the regions is chosen, else the plain
@@ -119,7 +97,7 @@ def choose(plain: Mapping[str, Mapping[str, float]], candidates: Mapping[str, Ma
     favours a lucky candidate a little; each one chosen has passed the bar on its own."""
     if not candidates:
         raise ValueError("no candidate to decide on")
-    each = {name: decide(plain, per_case, fold_of, regions, min_gain_se, candidate=name)
+    each = {name: decide(plain, per_case, fold_of, regions, rule, candidate=name)
             for name, per_case in candidates.items()}
     first = next(iter(each))
     if len(each) == 1:
@@ -148,8 +126,9 @@ def decision_table(decision: dict, teacher: Optional[Mapping[str, float]] = None
     each = decision.get("candidates") or {"student": decision}
     tables = [_comparison_table(name, d, teacher) for name, d in each.items()]
     o = decision["overall"]
-    return ("\n\n".join(tables) + f"\n\nchosen: **{decision['chosen']}** ({decision['reason']}); {o['n']} "
-            f"validation cases")
+    rule = decision.get("rule", {}).get("description", "")
+    return ("\n\n".join(tables) + f"\n\nDice points; rule: {rule}\n\nchosen: **{decision['chosen']}** "
+            f"({decision['reason']}); {o['n']} validation cases")
 
 
 def _comparison_table(name: str, decision: dict, teacher: Optional[Mapping[str, float]]) -> str:
@@ -161,7 +140,10 @@ def _comparison_table(name: str, decision: dict, teacher: Optional[Mapping[str, 
         lines.append(f"| {r} | {t} | {100 * row['plain']:.1f} | {100 * row['student']:.1f} | "
                      f"{100 * row['mean']:+.1f} ± {100 * row['se']:.1f} | {folds} | {100 * row['sd_over_folds']:.1f} |")
     o = decision["overall"]
-    lines.append(f"| mean over regions | | | | {100 * o['mean']:+.1f} ± {100 * o['se']:.1f} | | |")
+    bar = o.get("bar", float("nan"))
+    lines.append(f"| mean over regions | | | | {100 * o['mean']:+.1f} ± {100 * o['se']:.1f}"
+                 + (f" (SE with run noise {100 * o['se_total']:.1f}; bar {100 * bar:.1f})" if bar == bar else "")
+                 + " | | |")
     return "\n".join(lines)
 
 
@@ -195,17 +177,17 @@ class TeachSettings:
     device: str = "cuda"
     predict_args: List[str] = field(default_factory=list)
     test_dirs: List[str] = field(default_factory=list)   # more limited-only case folders no scan may repeat
-    min_gain_se: float = 1.0
+    rule: GateRule = DEFAULT_RULE         # the gate (jobs/gate.py); a rerun with another rule only decides again
     dante_teach: Optional[str] = None    # a DANTETrainer_teach name: DANTE as its own teacher, a second candidate
     dante_teach_id: Optional[int] = None  # its dataset: the labelled cases + the scans as unlabelled cases
     dante_teach_name: Optional[str] = None  # that dataset's name when new (default: the student's + "Scans")
 
     def recorded(self) -> dict:
         """What a rerun must agree with (device, predict arguments, the gate's bar and the DANTE candidate may
-        change: a rerun with another ``min_gain_se`` only decides again, one that adds ``dante_teach`` trains
+        change: a rerun with another ``rule`` only decides again, one that adds ``dante_teach`` trains
         that candidate and decides again)."""
         d = asdict(self)
-        for k in ("device", "predict_args", "test_dirs", "min_gain_se", "dante_teach", "dante_teach_id",
+        for k in ("device", "predict_args", "test_dirs", "rule", "dante_teach", "dante_teach_id",
                   "dante_teach_name"):
             d.pop(k)
         d["scans"] = os.path.abspath(d["scans"])
@@ -356,6 +338,7 @@ class Teach:
         if isfile(record):
             old = load_json(record)
             old.pop("min_gain_se", None)   # written by runs before the bar could change on a resume
+            old.pop("rule", None)
             new = self.s.recorded()
             # a setting an older record lacks was added later with the default None (the old behaviour)
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -548,7 +531,7 @@ class Teach:
             candidates["dante_teach"] = self.validation_dice(self.dante_teach_folder_name, s.dante_teach)
         teacher = self.validation_dice(src_name, s.teacher)
         fold_of = {c: k for k in s.folds for c in self.splits[k]["val"]}
-        d = choose(plain, candidates, fold_of, regions, s.min_gain_se)
+        d = choose(plain, candidates, fold_of, regions, s.rule)
         teacher_mean = {r: float(np.mean([teacher[c][r] for c in teacher])) for r in regions}
         d["teacher"] = teacher_mean
         did, trainer = models[d["chosen"]]
@@ -559,7 +542,7 @@ class Teach:
                         f"-p {s.plans} -f {folds} -device {s.device}")
         d["export"] = f"dante_nnunet export --decision {shlex.quote(join(self.work, DECISION_FILE))} -o EXPORT_ROOT"
         d["per_case"] = {"plain": plain, **candidates, "teacher": teacher, "fold": fold_of}
-        d["settings"] = {**s.recorded(), "min_gain_se": s.min_gain_se, "dante_teach": s.dante_teach,
+        d["settings"] = {**s.recorded(), "rule": asdict(s.rule), "dante_teach": s.dante_teach,
                          "dante_teach_id": s.dante_teach_id}
         d["seconds"] = self.seconds
         save_json(d, join(self.work, DECISION_FILE), sort_keys=False)
