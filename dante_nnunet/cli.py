@@ -484,8 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of the training cases written without their privileged scan (zeros, listed in "
                         "dataset.json's \"dante\" -> \"cases_without_privileged\"); test cases keep it")
     s.add_argument("--num-unlabelled", type=int, default=0, metavar="U",
-                   help="also write U unlabelled cases with every channel into imagesUnlabelled/ (the input of "
-                        "pretrain-dataset for Stage 1)")
+                   help="also write U unlabelled cases with every channel into imagesUnlabelled/: the scans of "
+                        "dante_nnunet teach (--scans) and add-scans, or the input of pretrain-dataset for Stage 1")
     s.set_defaults(func=_phantom)
 
     s = sub.add_parser("fingerprint", help="after nnUNetv2_extract_fingerprint, for a dataset that lists "

@@ -404,7 +404,7 @@ def write_phantom(kind: str, dataset_id: int, name: Optional[str] = None, num_tr
                                         f"{len(missing)} training cases are zeros")
     if num_unlabelled:
         dataset_json["description"] += (f"; {UNLABELLED_FOLDER} holds {num_unlabelled} unlabelled cases with every "
-                                        f"channel (for Stage-1 pre-training)")
+                                        f"channel (the scans of dante_nnunet teach and add-scans, or Stage-1 pre-training)")
     make_case: Callable = spec["case"]
     shape_args = () if shape is None else (tuple(shape),)
     with new_dataset_folder(raw_root, folder_name) as tmp:
