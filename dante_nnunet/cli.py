@@ -160,7 +160,11 @@ def _teach(args) -> int:
                              rule=rule,
                              dante_teach=None if args.dante_teach_id is None else args.dante_teach + tokens,
                              dante_teach_id=args.dante_teach_id)
-    Teach(settings, nnunet_environment()).run()
+    job = Teach(settings, nnunet_environment())
+    if args.predict_part is not None:
+        job.predict_part(args.predict_part)
+    else:
+        job.run()
     return 0
 
 
@@ -351,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the DANTE candidate's trainer (with the token teach; -t tokens are added)")
     s.add_argument("--disable_tta", action="store_true", help="the teacher predicts the scans without mirroring "
                                                               "(8x fewer network passes in 3D)")
+    s.add_argument("--predict-part", type=int, nargs=2, default=None, metavar=("I", "N"),
+                   help="only train each fold's teacher (if needed) and let it label part I of N of the scans "
+                        "(nnU-Net's -part_id I -num_parts N), recording which model did; for a large pool on "
+                        "several machines sharing nnU-Net's folders, then the full run without this option")
     s.add_argument("-p", default="nnUNetPlans", help="plans identifier")
     s.add_argument("-device", default="cuda", choices=["cuda", "cpu", "mps"], help="as nnUNetv2_train's")
     s.set_defaults(func=_teach)

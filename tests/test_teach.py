@@ -380,7 +380,11 @@ def test_a_rerun_voxel_checks_only_new_or_changed_scans_and_every_test_folder(so
                              device="cpu")
     job = Teach(settings, nnunet_environment())
     job.check()
-    assert "voxel check of 3 scan(s)" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "voxel check of 3 scan(s)" in said
+    # 6 labelled cases, folds 0 and 1 validate on 2 of them: the gate's n is small, and the command says so
+    assert "warning: the gate will judge on 2 validation case(s) (folds 0, 1)" in said
+    assert "the split's folds 2, 3, 4 would add theirs (-f)" in said
     job.start()
     Teach(settings, nnunet_environment()).check()                     # a rerun: nothing new, nothing read
     assert "voxel check" not in capsys.readouterr().out
@@ -425,6 +429,60 @@ def test_cli_refuses_a_bad_gate_before_any_work(source, tmp_path, monkeypatch, c
     assert main(args + option) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not os.listdir(tmp_path / "nnUNet_results")
+
+
+def test_teacher_predictions_are_kept_only_when_a_record_of_that_folds_teacher_vouches_for_them(source, tmp_path,
+                                                                                               capsys):
+    """Which model made fold k's pseudo-labels is recorded beside them (nnU-Net records no such thing): a
+    folder of predictions made by another fold's teacher, by a teacher since retrained, or by hand is refused;
+    the parts of a sharded prediction (nnU-Net's -part_id i -num_parts n: the sorted scans [i::n]) together
+    vouch for every scan."""
+    env = {"nnUNet_raw": str(tmp_path / "raw"), "nnUNet_preprocessed": str(tmp_path / "pre"),
+           "nnUNet_results": str(tmp_path / "res")}
+    job = Teach(TeachSettings(source=741, scans=os.path.join(source, "imagesUnlabelled"), student_id=745,
+                              student_name="S", folds=[0, 1], device="cpu"), env)
+    scans = check_scans(job.s.scans, source)
+    for k in (0, 1):   # the teachers' checkpoints: only their size and time are read
+        ck = os.path.join(job.results("Dataset741_BraTSTypesPhantom", "UpperBoundTrainer"), f"fold_{k}")
+        os.makedirs(ck)
+        with open(os.path.join(ck, "checkpoint_final.pth"), "wb") as fh:
+            fh.write(b"x" * (10 + k))
+    out = _label_folder(scans, os.path.join(job.work, "fold_0", "teacher_predictions"), 1)
+    with pytest.raises(TeachError, match=r"holds 3 prediction\(s\) that no record of fold 0's teacher .* vouches"):
+        job.predict_scans(0, scans)
+    made_by = job.predictions_made_by(0)
+    os.makedirs(made_by)
+    with open(os.path.join(made_by, "part0of1.json"), "w") as fh:      # made by fold 1's teacher
+        json.dump({"model": job.teacher_model(1), "scans": sorted(scans)}, fh)
+    with pytest.raises(TeachError, match="no record of fold 0's teacher"):
+        job.predict_scans(0, scans)
+    names = sorted(scans)
+    for i in (0, 1):                                                    # two parts of fold 0's teacher
+        with open(os.path.join(made_by, f"part{i}of2.json"), "w") as fh:
+            json.dump({"model": job.teacher_model(0), "scans": names[i::2], "part": [i, 2]}, fh)
+    assert job.predict_scans(0, scans) == out
+    assert "holds every scan, skipped" in capsys.readouterr().out
+    ck0 = os.path.join(job.results("Dataset741_BraTSTypesPhantom", "UpperBoundTrainer"), "fold_0", "checkpoint_final.pth")
+    with open(ck0, "ab") as fh:                                         # the teacher was retrained since
+        fh.write(b"more")
+    with pytest.raises(TeachError, match="no record of fold 0's teacher"):
+        job.predict_scans(0, scans)
+    with pytest.raises(TeachError, match="needs 0 <= I < N"):
+        job.predict_part([2, 2])
+
+
+@pytest.mark.slow   # imports nnU-Net's predictor
+def test_nnunets_part_of_the_scans_is_the_sorted_slice(source, tmp_path):
+    """What predict_scans records for part i of n is what nnU-Net 2.8.1's nnUNetv2_predict -part_id i -num_parts n
+    predicts (its own list handling, called here)."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    predictor = nnUNetPredictor(device=__import__("torch").device("cpu"))
+    predictor.dataset_json = json.load(open(os.path.join(source, "dataset.json")))
+    scans = sorted(check_scans(os.path.join(source, "imagesUnlabelled"), source))
+    for i, n in ((0, 2), (1, 2), (0, 1)):
+        lists, outs, _ = predictor._manage_input_and_output_lists(os.path.join(source, "imagesUnlabelled"),
+                                                                  str(tmp_path), part_id=i, num_parts=n)
+        assert [os.path.basename(o) for o in outs] == scans[i::n]
 
 
 def test_read_decision_refuses_other_files(tmp_path):

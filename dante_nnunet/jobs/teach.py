@@ -50,6 +50,7 @@ from dante_nnunet.jobs.gate import DEFAULT_RULE, GateRule, fold_means, judge, pa
 from dante_nnunet.jobs.nnunet_jobs import preprocess_with_plans_of, run_command
 
 DECISION_FILE = "decision.json"
+MIN_VALIDATION_CASES = 10   # fewer: teach warns before any work that only a large gain can pass the gate
 
 
 # ------------------------------------------------------------------------------------------ the decision
@@ -300,6 +301,14 @@ class Teach:
         self._check_dante_teach_id(scans)
         self._voxel_check(scans, source, resuming)
         self.splits = teach_splits(source, self.preprocessed(name), s.folds)
+        n_val = sum(len(self.splits[k]["val"]) for k in s.folds)
+        if n_val < MIN_VALIDATION_CASES:
+            unused = sorted(set(range(len(self.splits))) - {int(k) for k in s.folds})
+            print(f"[teach] {self.prefix}warning: the gate will judge on {n_val} validation case(s) (folds "
+                  f"{', '.join(map(str, s.folds))}); its bar is a t quantile with {n_val - 1} degree(s) of freedom "
+                  f"times an SE of that many cases, so only a large gain can pass"
+                  + (f"; the split's folds {', '.join(map(str, unused))} would add theirs (-f)" if unused else ""),
+                  flush=True)
         self._check_trainers()
         return scans
 
@@ -413,17 +422,76 @@ class Teach:
         self._run(key, ["nnUNetv2_train", str(dataset_id), self.s.configuration, str(fold), "-tr", trainer,
                         "-p", self.s.plans, "-device", self.s.device] + cont)
 
-    def predict_scans(self, fold: int, scans: Mapping[str, Sequence[str]]) -> str:
+    def teacher_model(self, fold: int) -> dict:
+        """Which model labels fold ``fold``'s scans: the teacher's dataset, trainer, plans, configuration,
+        fold, and its checkpoint file's size and time (a retrained teacher has another)."""
+        ckpt = join(self.results(os.path.basename(self.source), self.s.teacher), f"fold_{fold}", "checkpoint_final.pth")
+        st = os.stat(ckpt)
+        return {"dataset": int(self.s.source), "trainer": self.s.teacher, "plans": self.s.plans,
+                "configuration": self.s.configuration, "fold": int(fold), "checkpoint": [int(st.st_size),
+                                                                                          int(st.st_mtime_ns)]}
+
+    def predictions_made_by(self, fold: int) -> str:
+        """``fold_k/teacher_predictions_made_by/``: one record per prediction run into ``teacher_predictions``
+        (``part<i>of<n>.json``: the model, from ``teacher_model``, and the scans that run predicted). nnU-Net
+        writes no such record; without it a folder of predictions cannot tell which fold's model made it."""
+        return join(self.work, f"fold_{fold}", "teacher_predictions_made_by")
+
+    def _vouched(self, fold: int) -> Dict[str, str]:
+        """{scan: record file} of the scans a record of fold ``fold``'s current teacher vouches for."""
+        folder, model = self.predictions_made_by(fold), self.teacher_model(fold)
+        out: Dict[str, str] = {}
+        if isdir(folder):
+            for f in sorted(os.listdir(folder)):
+                rec = load_json(join(folder, f))
+                if rec.get("model") == model:
+                    out.update({scan: f for scan in rec.get("scans", [])})
+        return out
+
+    def predict_scans(self, fold: int, scans: Mapping[str, Sequence[str]], part: Optional[Sequence[int]] = None) -> str:
+        """Fold ``fold``'s teacher predicts the scans (``part`` = (i, n): nnU-Net's ``-part_id i -num_parts n``,
+        the sorted scans ``[i::n]``) into ``fold_k/teacher_predictions``, after writing the record of the run
+        (``predictions_made_by``). Kept when every scan has a prediction that a record of this fold's current
+        teacher vouches for; a prediction no such record vouches for (another fold's model, a retrained
+        teacher, a folder filled by hand) is refused, naming it."""
         out = join(self.work, f"fold_{fold}", "teacher_predictions")
         ending = load_json(join(self.source, "dataset.json"))["file_ending"]
-        if isdir(out) and all(isfile(join(out, c + ending)) for c in scans):
-            print(f"[teach] {self.prefix}pseudo_labels_fold{fold}: {out} holds every scan, skipped", flush=True)
+        vouched = self._vouched(fold)
+        present = [c for c in sorted(scans) if isfile(join(out, c + ending))]
+        stray = [c for c in present if c not in vouched]
+        if stray:
+            raise TeachError(f"{out} holds {len(stray)} prediction(s) that no record of fold {fold}'s teacher "
+                             f"({self.s.teacher}, its current checkpoint) vouches for, e.g. {stray[0]!r}: made by "
+                             f"another model or before the teacher was retrained. Remove them; shard the prediction "
+                             f"with 'dante_nnunet teach ... --predict-part I N' (README), which records its model")
+        i, n = part if part is not None else (0, 1)
+        mine = sorted(scans)[i::n]
+        if all(c in vouched and isfile(join(out, c + ending)) for c in mine):
+            print(f"[teach] {self.prefix}pseudo_labels_fold{fold}: {out} holds "
+                  f"{'every scan' if n == 1 else f'part {i} of {n}'}, skipped", flush=True)
             return out
-        self._run(f"pseudo_labels_fold{fold}",
+        os.makedirs(self.predictions_made_by(fold), exist_ok=True)
+        save_json({"model": self.teacher_model(fold), "scans": mine, "part": [i, n]},
+                  join(self.predictions_made_by(fold), f"part{i}of{n}.json"), sort_keys=False)
+        self._run(f"pseudo_labels_fold{fold}" + (f"_part{i}of{n}" if n > 1 else ""),
                   ["nnUNetv2_predict", "-i", self.s.scans, "-o", out, "-d", str(self.s.source), "-c",
                    self.s.configuration, "-tr", self.s.teacher, "-p", self.s.plans, "-f", str(fold), "-device",
-                   self.s.device, "--save_probabilities", "--continue_prediction"] + list(self.s.predict_args))
+                   self.s.device, "--save_probabilities", "--continue_prediction"]
+                  + (["-num_parts", str(n), "-part_id", str(i)] if n > 1 else []) + list(self.s.predict_args))
         return out
+
+    def predict_part(self, part: Sequence[int]) -> None:
+        """``--predict-part I N``: train each fold's teacher if needed and predict part I of N of the scans with
+        it (a sharded run of step 2 on several machines sharing nnU-Net's folders: start the other parts once
+        the first has trained the teachers); then stop. The full run afterwards finds every scan vouched for."""
+        i, n = (int(v) for v in part)
+        if not (n >= 1 and 0 <= i < n):
+            raise TeachError(f"--predict-part I N needs 0 <= I < N, got {i} {n}")
+        scans = self.check()
+        self.start()
+        for k in self.s.folds:
+            self.train(f"teacher_fold{k}", self.s.source, os.path.basename(self.source), self.s.teacher, k)
+            self.predict_scans(k, scans, (i, n))
 
     def record(self, scans: Mapping[str, Sequence[str]], labels: Mapping[int, str]) -> dict:
         """scans.json: per scan, each fold teacher's stability and the fold teachers' agreement; per fold the
