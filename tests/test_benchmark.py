@@ -565,9 +565,9 @@ def test_select_keeps_the_lower_bound_and_the_teachers_it_needs(tmp_path):
     sub = select(cfg, ["Pseudo-labels from the upper bound", "gated"], [1])
     assert [m["name"] for m in sub["methods"]] == ["Lower bound (T1, T2, FLAIR)", "Upper bound (all channels)",
                                                    "Pseudo-labels from the upper bound", "gated"]
-    assert sub["seeds"] == [1] and len(cfg["methods"]) > 4 and cfg["seeds"] == [0, 1, 2]   # the config untouched
+    assert sub["seeds"] == [1] and len(cfg["methods"]) > 4 and cfg["seeds"] == [0, 1, 2, 3, 4, 5]   # the config untouched
     assert select(cfg) == cfg
     with pytest.raises(BenchmarkConfigError, match=r"has no method\(s\) \['nope'\]"):
         select(cfg, ["nope"])
-    with pytest.raises(BenchmarkConfigError, match=r"has seeds \[0, 1, 2\]; not \[7\]"):
+    with pytest.raises(BenchmarkConfigError, match=r"has seeds \[0, 1, 2, 3, 4, 5\]; not \[7\]"):
         select(cfg, None, [7])
