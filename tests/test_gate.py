@@ -1,5 +1,6 @@
 """The teach gate's statistics (jobs/gate.py) against hand computations, and the calibration analysis
 (benchmark/gate_calibration.py) on the committed decisions."""
+import json
 import math
 import os
 
@@ -110,3 +111,10 @@ def test_calibration_on_the_committed_decisions():
     se1 = result["rules"]["se1"]
     assert se1["aa_comparisons"] == len(aa) and se1["aa_false_accepts"] >= 7
     assert result["rules"]["se1"]["power_testbed_same_seed"] == "3/3"
+    # the default rule is the one the calibration chose, at <= 5% over >= 30 A/A comparisons
+    assert result["default_rule"] == "t95_tau1.5" and result["aa_comparisons"] >= 30
+    assert result["aa_false_accepts"] <= 0.05 * result["aa_comparisons"]
+    # the committed table is what this code computes from the committed inputs (it notices drift)
+    committed = json.load(open(os.path.join(ROOT, "docs", "results", "gate_calibration.json")))
+    assert committed["rules"] == json.loads(json.dumps(result["rules"]))
+    assert committed["aa_false_accepts"] == result["aa_false_accepts"]

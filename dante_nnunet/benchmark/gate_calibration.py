@@ -36,7 +36,7 @@ from typing import Dict, List, Mapping, Optional
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import join, load_json, save_json
 
-from dante_nnunet.jobs.gate import GateRule, judge, paired_differences, run_noise_weight, se
+from dante_nnunet.jobs.gate import DEFAULT_RULE, GateRule, judge, paired_differences, run_noise_weight, se
 
 REGIONS = ("whole tumor", "tumor core", "enhancing tumor")
 TESTBED = "phantom_unlabelled"
@@ -190,7 +190,19 @@ def analyse(gate_dir: str) -> dict:
                         "se_points": 100 * se(D), "in_se": float(D.mean()) / se(D) if se(D) > 0 else float("nan"),
                         "passes": {name: _judge(all_rules[name], c, fold_of)["passed"]
                                    for name in ("se1", "t95", "t95_tau1.5")}})
-    return {"inputs": sorted(os.path.basename(p) for p in glob.glob(join(gate_dir, "*.json"))),
+    default = next(n for n, r in all_rules.items() if r == DEFAULT_RULE)
+    redecided = {}
+    for design, e in sorted(designs.items()):
+        for seed, cand in sorted(e["student"].items()):
+            c = {"per_case": (e["plain"][seed], cand)}
+            redecided[f"{design} seed {seed}"] = {name: "student" if _judge(all_rules[name], c, e["fold"])["passed"]
+                                                  else "plain" for name in ("se1", "se2", default)}
+    return {"default_rule": default, "default_rule_description": DEFAULT_RULE.describe(),
+            "aa_comparisons": table[default]["aa_comparisons"], "aa_false_accepts": table[default]["aa_false_accepts"],
+            "power_testbed": table[default]["power_testbed"],
+            "power_testbed_same_seed": table[default]["power_testbed_same_seed"],
+            "redecided_student_vs_plain": redecided,
+            "inputs": sorted(os.path.basename(p) for p in glob.glob(join(gate_dir, "*.json"))),
             "designs": {d: {"name": DESIGN_NAMES.get(d, d), "validation_cases": len(e["fold"]),
                             "folds": sorted(set(e["fold"].values())), "plain_seeds": sorted(e["plain"])}
                         for d, e in sorted(designs.items())},
