@@ -542,7 +542,8 @@ class Teach:
         from dante_nnunet.jobs.nnunet_jobs import copy_split_of
         s = self.s
         if self._folder("nnUNet_raw", s.dante_teach_id) is None:
-            # check() ran the voxel check on these scans (this run, or the first run a resume must agree with)
+            # check() voxel-checked every scan of the folder: new or changed ones in this run, the others in an
+            # earlier run of these settings (scans_checked.json)
             folder = write_dataset_with_scans(self.source, s.scans, self.env["nnUNet_raw"],
                                               self.dante_teach_folder_name, voxels_checked=True)
             print(f"[teach] {self.prefix}DANTE candidate's dataset: wrote {folder}", flush=True)
