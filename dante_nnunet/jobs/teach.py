@@ -36,7 +36,6 @@ voxels of a labelled or test case before any work.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shlex
 from dataclasses import asdict, dataclass, field
@@ -106,10 +105,9 @@ def choose(plain: Mapping[str, Mapping[str, float]], candidates: Mapping[str, Ma
     for d in each.values():
         d["passed"] = d.pop("chosen") == "student"   # per candidate; the choice is the top "chosen"
     passing = [n for n, d in each.items() if d["passed"]]
-    out = {k: v for k, v in each[max(passing, key=lambda n: each[n]["overall"]["mean"]) if passing else first].items()
-           if k != "passed"}
-    if passing:
-        best = max(passing, key=lambda n: each[n]["overall"]["mean"])
+    best = max(passing, key=lambda n: each[n]["overall"]["mean"]) if passing else None
+    out = {k: v for k, v in each[best or first].items() if k != "passed"}
+    if best:
         others = [n for n in passing if n != best]
         out["chosen"] = best
         out["reason"] = (f"{best}: {each[best]['reason']}"
@@ -269,8 +267,7 @@ class Teach:
     def check(self) -> dict:
         """Everything that can be checked before training; returns {scan: files}. Writes nothing but, when the
         labelled dataset has none, nnU-Net's own splits_final.json (what its first training would write)."""
-        from dante_nnunet.data.teach_dataset import (check_labelled_cases, check_not_labelled_or_test, check_scans,
-                                                     teach_splits)
+        from dante_nnunet.data.teach_dataset import check_labelled_cases, check_scans, teach_splits
         import re
         s = self.s
         check_device(s.device)
