@@ -274,6 +274,19 @@ def test_check_labelled_cases_refuses_missing_privileged_channels_and_unlabelled
         check_labelled_cases(source)
 
 
+def test_folds_adding_cases_by_hand():
+    from dante_nnunet.jobs.teach import folds_adding_cases
+    # nnU-Net's 5 folds: every other fold adds its own cases
+    five = [{"train": [], "val": [f"c{2 * k}", f"c{2 * k + 1}"]} for k in range(5)]
+    assert folds_adding_cases(five, [0, 1]) == [2, 3, 4]
+    # nested folds (the testbed): folds 0-2 validate on the same last cases, fold 3 on the first ones
+    nested = [{"train": ["a"], "val": ["z"]}, {"train": ["a", "b"], "val": ["z"]}, {"train": ["a", "b", "c"], "val": ["z"]},
+              {"train": ["z"], "val": ["a"]}]
+    assert folds_adding_cases(nested, [0, 3]) == []
+    assert folds_adding_cases(nested, [0]) == [3]
+    assert folds_adding_cases(nested, [1]) == [3]
+
+
 def _label_folder(scans, out, value):
     os.makedirs(out)
     for s, files in scans.items():

@@ -197,6 +197,19 @@ class TeachError(ValueError):
     """A teach run that cannot start; the message names the file, case or setting."""
 
 
+def folds_adding_cases(splits: Sequence[dict], folds: Sequence[int]) -> List[int]:
+    """The split's other folds, in order, that would each add validation cases none of ``folds`` (nor an
+    earlier one of them) validates on: what ``-f`` could add without two folds sharing a case (nested
+    splits validate several folds on the same cases)."""
+    seen, out = {c for k in folds for c in splits[int(k)]["val"]}, []
+    for k, split in enumerate(splits):
+        val = set(split.get("val") or [])
+        if k not in {int(f) for f in folds} and val and not seen & val:
+            out.append(k)
+            seen |= val
+    return out
+
+
 def file_stamps(files: Sequence[str]) -> List[list]:
     """[name, size, modification time in ns] of each file: what a rerun compares to know a file unchanged."""
     out = []
@@ -300,7 +313,7 @@ class Teach:
         self.splits = teach_splits(source, self.preprocessed(name), s.folds)
         n_val = sum(len(self.splits[k]["val"]) for k in s.folds)
         if n_val < MIN_VALIDATION_CASES:
-            unused = sorted(set(range(len(self.splits))) - {int(k) for k in s.folds})
+            unused = folds_adding_cases(self.splits, s.folds)
             print(f"[teach] {self.prefix}warning: the gate will judge on {n_val} validation case(s) (folds "
                   f"{', '.join(map(str, s.folds))}); its bar is a t quantile with {n_val - 1} degree(s) of freedom "
                   f"times an SE of that many cases, so only a large gain can pass"
