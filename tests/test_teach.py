@@ -395,8 +395,8 @@ def test_a_rerun_voxel_checks_only_new_or_changed_scans_and_every_test_folder(so
     job.check()
     said = capsys.readouterr().out
     assert "voxel check of 3 scan(s)" in said
-    # 6 labelled cases, folds 0 and 1 validate on 2 of them: the gate's n is small, and the command says so
-    assert "warning: the gate will judge on 2 validation case(s) (folds 0, 1)" in said
+    # 6 labelled cases, folds 0 and 1 validate on 3 of them (nnU-Net: 2, 1, 1, 1, 1): the gate's n is small, and the command says so
+    assert "warning: the gate will judge on 3 validation case(s) (folds 0, 1)" in said
     assert "the split's folds 2, 3, 4 would add theirs (-f)" in said
     job.start()
     Teach(settings, nnunet_environment()).check()                     # a rerun: nothing new, nothing read
