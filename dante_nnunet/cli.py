@@ -137,16 +137,9 @@ def _teach(args) -> int:
     from dante_nnunet.jobs.nnunet_jobs import nnunet_environment
     from dante_nnunet.jobs.teach import Teach, TeachSettings
     from dante_nnunet.data.check_dataset import dataset_folder
-    from dataclasses import replace
-    from dante_nnunet.jobs.gate import DEFAULT_RULE
-    rule = DEFAULT_RULE
+    from dante_nnunet.jobs.gate import rule_with
     try:   # a bad value is refused here, before any work
-        if args.gate_alpha is not None:
-            rule = replace(rule, alpha=args.gate_alpha)
-        if args.run_noise is not None:
-            rule = replace(rule, run_noise=args.run_noise / 100)
-        if args.min_gain_se is not None:
-            rule = replace(rule, bar="se", level=args.min_gain_se)
+        rule = rule_with(args.gate_alpha, args.run_noise, args.min_gain_se)
     except ValueError as e:
         raise ValueError(f"teach: {e}") from None
     tokens = "".join(f"_{t}" for t in args.tokens)

@@ -97,6 +97,17 @@ def test_rule_refuses_bad_values():
             GateRule(**kwargs)
 
 
+def test_rule_with_the_user_options():
+    from dante_nnunet.jobs.gate import DEFAULT_RULE, rule_with
+    assert rule_with() == DEFAULT_RULE
+    assert rule_with(alpha=0.1).alpha == 0.1 and rule_with(alpha=0.1).run_noise == DEFAULT_RULE.run_noise
+    assert rule_with(run_noise_points=2.0).run_noise == pytest.approx(0.02)       # points -> fraction
+    old = rule_with(min_gain_se=1.0)
+    assert old.bar == "se" and old.level == 1.0
+    with pytest.raises(ValueError, match="run_noise must be a finite number >= 0"):
+        rule_with(run_noise_points=-1)
+
+
 def test_calibration_on_the_committed_decisions():
     """The analysis reads every committed decision: A/A pairs (plain models of two seeds on the same cases)
     and the testbed's known gain; the rule used until issue 47 accepts A/A pairs, which is why it changed."""

@@ -205,16 +205,8 @@ def _claim_student_ids(cfg: dict, where: str, i: int, m: dict, block: str, used:
 def gate_rule(teach: dict):
     """The gate of a ``"teach"`` block: the default rule (jobs/gate.DEFAULT_RULE) with the block's
     ``gate_alpha``, ``run_noise`` (Dice points) or ``min_gain_se`` (the SE bar used before issue 47)."""
-    from dataclasses import replace
-    from dante_nnunet.jobs.gate import DEFAULT_RULE
-    rule = DEFAULT_RULE
-    if teach.get("gate_alpha") is not None:
-        rule = replace(rule, alpha=float(teach["gate_alpha"]))
-    if teach.get("run_noise") is not None:
-        rule = replace(rule, run_noise=float(teach["run_noise"]) / 100)
-    if teach.get("min_gain_se") is not None:
-        rule = replace(rule, bar="se", level=float(teach["min_gain_se"]))
-    return rule
+    from dante_nnunet.jobs.gate import rule_with
+    return rule_with(teach.get("gate_alpha"), teach.get("run_noise"), teach.get("min_gain_se"))
 
 
 def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str], scans_ids: Dict[int, tuple]) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Dict, Mapping, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -205,3 +205,19 @@ def judge(rule: GateRule, cases: Sequence[str], d: Mapping[str, np.ndarray], D: 
 # The default rule (issue 47): chosen from the A/A calibration and the power table, written down with the
 # reason in docs/gated_teacher.md, "The rule", before the runs that judge it.
 DEFAULT_RULE = GateRule("t", alpha=0.05, run_noise=0.015)
+
+
+def rule_with(alpha: Optional[float] = None, run_noise_points: Optional[float] = None,
+              min_gain_se: Optional[float] = None, base: GateRule = DEFAULT_RULE) -> GateRule:
+    """``base`` with the options a user may set (``dante_nnunet teach --gate-alpha/--run-noise/--min-gain-se``,
+    a runner teach block's ``gate_alpha``/``run_noise``/``min_gain_se``): ``run_noise_points`` in Dice points;
+    ``min_gain_se`` swaps the t bar for the SE bar used before issue 47. A value out of range: ValueError."""
+    from dataclasses import replace
+    rule = base
+    if alpha is not None:
+        rule = replace(rule, alpha=float(alpha))
+    if run_noise_points is not None:
+        rule = replace(rule, run_noise=float(run_noise_points) / 100)
+    if min_gain_se is not None:
+        rule = replace(rule, bar="se", level=float(min_gain_se))
+    return rule

@@ -26,8 +26,8 @@ import re
 import shutil
 import subprocess
 import sys
-import warnings
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 

@@ -357,7 +357,6 @@ class Teach:
         if isfile(record):
             old = load_json(record)
             old.pop("min_gain_se", None)   # written by runs before the bar could change on a resume
-            old.pop("rule", None)
             new = self.s.recorded()
             # a setting an older record lacks was added later with the default None (the old behaviour)
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -447,9 +446,9 @@ class Teach:
         writes no such record; without it a folder of predictions cannot tell which fold's model made it."""
         return join(self.work, f"fold_{fold}", "teacher_predictions_made_by")
 
-    def _vouched(self, fold: int) -> Dict[str, str]:
-        """{scan: record file} of the scans a record of fold ``fold``'s current teacher vouches for."""
-        folder, model = self.predictions_made_by(fold), self.teacher_model(fold)
+    def _vouched(self, fold: int, model: dict) -> Dict[str, str]:
+        """{scan: record file} of the scans a record of ``model`` (fold ``fold``'s current teacher) vouches for."""
+        folder = self.predictions_made_by(fold)
         out: Dict[str, str] = {}
         if isdir(folder):
             for f in sorted(os.listdir(folder)):
@@ -466,7 +465,8 @@ class Teach:
         teacher, a folder filled by hand) is refused, naming it."""
         out = join(self.work, f"fold_{fold}", "teacher_predictions")
         ending = load_json(join(self.source, "dataset.json"))["file_ending"]
-        vouched = self._vouched(fold)
+        model = self.teacher_model(fold)
+        vouched = self._vouched(fold, model)
         present = [c for c in sorted(scans) if isfile(join(out, c + ending))]
         stray = [c for c in present if c not in vouched]
         if stray:
@@ -481,7 +481,7 @@ class Teach:
                   f"{'every scan' if n == 1 else f'part {i} of {n}'}, skipped", flush=True)
             return out
         os.makedirs(self.predictions_made_by(fold), exist_ok=True)
-        save_json({"model": self.teacher_model(fold), "scans": mine, "part": [i, n]},
+        save_json({"model": model, "scans": mine, "part": [i, n]},
                   join(self.predictions_made_by(fold), f"part{i}of{n}.json"), sort_keys=False)
         self._run(f"pseudo_labels_fold{fold}" + (f"_part{i}of{n}" if n > 1 else ""),
                   ["nnUNetv2_predict", "-i", self.s.scans, "-o", out, "-d", str(self.s.source), "-c",
