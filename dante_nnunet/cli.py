@@ -147,7 +147,8 @@ def _teach(args) -> int:
     settings = TeachSettings(source=args.d, scans=args.scans, student_id=args.student_id, student_name=name,
                              configuration=args.c, folds=args.folds, teacher=args.teacher + tokens,
                              plain=args.plain + tokens, student=args.student + tokens,
-                             keep_fraction=args.keep_fraction, real_share=args.real_share, plans=args.p,
+                             keep_fraction=args.keep_fraction, real_share=args.real_share,
+                             unsure_band=args.mask_unsure, plans=args.p,
                              device=args.device,
                              predict_args=["--disable_tta"] if args.disable_tta else [], test_dirs=args.test_dirs,
                              rule=rule,
@@ -323,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--real-share", type=float, default=None,
                    help="list each real training case several times in the student's split so that real labels "
                         "make about this share of the cases nnU-Net draws (default: each case once)")
+    s.add_argument("--mask-unsure", type=float, default=None, metavar="BAND",
+                   help="give the voxels each fold's teacher is unsure of (a region's probability between 1 - BAND "
+                        "and BAND, e.g. 0.9) nnU-Net's ignore label in the student's copies, so that the student "
+                        "learns there from the real labels only (default: every voxel taught)")
     s.add_argument("--test-dir", nargs="+", default=[], dest="test_dirs", metavar="DIR",
                    help="folders of test cases (limited channels only, numbered as for nnUNetv2_predict, or every "
                         "channel) that no scan may repeat: a scan with a test case's voxels is refused before any "

@@ -7,7 +7,9 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 
 from tests.support import TEST_TRAINERS
@@ -357,10 +359,11 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
                            "images": "raw:imagesUnlabelled", "dataset": {"id": 712, "name": "Scans"}}},
                        # the gated recipe (dante_nnunet teach) on folds 0 and 2; fold 0's teacher and plain model
                        # are the Upper and Lower runs; DANTE as its own teacher a second candidate on DTeach's
-                       # dataset (its fold 0 is DTeach's run)
+                       # dataset (its fold 0 is DTeach's run); the teacher's unsure voxels masked (ignore label)
                        {"name": "Gated", "trainer": "LowerBoundTrainer_tiny", "teach": {
                            "teacher": "UpperBoundTrainer_tiny", "plain": "LowerBoundTrainer_tiny",
                            "images": "raw:imagesUnlabelled", "dataset": {"id": 710, "name": "Gate"}, "folds": [0, 2],
+                           "unsure_band": 0.9,
                            "dante_teach": {"trainer": "DANTETrainer_tiny_teach",
                                            "dataset": {"id": 712, "name": "Scans"}}}}],
            "lower": "Lower", "upper": "Upper", "dante": "DANTE", "seeds": [0],
@@ -468,10 +471,19 @@ def _check_gated_run(out, results, said):
     split = json.loads((nn / "nnUNet_preprocessed" / student.name / "splits_final.json").read_text())
     assert split[0] == {"train": sorted(cases[:2] + [f"pl0_{s}" for s in scans]), "val": cases[4:]}
     assert split[2] == {"train": sorted(cases[4:] + [f"pl2_{s}" for s in scans]), "val": cases[:2]}
+    dj = json.loads((student / "dataset.json").read_text())
+    assert dj["labels"]["ignore"] == 4 and dj["pseudo_label_masking"]["unsure_band"] == 0.9
     for k in (0, 2):
-        for s in scans:   # fold k's copy carries fold k's teacher's prediction
-            assert filecmp.cmp(student / "labelsTr" / f"pl{k}_{s}.nii.gz",
-                               work / f"fold_{k}" / "teacher_predictions" / f"{s}.nii.gz", shallow=False)
+        for s in scans:   # fold k's copy carries fold k's teacher's prediction, its unsure voxels ignored (4)
+            copy = sitk.GetArrayFromImage(sitk.ReadImage(str(student / "labelsTr" / f"pl{k}_{s}.nii.gz")))
+            pred = sitk.GetArrayFromImage(sitk.ReadImage(str(work / f"fold_{k}" / "teacher_predictions" / f"{s}.nii.gz")))
+            probs = np.load(work / f"fold_{k}" / "teacher_predictions" / f"{s}.npz")["probabilities"]
+            unsure = np.any((probs > 0.1) & (probs < 0.9), axis=0)
+            assert (copy[unsure] == 4).all() and np.array_equal(copy[~unsure], pred[~unsure])
+            assert dj["pseudo_label_masking"]["masked_fraction"][f"pl{k}_{s}"] == pytest.approx(unsure.mean())
+        # the student trained with nnU-Net's ignore label beside the regions and validated on real cases
+        assert (nn / "nnUNet_results" / student.name / "LowerBoundTrainer_tiny_seed0__nnUNetPlans__3d_t" / f"fold_{k}"
+                / "validation" / "summary.json").is_file()
         assert f"-tr UpperBoundTrainer_tiny_seed0 -p nnUNetPlans -f {k} -device cpu --save_probabilities" in said
     assert "teacher_fold0: UpperBoundTrainer_tiny_seed0 fold 0 is trained, skipped" in said
     record = json.loads((work / "scans.json").read_text())

@@ -326,6 +326,79 @@ def test_student_dataset_gives_fold_k_only_its_teachers_labels(source, tmp_path)
     assert half[0]["val"] == ss[0]["val"] and half[2] == ss[2]
 
 
+def test_mask_unsure_by_hand():
+    from dante_nnunet.data.teach_dataset import ignore_label_of, labels_from_probabilities, mask_unsure
+    # regions WT, TC, ET (sigmoid) over 4 voxels; band 0.9: unsure where some p is in (0.1, 0.9)
+    p = np.array([[0.95, 0.95, 0.50, 0.05],      # WT
+                  [0.95, 0.92, 0.05, 0.05],      # TC
+                  [0.95, 0.20, 0.05, 0.08]])     # ET
+    seg = np.array([3, 2, 1, 0], dtype=np.uint8)
+    assert mask_unsure(seg, p, 0.9, 4, has_regions=True).tolist() == [3, 4, 4, 0]
+    assert mask_unsure(seg, p, 0.6, 4, has_regions=True).tolist() == [3, 2, 4, 0]   # (0.4, 0.6): only the 0.50
+    assert seg.tolist() == [3, 2, 1, 0]                                                 # the input is kept
+    assert labels_from_probabilities(p, [1, 2, 3]).tolist() == [3, 2, 0, 0]             # p > 0.5, in order
+    # labels (softmax, background first): unsure where the largest probability is below the band
+    q = np.array([[0.05, 0.5, 0.85], [0.95, 0.5, 0.15]])
+    assert mask_unsure(np.array([1, 0, 0]), q, 0.8, 2, has_regions=False).tolist() == [1, 2, 0]
+    assert labels_from_probabilities(q, None).tolist() == [1, 0, 0]
+    with pytest.raises(ValueError, match="band must be in"):
+        mask_unsure(seg, p, 0.5, 4, True)
+    with pytest.raises(ValueError, match="do not match"):
+        mask_unsure(seg[:3], p, 0.9, 4, True)
+    assert ignore_label_of({"labels": {"background": 0, "WT": [1, 2, 3], "TC": [2, 3], "ET": 3}}) == 4
+    assert ignore_label_of({"labels": {"background": 0, "a": 1, "ignore": 2}}) == 2
+
+
+@pytest.mark.slow
+def test_student_dataset_masks_the_teachers_unsure_voxels_with_nnunets_ignore_label(source, tmp_path):
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+    unl = os.path.join(source, "imagesUnlabelled")
+    scans = check_scans(unl, source)
+    splits = teach_splits(source, str(tmp_path / "pre"), [0])
+    names = sorted(scans)
+    out = tmp_path / "t0"
+    os.makedirs(out)
+    for i, (scan, files) in enumerate(sorted(scans.items())):
+        im = sitk.ReadImage(files[0])
+        shape = sitk.GetArrayFromImage(im).shape
+        probs = np.zeros((3,) + shape, np.float32)              # WT, TC, ET
+        probs[:, :, :, : shape[2] // 2] = 0.97                    # left half: sure ET (label 3)
+        probs[2, : i + 1, :, : shape[2] // 2] = 0.6               # the first i + 1 slices' ET unsure
+        seg = np.zeros(shape, np.uint8)
+        seg[:, :, : shape[2] // 2] = 3
+        seg[: i + 1, :, : shape[2] // 2] = 3 if i != 1 else 2     # scan 1: argmax would say TC (0.6 > 0.5 paints 3)
+        lab = sitk.GetImageFromArray(seg)
+        lab.CopyInformation(im)
+        sitk.WriteImage(lab, str(out / f"{scan}.nii.gz"))
+        np.savez_compressed(str(out / f"{scan}.npz"), probabilities=probs)
+    kept = {0: [names[0], names[2]]}
+    folder = write_student_dataset(source, scans, {0: str(out)}, kept, splits, [0], str(tmp_path / "raw"),
+                                   "Dataset744_Masked", unsure_band=0.9)
+    dj = json.load(open(os.path.join(folder, "dataset.json")))
+    assert dj["labels"]["ignore"] == 4 and dj["pseudo_label_masking"]["unsure_band"] == 0.9
+    lm = LabelManager(dj["labels"], dj["regions_class_order"])   # nnU-Net takes the ignore label beside regions
+    assert lm.has_ignore_label and lm.ignore_label == 4
+    for i, scan in ((0, names[0]), (2, names[2])):
+        lab = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(folder, "labelsTr", f"pl0_{scan}.nii.gz")))
+        half = lab.shape[2] // 2
+        assert (lab[: i + 1, :, :half] == 4).all() and (lab[i + 1:, :, :half] == 3).all() and (lab[:, :, half:] == 0).all()
+        assert dj["pseudo_label_masking"]["masked_fraction"][f"pl0_{scan}"] == pytest.approx(np.mean(lab == 4))
+    real = splits[0]["train"][0]                                  # real labels are copied untouched
+    assert 4 not in np.unique(sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(folder, "labelsTr", real + ".nii.gz"))))
+    # probabilities that do not reproduce the label map where the teacher is sure: refused, nothing written
+    kept_bad = {0: [names[1]]}
+    shape = np.load(str(out / f"{names[1]}.npz"))["probabilities"].shape
+    np.savez_compressed(str(out / f"{names[1]}.npz"), probabilities=np.zeros(shape, np.float32))
+    with pytest.raises(ValueError, match="do not reproduce"):
+        write_student_dataset(source, scans, {0: str(out)}, kept_bad, splits, [0], str(tmp_path / "raw"),
+                              "Dataset745_Bad", unsure_band=0.9)
+    assert not os.path.exists(tmp_path / "raw" / "Dataset745_Bad")
+    os.remove(str(out / f"{names[1]}.npz"))
+    with pytest.raises(FileNotFoundError, match="save_probabilities"):
+        write_student_dataset(source, scans, {0: str(out)}, kept_bad, splits, [0], str(tmp_path / "raw"),
+                              "Dataset746_NoProbs", unsure_band=0.9)
+
+
 def test_real_repeats_by_hand_and_nnunets_loader_draws_at_that_share():
     assert real_repeats(4, 64, 0.5) == 16                   # 0.5 / 0.5 x 64 / 4
     assert real_repeats(4, 64, 0.25) == 5                   # round(1/3 x 16) = round(5.33)

@@ -532,6 +532,7 @@ class Runner:
             plain=self.seeded(t["plain"], seed), student=self.seeded(method["trainer"], seed),
             keep_fraction=float(t.get("keep_fraction", 1.0)), device=self.device,
             real_share=None if t.get("real_share") is None else float(t["real_share"]),
+            unsure_band=None if t.get("unsure_band") is None else float(t["unsure_band"]),
             predict_args=[str(a) for a in self.cfg.get("predict_args", [])],
             rule=gate_rule(t),
             dante_teach=self.seeded(dt["trainer"], seed) if dt else None,

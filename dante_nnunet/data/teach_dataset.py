@@ -238,6 +238,36 @@ def keep_most_stable(scores: Mapping[str, float], keep_fraction: float) -> List[
 
 
 # ------------------------------------------------------------------------------------------ student dataset
+def mask_unsure(seg: np.ndarray, probabilities: np.ndarray, band: float, ignore_label: int,
+                has_regions: bool) -> np.ndarray:
+    """The teacher's label map with the voxels it is unsure of set to ``ignore_label`` (nnU-Net's ignore label:
+    those voxels add nothing to the student's loss). Regions (``probabilities``: one sigmoid channel per
+    region): voxel v is unsure when 1 - band < p_r(v) < band for some region r. Labels (softmax channels,
+    background first): when max_c p_c(v) < band. ``band`` in (0.5, 1); 0.9 is the band of ``stability``
+    (sure = p <= 0.1 or p >= 0.9). ``seg`` and each channel share one shape; the input is not changed."""
+    if not 0.5 < band < 1.0:
+        raise ValueError(f"the unsure band must be in (0.5, 1), got {band}")
+    p = np.asarray(probabilities)
+    if p.shape[1:] != seg.shape:
+        raise ValueError(f"probabilities of shape {p.shape[1:]} do not match the label map's {seg.shape}")
+    if has_regions:
+        unsure = np.any((p > 1.0 - band) & (p < band), axis=0)
+    else:
+        unsure = p.max(axis=0) < band
+    out = np.array(seg, copy=True)
+    out[unsure] = ignore_label
+    return out
+
+
+def ignore_label_of(dataset_json: dict) -> int:
+    """The dataset's ignore label, or the value nnU-Net requires for a new one (the largest label + 1)."""
+    labels = dataset_json["labels"]
+    if "ignore" in labels:
+        return int(labels["ignore"])
+    values = [v for v in labels.values()]
+    return 1 + max(max(v) if isinstance(v, (list, tuple)) else v for v in values)
+
+
 def real_repeats(n_real: int, n_pseudo: int, real_share: Optional[float]) -> int:
     """How many times each real case is listed in a student fold's training split, so that real cases make
     about ``real_share`` of the cases nnU-Net's data loader draws (it draws uniformly from the split's list,
@@ -268,10 +298,14 @@ def student_splits(splits: Sequence[dict], folds: Sequence[int], kept: Mapping[i
 
 def write_student_dataset(source: str, scans: Mapping[str, Sequence[str]], labels: Mapping[int, str],
                           kept: Mapping[int, Sequence[str]], splits: Sequence[dict], folds: Sequence[int],
-                          raw_root: str, folder_name: str, settings: Optional[dict] = None) -> str:
+                          raw_root: str, folder_name: str, settings: Optional[dict] = None,
+                          unsure_band: Optional[float] = None) -> str:
     """The student dataset (module docstring) as ``raw_root/folder_name``, written into a temporary folder
     and renamed. ``labels[k]``: fold k's teacher's predictions of every scan; ``kept[k]``: the scans fold k
-    keeps. Every prediction is checked (one per scan, on its grid, known label values) before writing."""
+    keeps. Every prediction is checked (one per scan, on its grid, known label values) before writing.
+    ``unsure_band``: each copy's label is ``mask_unsure`` of fold k's teacher's label and probabilities
+    (``labels[k]/<scan>.npz``, nnUNetv2_predict --save_probabilities), the ignore label added to the
+    dataset.json, and the masked share of each copy's voxels recorded there (``pseudo_label_masking``)."""
     dj = load_json(join(source, "dataset.json"))
     ending = dj["file_ending"]
     split = ChannelSplit.from_dataset_json(dj, join(source, "dataset.json"))
@@ -280,6 +314,15 @@ def write_student_dataset(source: str, scans: Mapping[str, Sequence[str]], label
         check_pseudo_labels(scans_dir, labels[k], dj, source)
     labelled = sorted({c for k in folds for c in list(splits[k]["train"]) + list(splits[k]["val"])})
     pseudo = []
+    masked: Dict[str, float] = {}
+    ignore, order = ignore_label_of(dj), dj.get("regions_class_order")
+    if unsure_band is not None:
+        if not 0.5 < unsure_band < 1.0:
+            raise ValueError(f"the unsure band must be in (0.5, 1), got {unsure_band}")
+        missing = [join(labels[k], c + ".npz") for k in folds for c in kept[k] if not isfile(join(labels[k], c + ".npz"))]
+        if missing:
+            raise FileNotFoundError(f"{missing[0]} does not exist ({len(missing)} missing): masking unsure voxels needs "
+                                    f"the teacher's probabilities (nnUNetv2_predict --save_probabilities)")
     with new_dataset_folder(raw_root, folder_name) as tmp:
         for case in labelled:
             for f in _case_files(source, case, split, ending):
@@ -291,8 +334,16 @@ def write_student_dataset(source: str, scans: Mapping[str, Sequence[str]], label
                 pseudo.append(name)
                 for c, f in enumerate(scans[scan]):
                     shutil.copyfile(f, join(tmp, "imagesTr", f"{name}_{c:04d}{ending}"))
-                shutil.copyfile(join(labels[k], scan + ending), join(tmp, "labelsTr", name + ending))
+                if unsure_band is None:
+                    shutil.copyfile(join(labels[k], scan + ending), join(tmp, "labelsTr", name + ending))
+                else:
+                    masked[name] = _write_masked(join(labels[k], scan), ending, join(tmp, "labelsTr", name + ending),
+                                                 unsure_band, ignore, order)
         out = dict(dj)
+        if unsure_band is not None:
+            out["labels"] = {**dj["labels"], "ignore": ignore}
+            out["pseudo_label_masking"] = {"unsure_band": unsure_band, "ignore_label": ignore,
+                                           "masked_fraction": masked}
         out.update({"numTraining": len(labelled) + len(pseudo), "name": folder_name.split("_", 1)[1],
                     "dante": dante_block_of(dj, labelled),
                     "description": f"dante_nnunet teach: {len(labelled)} labelled cases of "
@@ -303,3 +354,40 @@ def write_student_dataset(source: str, scans: Mapping[str, Sequence[str]], label
             out["teach"] = settings
         save_json(out, join(tmp, "dataset.json"), sort_keys=False)
     return join(raw_root, folder_name)
+
+
+def labels_from_probabilities(probabilities: np.ndarray, regions_class_order: Optional[Sequence[int]]) -> np.ndarray:
+    """The label map nnU-Net makes of its probabilities: regions, each region's p > 0.5 painted in
+    ``regions_class_order`` (later ones over earlier ones); labels, the argmax."""
+    p = np.asarray(probabilities)
+    if regions_class_order is None:
+        return np.argmax(p, axis=0)
+    out = np.zeros(p.shape[1:], dtype=np.int16)
+    for channel, value in zip(p, regions_class_order):
+        out[channel > 0.5] = value
+    return out
+
+
+def _write_masked(prediction: str, ending: str, out_file: str, band: float, ignore: int,
+                  regions_class_order: Optional[Sequence[int]]) -> float:
+    """``prediction + ending`` with its unsure voxels (``mask_unsure``, probabilities from ``prediction.npz``)
+    set to ``ignore``, written to ``out_file`` on the prediction's grid; returns the masked share of voxels.
+    The probabilities must reproduce the label map where the teacher is sure (a file of another scan, or
+    axes in another order, does not)."""
+    import SimpleITK as sitk
+    image = sitk.ReadImage(prediction + ending)
+    seg = sitk.GetArrayFromImage(image)
+    probs = np.load(prediction + ".npz")["probabilities"]
+    if probs.shape[1:] != seg.shape:
+        raise ValueError(f"{prediction}.npz: probabilities of shape {probs.shape[1:]} do not match "
+                         f"{prediction + ending}'s {seg.shape}")
+    has_regions = regions_class_order is not None
+    out = mask_unsure(seg, probs, band, ignore, has_regions)
+    sure = out != ignore
+    if np.mean(labels_from_probabilities(probs, regions_class_order)[sure] != seg[sure]) > 0.001:
+        raise ValueError(f"{prediction}.npz: its probabilities do not reproduce {prediction + ending} where the "
+                         f"teacher is sure; both must come from one nnUNetv2_predict --save_probabilities run")
+    written = sitk.GetImageFromArray(out.astype(seg.dtype))
+    written.CopyInformation(image)
+    sitk.WriteImage(written, out_file)
+    return float(np.mean(out == ignore))

@@ -19,7 +19,9 @@ commands, each printed before it runs and skipped on a rerun when its output is 
    ``splits_final.json`` trains fold k's student on fold k's training cases + its scans and validates on
    fold k's validation cases: the same real cases as the plain model, never a pseudo-labelled one.
    ``real_share`` lists each real training case several times there (``real_repeats``), so that real
-   labels make about that share of the cases nnU-Net's loader draws.
+   labels make about that share of the cases nnU-Net's loader draws. ``unsure_band`` gives the voxels that fold
+   k's teacher is unsure of (some region's probability within (1 - band, band)) nnU-Net's ignore label, so
+   the student learns there from real labels only (``data/teach_dataset.mask_unsure``).
 5. **student** (default ``LowerBoundTrainer``) trained on each fold of the student dataset.
 6. optionally **DANTE as its own teacher** (``dante_teach``, a ``DANTETrainer_teach`` name): one more
    dataset, the labelled cases plus the scans as unlabelled cases (what ``dante_nnunet add-scans`` writes,
@@ -172,6 +174,7 @@ class TeachSettings:
     student: str = "LowerBoundTrainer"
     keep_fraction: float = 1.0
     real_share: Optional[float] = None   # the real cases' share of the student's draws (None: each case once)
+    unsure_band: Optional[float] = None  # mask the teacher's unsure voxels (ignore label; None: every voxel taught)
     plans: str = "nnUNetPlans"
     device: str = "cuda"
     predict_args: List[str] = field(default_factory=list)
@@ -302,6 +305,8 @@ class Teach:
             raise TeachError(f"keep fraction must be in (0, 1], got {s.keep_fraction}")
         if s.real_share is not None and not 0 < s.real_share < 1:
             raise TeachError(f"the real cases' share must be in (0, 1), got {s.real_share}")
+        if s.unsure_band is not None and not 0.5 < s.unsure_band < 1:
+            raise TeachError(f"the unsure band must be in (0.5, 1), got {s.unsure_band}")
         for d in s.test_dirs:
             if not isdir(d):
                 raise TeachError(f"test folder {d} does not exist")
@@ -536,7 +541,7 @@ class Teach:
         raw = self._folder("nnUNet_raw", self.s.student_id)
         if raw is None:
             write_student_dataset(self.source, scans, labels, kept, self.splits, self.s.folds, self.env["nnUNet_raw"],
-                                  name, settings=self.s.recorded())
+                                  name, settings=self.s.recorded(), unsure_band=self.s.unsure_band)
             print(f"[teach] {self.prefix}student dataset: wrote {join(self.env['nnUNet_raw'], name)}", flush=True)
         if not preprocess_with_plans_of(self.s.source, self.s.student_id, self.env, self._run, self.s.configuration,
                                         "student", self.s.plans):
