@@ -148,7 +148,7 @@ def _teach(args) -> int:
                              configuration=args.c, folds=args.folds, teacher=args.teacher + tokens,
                              plain=args.plain + tokens, student=args.student + tokens,
                              keep_fraction=args.keep_fraction, real_share=args.real_share,
-                             unsure_band=args.mask_unsure, plans=args.p,
+                             unsure_band=args.mask_unsure, finetune=args.finetune, plans=args.p,
                              device=args.device,
                              predict_args=["--disable_tta"] if args.disable_tta else [], test_dirs=args.test_dirs,
                              rule=rule,
@@ -328,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give the voxels each fold's teacher is unsure of (a region's probability between 1 - BAND "
                         "and BAND, e.g. 0.9) nnU-Net's ignore label in the student's copies, so that the student "
                         "learns there from the real labels only (default: every voxel taught)")
+    s.add_argument("--finetune", type=float, default=None, metavar="X",
+                   help="fine-tune each fold's student on that fold's labelled cases for X of the schedule's epochs "
+                        "(0 < X <= 1; the trainer token tune<X>: every tensor of the student, a tenth of nnU-Net's "
+                        "learning rate); the fine-tuned model is then the student the gate judges")
     s.add_argument("--test-dir", nargs="+", default=[], dest="test_dirs", metavar="DIR",
                    help="folders of test cases (limited channels only, numbered as for nnUNetv2_predict, or every "
                         "channel) that no scan may repeat: a scan with a test case's voxels is refused before any "

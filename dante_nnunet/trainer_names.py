@@ -131,6 +131,11 @@ NUMERIC_TOKENS = (
     *((re.compile(rf"{key}(?P<v>{_NUMBER})"), attr, (DANTE,), f"{key}<x>: {attr} = x", float)
       for key, attr in _WEIGHTS + _OTHER_WEIGHTS),
     (re.compile(r"seed(?P<v>\d+)"), "seed", FAMILIES, "seed<n>: training seed n (training/seeding.py)", int),
+    (re.compile(rf"tune(?P<v>{_NUMBER})"), "finetune_fraction", (LOWER,),
+     "tune<x>: a fine-tune of a whole model of the same network (-pretrained_weights, required, every tensor "
+     "loaded): x of the schedule's epochs (0 < x <= 1) from a tenth of nnU-Net's learning rate", float),
+    (re.compile(rf"long(?P<v>{_NUMBER})"), "schedule_scale", FAMILIES,
+     "long<x>: the schedule's epochs times x (x > 0), e.g. a student of many more cases than its teacher had", float),
     (re.compile(rf"share(?P<v>{_NUMBER})"), "labelled_share", (DANTE,),
      "share<x>: with teach, labelled cases are about x of the draws (0 < x < 1; 0.5 unless set)", float),
     (re.compile(rf"warm(?P<v>{_NUMBER})"), "teach_start_fraction", (DANTE,),

@@ -359,11 +359,12 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
                            "images": "raw:imagesUnlabelled", "dataset": {"id": 712, "name": "Scans"}}},
                        # the gated recipe (dante_nnunet teach) on folds 0 and 2; fold 0's teacher and plain model
                        # are the Upper and Lower runs; DANTE as its own teacher a second candidate on DTeach's
-                       # dataset (its fold 0 is DTeach's run); the teacher's unsure voxels masked (ignore label)
+                       # dataset (its fold 0 is DTeach's run); the teacher's unsure voxels masked (ignore label),
+                       # each student fine-tuned on its fold's real cases (half the schedule)
                        {"name": "Gated", "trainer": "LowerBoundTrainer_tiny", "teach": {
                            "teacher": "UpperBoundTrainer_tiny", "plain": "LowerBoundTrainer_tiny",
                            "images": "raw:imagesUnlabelled", "dataset": {"id": 710, "name": "Gate"}, "folds": [0, 2],
-                           "unsure_band": 0.9,
+                           "unsure_band": 0.9, "finetune": 0.5,
                            "dante_teach": {"trainer": "DANTETrainer_tiny_teach",
                                            "dataset": {"id": 712, "name": "Scans"}}}}],
            "lower": "Lower", "upper": "Upper", "dante": "DANTE", "seeds": [0],
@@ -481,9 +482,14 @@ def _check_gated_run(out, results, said):
             unsure = np.any((probs > 0.1) & (probs < 0.9), axis=0)
             assert (copy[unsure] == 4).all() and np.array_equal(copy[~unsure], pred[~unsure])
             assert dj["pseudo_label_masking"]["masked_fraction"][f"pl{k}_{s}"] == pytest.approx(unsure.mean())
-        # the student trained with nnU-Net's ignore label beside the regions and validated on real cases
-        assert (nn / "nnUNet_results" / student.name / "LowerBoundTrainer_tiny_seed0__nnUNetPlans__3d_t" / f"fold_{k}"
-                / "validation" / "summary.json").is_file()
+        # the student trained with nnU-Net's ignore label beside the regions and validated on real cases, then
+        # was fine-tuned on the labelled dataset's fold k from its final checkpoint (every tensor), validated there
+        start = nn / "nnUNet_results" / student.name / "LowerBoundTrainer_tiny_seed0__nnUNetPlans__3d_t" / f"fold_{k}"
+        assert (start / "validation" / "summary.json").is_file()
+        tuned = nn / "nnUNet_results" / raw.name / "LowerBoundTrainer_tiny_seed0_tune0.5__nnUNetPlans__3d_t" / f"fold_{k}"
+        assert (tuned / "validation" / "summary.json").is_file()
+        assert f"Fine-tune of the whole model of {start}/checkpoint_final.pth" in "".join(
+            f.read_text() for f in tuned.glob("training_log_*.txt"))
         assert f"-tr UpperBoundTrainer_tiny_seed0 -p nnUNetPlans -f {k} -device cpu --save_probabilities" in said
     assert "teacher_fold0: UpperBoundTrainer_tiny_seed0 fold 0 is trained, skipped" in said
     record = json.loads((work / "scans.json").read_text())
@@ -491,7 +497,8 @@ def _check_gated_run(out, results, said):
     gate = results["methods"]["Gated"]["gate"]["0"]
     decision = json.loads((out / "gate" / "Gated_seed0.json").read_text())
     assert gate["chosen"] == decision["chosen"] in ("student", "plain", "dante_teach")
-    assert decision["model"]["dataset"] == {"student": 710, "plain": 703, "dante_teach": 712}[gate["chosen"]]
+    assert decision["model"]["dataset"] == {"student": 703, "plain": 703, "dante_teach": 712}[gate["chosen"]]
+    assert decision["models"]["student"] == {"dataset": 703, "trainer": "LowerBoundTrainer_tiny_seed0_tune0.5"}
     assert sorted(decision["per_case"]["plain"]) == sorted(cases[:2] + cases[4:])   # both folds' validation cases
     # the DANTE candidate: DTeach's dataset reused, its fold 0 DTeach's run, fold 2 trained; validated on the
     # same real cases

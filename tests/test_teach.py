@@ -199,6 +199,21 @@ def test_cuda_without_a_gpu_is_refused_before_any_work(source, tmp_path, monkeyp
     assert not os.listdir(tmp_path / "nnUNet_results") and os.listdir(tmp_path / "raw") == ["Dataset741_BraTSTypesPhantom"]
 
 
+@pytest.mark.parametrize("option,value,message", [("--keep-fraction", "0", "keep fraction must be in"),
+                                                   ("--real-share", "1", "share must be in"),
+                                                   ("--mask-unsure", "0.5", r"unsure band must be in \(0.5, 1\)"),
+                                                   ("--finetune", "1.5", r"share of the schedule must be in \(0, 1\]")])
+def test_bad_recipe_options_are_refused_before_any_work(source, tmp_path, monkeypatch, capsys, option, value, message):
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    for k in ("nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(k, str(tmp_path / k))
+        os.makedirs(tmp_path / k)
+    assert main(["teach", "-d", "741", "--scans", os.path.join(source, "imagesUnlabelled"), "-o", "745",
+                 "-device", "cpu", option, value]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not os.listdir(tmp_path / "nnUNet_results") and not os.listdir(tmp_path / "nnUNet_preprocessed")
+
+
 def test_a_scan_with_the_voxels_of_a_labelled_or_test_case_is_refused(source, tmp_path):
     unl = os.path.join(source, "imagesUnlabelled")
     check_not_labelled_or_test(check_scans(unl, source), source)   # the phantom's scans are new cases

@@ -26,6 +26,33 @@ def test_schedule_scales(cls, epochs, start):
     assert (t.initial_lr, t.weight_decay) == (1e-2, 3e-5)
 
 
+def test_long_token_scales_the_epochs_of_the_schedule():
+    from dante_nnunet.training.variants import trainer_class
+    t = _trainer(trainer_class("LowerBoundTrainer_transfer_long2.5"))
+    assert (t.num_epochs, t.num_iterations_per_epoch) == (250, 50)               # round(100 x 2.5) of 50 iterations
+    assert _trainer(trainer_class("LowerBoundTrainer_demo_long0.01")).num_epochs == 1   # never below one
+    with pytest.raises(ValueError, match="must be > 0"):
+        _trainer(trainer_class("LowerBoundTrainer_transfer_long0"))
+
+
+def test_tune_token_is_a_short_fine_tune_from_a_tenth_of_the_learning_rate():
+    from dante_nnunet.training.variants import trainer_class
+    t = _trainer(trainer_class("LowerBoundTrainer_transfer_tune0.2_seed1"))
+    assert (t.num_epochs, t.initial_lr, t.finetune_fraction) == (20, pytest.approx(1e-3), 0.2)
+    # initialised: its network loads every tensor on -pretrained_weights, and nothing is frozen once it has
+    ft = pf.initialisable_trainer(trainer_class("LowerBoundTrainer_transfer_tune0.2"))
+    ft.initialize()
+    assert ft.network.finetune_whole
+    ft.network.transferred_from = "student/checkpoint_final.pth"
+    assert ft.encoder_freeze_end_epoch == 0
+    assert _trainer(trainer_class("LowerBoundTrainer_transfer")).initial_lr == 1e-2
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\]"):
+        _trainer(trainer_class("LowerBoundTrainer_transfer_tune1.5"))
+    from dante_nnunet.trainer_names import TrainerNameError, parse_name
+    with pytest.raises(TrainerNameError, match="tune0.2"):
+        parse_name("UpperBoundTrainer_tune0.2")
+
+
 def test_ablation_attributes():
     assert (DANTETrainer.lambda_pib, DANTETrainer.lambda_align, DANTETrainer.alignment) == (0.3, 0.5, "std_l1")
     assert DANTETrainer_L2Align.alignment == "std_l2" and DANTETrainer_InfoNCE.alignment == "infonce"

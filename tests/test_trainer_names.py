@@ -108,6 +108,12 @@ def test_teacher_follows_the_students_schedule_and_seed(package_trainers):
     assert _lookup("DistillationTrainer_gpuCheck").teacher_trainer == "UpperBoundTrainer_gpuCheck"
 
 
+def test_long_token_scales_the_schedules_epochs(package_trainers):
+    assert parse_name("LowerBoundTrainer_transfer_long2").attrs["schedule_scale"] == 2.0
+    assert _lookup("LowerBoundTrainer_transfer_long2.5").schedule_scale == 2.5
+    assert _lookup("LowerBoundTrainer_transfer_long2.5").epochs == 100     # nnU-Net's num_epochs: round(100 x 2.5)
+
+
 def test_trainer_name_formats_what_parse_reads():
     name = trainer_name("DANTETrainer_transfer", lambda_pib=0.25, lambda_align=1e-05, seed=3, lambda_synthesis=0)
     assert name == "DANTETrainer_transfer_pib0.25_align1e-05_syn0_seed3"
@@ -128,6 +134,6 @@ def test_the_names_module_loads_no_trainer():
 def test_readme_lists_every_token():
     readme = open(os.path.join(os.path.dirname(HERE), "README.md")).read()
     missing = [t for t in list(NAMED_TOKENS) + ["<n>epochs", "seed<n>", "pib<x>", "align<x>", "syn<x>",
-                                              "share<x>", "warm<x>", "sure<x>"]
+                                              "share<x>", "warm<x>", "sure<x>", "long<x>"]
                if f"`{t}`" not in readme]
     assert not missing

@@ -237,3 +237,38 @@ def test_lower_bound_takes_e_l_into_its_encoder_and_refuses_checkpoints_without_
     torch.save({"network_weights": wide.state_dict(), "dante_stage1": {}}, tmp_path / "wide.pth")
     with pytest.raises(PretrainedWeightsError, match=r"'encoder_l\..*' has shape"):
         load_stage1_limited_encoder(other, str(tmp_path / "wide.pth"))
+
+
+def test_finetune_start_loads_every_tensor_segmentation_layers_included(tmp_path):
+    """A fine-tune (token tune<x>, the network marked finetune_whole): -pretrained_weights loads the whole
+    model of the same network, the segmentation layers included (nnU-Net's stock loading starts them fresh),
+    and refuses a model of another width, copying nothing."""
+    from dante_nnunet.training.transfer import load_whole_network
+    cm = pf.configuration_manager()
+    torch.manual_seed(1)
+    student = build_stock_network(cm, 3, 3, True)
+    with torch.no_grad():
+        for q in student.parameters():
+            q.add_(torch.rand_like(q) + 0.1)
+    torch.save({"network_weights": student.state_dict(), "trainer_name": "LowerBoundTrainer"}, tmp_path / "s.pth")
+    torch.manual_seed(2)
+    net = build_stock_network(cm, 3, 3, True)
+    net.finetune_whole = True
+    install_pretrained_weights_hook()
+    import nnunetv2.run.run_training as run_training
+    run_training.load_pretrained_weights(net, str(tmp_path / "s.pth"))
+    seg = [k for k in net.state_dict() if ".seg_layers." in k]
+    assert seg and all(torch.equal(net.state_dict()[k], v) for k, v in student.state_dict().items())
+    assert net.transferred_from == str(tmp_path / "s.pth")
+    # the stock route (no mark) keeps fresh segmentation layers: what the fine-tune must not do
+    plain = build_stock_network(cm, 3, 3, True)
+    fresh = {k: v.clone() for k, v in plain.state_dict().items() if ".seg_layers." in k}
+    run_training.load_pretrained_weights(plain, str(tmp_path / "s.pth"))
+    assert all(torch.equal(plain.state_dict()[k], v) for k, v in fresh.items())
+    wide = build_stock_network(pf.configuration_manager(features=(8, 16, 32)), 3, 3, True)
+    torch.save({"network_weights": wide.state_dict()}, tmp_path / "wide.pth")
+    other = build_stock_network(cm, 3, 3, True)
+    snap = _snapshot(other)
+    with pytest.raises(PretrainedWeightsError, match="has shape"):
+        load_whole_network(other, str(tmp_path / "wide.pth"))
+    assert all(torch.equal(other.state_dict()[k], v) for k, v in snap.items())

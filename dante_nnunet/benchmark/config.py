@@ -211,12 +211,11 @@ def gate_rule(teach: dict):
 
 def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str], scans_ids: Dict[int, tuple]) -> None:
     """``"teach": {"teacher": TRAINER, "plain": TRAINER, "images": FOLDER, "dataset": {"id", "name"},
-    "folds": [k, ...], "keep_fraction": f, "real_share": s, "unsure_band": b, "gate_alpha": a, "run_noise": points,
-    "min_gain_se": x, "dante_teach": {"trainer": TRAINER,
-    "dataset": {"id", "name"}}}`` (the gated recipe, jobs/teach.py; the method's ``trainer`` is the student's;
-    ``dante_teach`` the optional DANTE candidate, whose dataset is a scans dataset of the same images, one
-    for every seed, which a scans method may share): the folds include the method's fold (its test row), the
-    ids are free."""
+    "folds": [k, ...], "keep_fraction": f, "real_share": s, "unsure_band": b, "finetune": u, "gate_alpha": a,
+    "run_noise": points, "min_gain_se": x, "dante_teach": {"trainer": TRAINER, "dataset": {"id", "name"}}}``
+    (the gated recipe, jobs/teach.py; the method's ``trainer`` is the student's; ``dante_teach`` the optional
+    DANTE candidate, whose dataset is a scans dataset of the same images, one for every seed, which a scans
+    method may share): the folds include the method's fold (its test row), the ids are free."""
     t = m["teach"]
     where = f"{path}: methods[{i}] {m['name']!r} teach"
     ok = (isinstance(t, dict) and all(isinstance(t.get(k), str) for k in ("teacher", "plain", "images"))
@@ -239,6 +238,8 @@ def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str], sc
         raise BenchmarkConfigError(f"{where}.real_share must be in (0, 1), got {t['real_share']!r}")
     if t.get("unsure_band") is not None and not 0.5 < float(t["unsure_band"]) < 1:
         raise BenchmarkConfigError(f"{where}.unsure_band must be in (0.5, 1), got {t['unsure_band']!r}")
+    if t.get("finetune") is not None and not 0 < float(t["finetune"]) <= 1:
+        raise BenchmarkConfigError(f"{where}.finetune must be in (0, 1], got {t['finetune']!r}")
     try:
         gate_rule(t)
     except (TypeError, ValueError) as e:

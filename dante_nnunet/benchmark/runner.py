@@ -491,6 +491,8 @@ class Runner:
         student_id = pseudo_label_dataset_ids(self.cfg, method, block="teach")[seed]
         candidates = {"plain": (self.dataset_id, self.seeded(t["plain"], seed)),
                       "student": (student_id, self.seeded(method["trainer"], seed))}
+        if t.get("finetune") is not None:   # the student is each fold's student fine-tuned on the labelled dataset
+            candidates["student"] = (self.dataset_id, f"{self.seeded(method['trainer'], seed)}_tune{float(t['finetune']):g}")
         dt = t.get("dante_teach")
         if dt:
             candidates["dante_teach"] = (int(dt["dataset"]["id"]), self.seeded(dt["trainer"], seed))
@@ -533,6 +535,7 @@ class Runner:
             keep_fraction=float(t.get("keep_fraction", 1.0)), device=self.device,
             real_share=None if t.get("real_share") is None else float(t["real_share"]),
             unsure_band=None if t.get("unsure_band") is None else float(t["unsure_band"]),
+            finetune=None if t.get("finetune") is None else float(t["finetune"]),
             predict_args=[str(a) for a in self.cfg.get("predict_args", [])],
             rule=gate_rule(t),
             dante_teach=self.seeded(dt["trainer"], seed) if dt else None,

@@ -175,6 +175,8 @@ class TeachSettings:
     keep_fraction: float = 1.0
     real_share: Optional[float] = None   # the real cases' share of the student's draws (None: each case once)
     unsure_band: Optional[float] = None  # mask the teacher's unsure voxels (ignore label; None: every voxel taught)
+    finetune: Optional[float] = None     # fine-tune each student on its fold's real cases for this share of the
+                                         # schedule (token tune<x>); the fine-tuned model is then the student
     plans: str = "nnUNetPlans"
     device: str = "cuda"
     predict_args: List[str] = field(default_factory=list)
@@ -287,6 +289,14 @@ class Teach:
         import re
         s = self.s
         check_device(s.device)
+        if not 0 < s.keep_fraction <= 1:
+            raise TeachError(f"keep fraction must be in (0, 1], got {s.keep_fraction}")
+        if s.real_share is not None and not 0 < s.real_share < 1:
+            raise TeachError(f"the real cases' share must be in (0, 1), got {s.real_share}")
+        if s.unsure_band is not None and not 0.5 < s.unsure_band < 1:
+            raise TeachError(f"the unsure band must be in (0.5, 1), got {s.unsure_band}")
+        if s.finetune is not None and not 0 < s.finetune <= 1:
+            raise TeachError(f"the fine-tune's share of the schedule must be in (0, 1], got {s.finetune}")
         if not re.fullmatch(r"[A-Za-z0-9]+", s.student_name):
             raise TeachError(f"student dataset name must be letters and digits, got {s.student_name!r}")
         if not 0 < int(s.student_id) < 1000 or int(s.student_id) == int(s.source):
@@ -301,12 +311,6 @@ class Teach:
             raise TeachError(f"{plans_file} has no configuration {s.configuration!r}")
         if not isdir(s.scans):
             raise TeachError(f"scan folder {s.scans} does not exist")
-        if not 0 < s.keep_fraction <= 1:
-            raise TeachError(f"keep fraction must be in (0, 1], got {s.keep_fraction}")
-        if s.real_share is not None and not 0 < s.real_share < 1:
-            raise TeachError(f"the real cases' share must be in (0, 1), got {s.real_share}")
-        if s.unsure_band is not None and not 0.5 < s.unsure_band < 1:
-            raise TeachError(f"the unsure band must be in (0.5, 1), got {s.unsure_band}")
         for d in s.test_dirs:
             if not isdir(d):
                 raise TeachError(f"test folder {d} does not exist")
@@ -407,8 +411,8 @@ class Teach:
     def _check_trainers(self) -> None:
         from dante_nnunet.jobs.nnunet_jobs import trainer_lookup
         with trainer_lookup(self.env) as find:
-            for role in ("teacher", "plain", "student", "dante_teach"):
-                name = getattr(self.s, role)
+            for role in ("teacher", "plain", "student", "dante_teach", "tuned_student"):
+                name = getattr(self.s, role) if role != "tuned_student" else self.tuned_student
                 if name is None:
                     continue
                 try:
@@ -426,15 +430,36 @@ class Teach:
         self.seconds[key] = round(run_command(cmd, self.env, join(self.work, "logs", f"{key}.log"),
                                               append=True).seconds, 1)
 
-    def train(self, key: str, dataset_id: int, dataset_folder_name: str, trainer: str, fold: int) -> None:
+    def train(self, key: str, dataset_id: int, dataset_folder_name: str, trainer: str, fold: int,
+              start_from: Optional[str] = None) -> None:
+        """``nnUNetv2_train`` of one fold, skipped when trained, continued (``--c``) from its checkpoint;
+        ``start_from``: the -pretrained_weights of a fresh start (a fine-tune)."""
         fold_dir = join(self.results(dataset_folder_name, trainer), f"fold_{fold}")
         if isfile(join(fold_dir, "checkpoint_final.pth")) and isfile(join(fold_dir, "validation", "summary.json")):
             print(f"[teach] {self.prefix}{key}: {trainer} fold {fold} is trained, skipped", flush=True)
             return
         cont = ["--c"] if isfile(join(fold_dir, "checkpoint_latest.pth")) or \
             isfile(join(fold_dir, "checkpoint_final.pth")) else []
+        start = ["-pretrained_weights", start_from] if start_from is not None and not cont else []
         self._run(key, ["nnUNetv2_train", str(dataset_id), self.s.configuration, str(fold), "-tr", trainer,
-                        "-p", self.s.plans, "-device", self.s.device] + cont)
+                        "-p", self.s.plans, "-device", self.s.device] + cont + start)
+
+    @property
+    def tuned_student(self) -> Optional[str]:
+        """With ``finetune`` x: the student's trainer name with the token tune<x> (trained on the labelled
+        dataset, each fold from that fold's student)."""
+        return None if self.s.finetune is None else f"{self.s.student}_tune{self.s.finetune:g}"
+
+    def models(self) -> Dict[str, tuple]:
+        """role -> (dataset id, dataset folder name, trainer) of the plain model and each candidate."""
+        s = self.s
+        src_name = os.path.basename(self.source)
+        out = {"plain": (int(s.source), src_name, s.plain),
+               "student": (int(s.student_id), self.student_folder_name, s.student) if s.finetune is None
+               else (int(s.source), src_name, self.tuned_student)}
+        if s.dante_teach:
+            out["dante_teach"] = (int(s.dante_teach_id), self.dante_teach_folder_name, s.dante_teach)
+        return out
 
     def teacher_model(self, fold: int) -> dict:
         """Which model labels fold ``fold``'s scans: the teacher's dataset, trainer, plans, configuration,
@@ -596,6 +621,10 @@ class Teach:
         self.student_dataset(scans, labels, kept)
         for k in s.folds:
             self.train(f"student_fold{k}", s.student_id, self.student_folder_name, s.student, k)
+        if s.finetune is not None:   # each fold's student fine-tuned on that fold's real cases
+            for k in s.folds:
+                start = join(self.results(self.student_folder_name, s.student), f"fold_{k}", "checkpoint_final.pth")
+                self.train(f"finetune_fold{k}", s.source, src_name, self.tuned_student, k, start_from=start)
         if s.dante_teach:
             self.scans_dataset()
             for k in s.folds:
@@ -607,21 +636,20 @@ class Teach:
         s = self.s
         src_name = os.path.basename(self.source)
         regions = list(regions_from_dataset_json(load_json(join(self.source, "dataset.json"))))
+        models = self.models()
         plain = self.validation_dice(src_name, s.plain)
-        models = {"plain": (s.source, s.plain), "student": (s.student_id, s.student)}
-        candidates = {"student": self.validation_dice(self.student_folder_name, s.student)}
-        if s.dante_teach:
-            models["dante_teach"] = (s.dante_teach_id, s.dante_teach)
-            candidates["dante_teach"] = self.validation_dice(self.dante_teach_folder_name, s.dante_teach)
+        candidates = {role: self.validation_dice(folder, trainer) for role, (_, folder, trainer) in models.items()
+                      if role != "plain"}
         teacher = self.validation_dice(src_name, s.teacher)
         fold_of = {c: k for k in s.folds for c in self.splits[k]["val"]}
         d = choose(plain, candidates, fold_of, regions, s.rule)
         teacher_mean = {r: float(np.mean([teacher[c][r] for c in teacher])) for r in regions}
         d["teacher"] = teacher_mean
-        did, trainer = models[d["chosen"]]
+        did, _, trainer = models[d["chosen"]]
         folds = " ".join(str(k) for k in s.folds)
         d["model"] = {"dataset": int(did), "trainer": trainer, "configuration": s.configuration, "plans": s.plans,
                       "folds": list(s.folds)}
+        d["models"] = {role: {"dataset": did_, "trainer": tr} for role, (did_, _, tr) in models.items()}
         d["predict"] = (f"nnUNetv2_predict -i LIMITED_DIR -o OUT -d {did} -c {s.configuration} -tr {trainer} "
                         f"-p {s.plans} -f {folds} -device {s.device}")
         d["export"] = f"dante_nnunet export --decision {shlex.quote(join(self.work, DECISION_FILE))} -o EXPORT_ROOT"

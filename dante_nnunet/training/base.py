@@ -43,6 +43,9 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
     epochs = 500                      # -> nnUNetTrainer.num_epochs
     iterations_per_epoch = 250        # -> num_iterations_per_epoch (nnU-Net's default)
     val_iterations_per_epoch = 50     # -> num_val_iterations_per_epoch (nnU-Net's default)
+    schedule_scale = 1.0              # num_epochs = round(epochs x schedule_scale) (token long<x>)
+    finetune_fraction: Optional[float] = None   # token tune<x>: a fine-tune of x of the epochs (lower bound)
+    FINETUNE_LR_FACTOR = 0.1          # a fine-tune starts nnU-Net's poly schedule from this share of initial_lr
     # None: unseeded, as nnU-Net. An int seeds the run (training/seeding.py); name suffix _seed<N>
     seed: Optional[int] = None
     # True: cases listed in "dante" -> "cases_without_privileged" are left out of training and validation
@@ -77,7 +80,16 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
         install_pretrained_weights_hook()   # -pretrained_weights: Stage-1 encoders, and recorded for Stage 1
         if self.is_cascaded:
             raise ValueError(f"{type(self).__name__} does not support cascaded configurations ({configuration})")
-        self.num_epochs = self.epochs
+        if not self.schedule_scale > 0:
+            raise ValueError(f"{type(self).__name__}: schedule_scale (token long<x>) must be > 0, got "
+                             f"{self.schedule_scale}")
+        fraction = 1.0 if self.finetune_fraction is None else self.finetune_fraction
+        if not 0 < fraction <= 1:
+            raise ValueError(f"{type(self).__name__}: finetune_fraction (token tune<x>) must be in (0, 1], got "
+                             f"{self.finetune_fraction}")
+        self.num_epochs = max(1, int(round(self.epochs * self.schedule_scale * fraction)))
+        if self.finetune_fraction is not None:
+            self.initial_lr = self.initial_lr * self.FINETUNE_LR_FACTOR
         self.num_iterations_per_epoch = self.iterations_per_epoch
         self.num_val_iterations_per_epoch = self.val_iterations_per_epoch
         # nnU-Net writes checkpoint_latest every 50 epochs; a short schedule would never write one (a kill

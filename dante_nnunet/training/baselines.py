@@ -76,7 +76,8 @@ class LowerBoundTrainer(LimitedDeploymentTrainer):
         net = build_stock_network(configuration_manager, len(self.channel_split.limited_indices),
                                   num_output_channels, enable_deep_supervision)
         select_channels(net.encoder, self.channel_split.limited_indices)
-        net.transferred_from = None   # set by a Stage-1 -pretrained_weights
+        net.transferred_from = None   # set by a Stage-1 -pretrained_weights, or a fine-tune's start
+        net.finetune_whole = self.finetune_fraction is not None   # -pretrained_weights loads every tensor
         return net
 
     # ------------------------------------------------------------------ Stage-1 start
@@ -85,8 +86,8 @@ class LowerBoundTrainer(LimitedDeploymentTrainer):
 
     @property
     def encoder_freeze_end_epoch(self) -> int:
-        """First epoch in which a transferred encoder trains (0 without a Stage-1 start)."""
-        if self._pretrained_source() is None:
+        """First epoch in which a transferred encoder trains (0 without a Stage-1 start, and in a fine-tune)."""
+        if self._pretrained_source() is None or self.finetune_fraction is not None:
             return 0
         return int(round(self.encoder_freeze_fraction * self.num_epochs))
 
@@ -97,11 +98,18 @@ class LowerBoundTrainer(LimitedDeploymentTrainer):
         if self.requires_pretrained_weights and source is None:
             raise RuntimeError(f"{type(self).__name__} fine-tunes a Stage-1 encoder: start it with -pretrained_weights "
                                f"PATH/checkpoint_final.pth of a DANTEPretrainTrainer run")
+        if self.finetune_fraction is not None and source is None:
+            raise RuntimeError(f"{type(self).__name__} fine-tunes a whole model: start it with -pretrained_weights "
+                               f"PATH/checkpoint_final.pth of a model of the same network (e.g. a student of "
+                               f"dante_nnunet teach)")
         if source is not None and self.is_ddp and self.current_epoch < self.encoder_freeze_end_epoch:
             raise RuntimeError(f"{type(self).__name__}: freezing the transferred encoder is not supported under DDP "
                                f"(it changes which parameters take gradients); set encoder_freeze_fraction = 0")
         super().on_train_start()
-        if source is not None:
+        if source is not None and self.finetune_fraction is not None:
+            self.print_to_log_file(f"Fine-tune of the whole model of {source}: {self.num_epochs} epochs from "
+                                   f"learning rate {self.initial_lr:g}", also_print_to_console=True)
+        elif source is not None:
             self.print_to_log_file(f"Encoder (E_L) transferred from {source}; frozen until epoch "
                                    f"{self.encoder_freeze_end_epoch}", also_print_to_console=True)
 

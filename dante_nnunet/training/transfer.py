@@ -122,6 +122,19 @@ def load_stage1_limited_encoder(network: nn.Module, checkpoint: Union[str, Mappi
     return len(weights)
 
 
+def load_whole_network(network: nn.Module, checkpoint: Union[str, Mapping]) -> int:
+    """Copy every tensor of an nnU-Net checkpoint of the same network into ``network`` (segmentation layers
+    included, unlike nnU-Net's stock loading, which starts them fresh for another task): the start of a
+    fine-tune on the same task. Nothing is copied unless every tensor fits. Sets ``network.transferred_from``;
+    returns the number of tensors."""
+    source, ck, weights = _checkpoint_weights(checkpoint)
+    _check_fit(source, network.state_dict(), weights,
+               f"(trainer_name {ck.get('trainer_name')!r}); a fine-tune starts from a model of the same network")
+    network.load_state_dict(weights)
+    network.transferred_from = checkpoint if isinstance(checkpoint, str) else "checkpoint"
+    return len(weights)
+
+
 def is_stage1_checkpoint(checkpoint: Union[str, Mapping]) -> bool:
     ck = read_checkpoint(checkpoint, mmap=True) if isinstance(checkpoint, str) else checkpoint
     return isinstance(ck, Mapping) and "dante_stage1" in ck
@@ -152,6 +165,10 @@ def install_pretrained_weights_hook() -> None:
         if isinstance(target, CrossModalMAE):   # Stage 1 continued from weights: nnU-Net's loading, recorded
             stock(network, fname, verbose=verbose)
             target.transferred_from = fname
+            return
+        if getattr(target, "finetune_whole", False):   # a fine-tune (token tune<x>): every tensor, checked
+            n = load_whole_network(target, fname)
+            print(f"DANTE: loaded all {n} tensors of the network from {fname} (a fine-tune)")
             return
         if hasattr(target, "encoder") and is_stage1_checkpoint(fname):
             n = load_stage1_limited_encoder(target, fname)
