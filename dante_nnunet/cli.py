@@ -148,7 +148,8 @@ def _teach(args) -> int:
                              configuration=args.c, folds=args.folds, teacher=args.teacher + tokens,
                              plain=args.plain + tokens, student=args.student + tokens,
                              keep_fraction=args.keep_fraction, real_share=args.real_share,
-                             unsure_band=args.mask_unsure, finetune=args.finetune, plans=args.p,
+                             unsure_band=args.mask_unsure, finetune=args.finetune, rounds=args.rounds,
+                             plans=args.p,
                              device=args.device,
                              predict_args=["--disable_tta"] if args.disable_tta else [], test_dirs=args.test_dirs,
                              rule=rule,
@@ -332,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune each fold's student on that fold's labelled cases for X of the schedule's epochs "
                         "(0 < X <= 1; the trainer token tune<X>: every tensor of the student, a tenth of nnU-Net's "
                         "learning rate); the fine-tuned model is then the student the gate judges")
+    s.add_argument("--rounds", nargs="+", type=int, default=[], metavar="ID",
+                   help="teacher rounds: for each ID (a free dataset id), each fold's teacher is trained again on its "
+                        "fold's labelled cases + the scans it labelled (dataset ID) and labels the scans anew; the "
+                        "student learns from the last round's labels (default: one round, no ID)")
     s.add_argument("--test-dir", nargs="+", default=[], dest="test_dirs", metavar="DIR",
                    help="folders of test cases (limited channels only, numbered as for nnUNetv2_predict, or every "
                         "channel) that no scan may repeat: a scan with a test case's voxels is refused before any "

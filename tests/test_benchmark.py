@@ -360,11 +360,12 @@ def test_tiny_benchmark_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
                        # the gated recipe (dante_nnunet teach) on folds 0 and 2; fold 0's teacher and plain model
                        # are the Upper and Lower runs; DANTE as its own teacher a second candidate on DTeach's
                        # dataset (its fold 0 is DTeach's run); the teacher's unsure voxels masked (ignore label),
-                       # each student fine-tuned on its fold's real cases (half the schedule)
+                       # each student fine-tuned on its fold's real cases (half the schedule), the teachers
+                       # trained a second round on their own labels (dataset 714)
                        {"name": "Gated", "trainer": "LowerBoundTrainer_tiny", "teach": {
                            "teacher": "UpperBoundTrainer_tiny", "plain": "LowerBoundTrainer_tiny",
                            "images": "raw:imagesUnlabelled", "dataset": {"id": 710, "name": "Gate"}, "folds": [0, 2],
-                           "unsure_band": 0.9, "finetune": 0.5,
+                           "unsure_band": 0.9, "finetune": 0.5, "rounds": [714],
                            "dante_teach": {"trainer": "DANTETrainer_tiny_teach",
                                            "dataset": {"id": 712, "name": "Scans"}}}}],
            "lower": "Lower", "upper": "Upper", "dante": "DANTE", "seeds": [0],
@@ -475,10 +476,19 @@ def _check_gated_run(out, results, said):
     dj = json.loads((student / "dataset.json").read_text())
     assert dj["labels"]["ignore"] == 4 and dj["pseudo_label_masking"]["unsure_band"] == 0.9
     for k in (0, 2):
-        for s in scans:   # fold k's copy carries fold k's teacher's prediction, its unsure voxels ignored (4)
+        # round 1: fold k's teacher trained again on dataset 714 (fold k's cases + the scans as its round-0
+        # teacher labelled them, unmasked), then labelled the scans for the student
+        round1 = nn / "nnUNet_raw" / "Dataset714_Gate0R1"
+        for s in scans:
+            assert filecmp.cmp(round1 / "labelsTr" / f"pl{k}_{s}.nii.gz",
+                               work / f"fold_{k}" / "teacher_predictions" / f"{s}.nii.gz", shallow=False)
+        assert (nn / "nnUNet_results" / round1.name / "UpperBoundTrainer_tiny_seed0__nnUNetPlans__3d_t" / f"fold_{k}"
+                / "checkpoint_final.pth").is_file()
+        assert f"-d 714 -c 3d_t -tr UpperBoundTrainer_tiny_seed0 -p nnUNetPlans -f {k} -device cpu" in said
+        for s in scans:   # fold k's copy carries fold k's round-1 teacher's prediction, its unsure voxels ignored (4)
             copy = sitk.GetArrayFromImage(sitk.ReadImage(str(student / "labelsTr" / f"pl{k}_{s}.nii.gz")))
-            pred = sitk.GetArrayFromImage(sitk.ReadImage(str(work / f"fold_{k}" / "teacher_predictions" / f"{s}.nii.gz")))
-            probs = np.load(work / f"fold_{k}" / "teacher_predictions" / f"{s}.npz")["probabilities"]
+            pred = sitk.GetArrayFromImage(sitk.ReadImage(str(work / f"fold_{k}" / "round1_predictions" / f"{s}.nii.gz")))
+            probs = np.load(work / f"fold_{k}" / "round1_predictions" / f"{s}.npz")["probabilities"]
             unsure = np.any((probs > 0.1) & (probs < 0.9), axis=0)
             assert (copy[unsure] == 4).all() and np.array_equal(copy[~unsure], pred[~unsure])
             assert dj["pseudo_label_masking"]["masked_fraction"][f"pl{k}_{s}"] == pytest.approx(unsure.mean())
@@ -499,6 +509,7 @@ def _check_gated_run(out, results, said):
     assert gate["chosen"] == decision["chosen"] in ("student", "plain", "dante_teach")
     assert decision["model"]["dataset"] == {"student": 703, "plain": 703, "dante_teach": 712}[gate["chosen"]]
     assert decision["models"]["student"] == {"dataset": 703, "trainer": "LowerBoundTrainer_tiny_seed0_tune0.5"}
+    assert len(decision["teacher_rounds"]) == 1 and set(decision["teacher_rounds"][0]) == set(decision["teacher"])
     assert sorted(decision["per_case"]["plain"]) == sorted(cases[:2] + cases[4:])   # both folds' validation cases
     # the DANTE candidate: DTeach's dataset reused, its fold 0 DTeach's run, fold 2 trained; validated on the
     # same real cases

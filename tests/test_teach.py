@@ -202,7 +202,9 @@ def test_cuda_without_a_gpu_is_refused_before_any_work(source, tmp_path, monkeyp
 @pytest.mark.parametrize("option,value,message", [("--keep-fraction", "0", "keep fraction must be in"),
                                                    ("--real-share", "1", "share must be in"),
                                                    ("--mask-unsure", "0.5", r"unsure band must be in \(0.5, 1\)"),
-                                                   ("--finetune", "1.5", r"share of the schedule must be in \(0, 1\]")])
+                                                   ("--finetune", "1.5", r"share of the schedule must be in \(0, 1\]"),
+                                                   ("--rounds", "745", "round dataset id 745 must be 1..999 and differ"),
+                                                   ("--rounds", "741", "round dataset id 741 must be 1..999 and differ")])
 def test_bad_recipe_options_are_refused_before_any_work(source, tmp_path, monkeypatch, capsys, option, value, message):
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
     for k in ("nnUNet_preprocessed", "nnUNet_results"):
@@ -570,6 +572,23 @@ def test_teacher_predictions_are_kept_only_when_a_record_of_that_folds_teacher_v
         job.predict_scans(0, scans)
     with pytest.raises(TeachError, match="needs 0 <= I < N"):
         job.predict_part([2, 2])
+    # a teacher round: round 1's teacher (trained on round 1's dataset) writes and vouches for its own folder;
+    # round 0's records vouch for nothing there
+    rounds = Teach(TeachSettings(**{**job.s.__dict__, "rounds": [746]}), env)
+    assert rounds.teacher_dataset(1) == (746, "Dataset746_SR1") and rounds.teacher_dataset(0)[0] == 741
+    ck = os.path.join(rounds.results("Dataset746_SR1", "UpperBoundTrainer"), "fold_0")
+    os.makedirs(ck)
+    with open(os.path.join(ck, "checkpoint_final.pth"), "wb") as fh:
+        fh.write(b"y" * 20)
+    assert rounds.teacher_model(0, 1)["dataset"] == 746 and rounds.teacher_model(0, 0)["dataset"] == 741
+    out1 = _label_folder(scans, os.path.join(rounds.work, "fold_0", "round1_predictions"), 2)
+    assert rounds.predictions_made_by(0, 1) == out1 + "_made_by"
+    shutil.copytree(made_by, out1 + "_made_by")                         # round 0's records, copied over
+    with pytest.raises(TeachError, match="no record of fold 0's teacher"):
+        rounds.predict_scans(0, scans, r=1)
+    with open(os.path.join(out1 + "_made_by", "part0of1.json"), "w") as fh:
+        json.dump({"model": rounds.teacher_model(0, 1), "scans": sorted(scans), "part": [0, 1]}, fh)
+    assert rounds.predict_scans(0, scans, r=1) == out1
 
 
 @pytest.mark.slow   # imports nnU-Net's predictor

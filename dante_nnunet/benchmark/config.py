@@ -211,8 +211,9 @@ def gate_rule(teach: dict):
 
 def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str], scans_ids: Dict[int, tuple]) -> None:
     """``"teach": {"teacher": TRAINER, "plain": TRAINER, "images": FOLDER, "dataset": {"id", "name"},
-    "folds": [k, ...], "keep_fraction": f, "real_share": s, "unsure_band": b, "finetune": u, "gate_alpha": a,
-    "run_noise": points, "min_gain_se": x, "dante_teach": {"trainer": TRAINER, "dataset": {"id", "name"}}}``
+    "folds": [k, ...], "keep_fraction": f, "real_share": s, "unsure_band": b, "finetune": u, "rounds": [ID, ...],
+    "gate_alpha": a, "run_noise": points, "min_gain_se": x, "dante_teach": {"trainer": TRAINER, "dataset": {"id",
+    "name"}}}``
     (the gated recipe, jobs/teach.py; the method's ``trainer`` is the student's; ``dante_teach`` the optional
     DANTE candidate, whose dataset is a scans dataset of the same images, one for every seed, which a scans
     method may share): the folds include the method's fold (its test row), the ids are free."""
@@ -240,6 +241,11 @@ def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str], sc
         raise BenchmarkConfigError(f"{where}.unsure_band must be in (0.5, 1), got {t['unsure_band']!r}")
     if t.get("finetune") is not None and not 0 < float(t["finetune"]) <= 1:
         raise BenchmarkConfigError(f"{where}.finetune must be in (0, 1], got {t['finetune']!r}")
+    rounds = t.get("rounds", [])
+    if not (isinstance(rounds, list) and all(isinstance(r, int) and not isinstance(r, bool) for r in rounds)):
+        raise BenchmarkConfigError(f"{where}.rounds must be a list of dataset ids (each + seed), got {rounds!r}")
+    for j, rid in enumerate(rounds):   # each round's datasets take id + seed, as the student's
+        _claim_student_ids(cfg, f"{where}.rounds[{j}]", i, {**m, "round": {"dataset": {"id": rid}}}, "round", used)
     try:
         gate_rule(t)
     except (TypeError, ValueError) as e:

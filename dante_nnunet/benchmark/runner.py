@@ -536,6 +536,7 @@ class Runner:
             real_share=None if t.get("real_share") is None else float(t["real_share"]),
             unsure_band=None if t.get("unsure_band") is None else float(t["unsure_band"]),
             finetune=None if t.get("finetune") is None else float(t["finetune"]),
+            rounds=[int(r) + (seed or 0) for r in t.get("rounds", [])],
             predict_args=[str(a) for a in self.cfg.get("predict_args", [])],
             rule=gate_rule(t),
             dante_teach=self.seeded(dt["trainer"], seed) if dt else None,

@@ -22,7 +22,12 @@ commands, each printed before it runs and skipped on a rerun when its output is 
    labels make about that share of the cases nnU-Net's loader draws. ``unsure_band`` gives the voxels that fold
    k's teacher is unsure of (some region's probability within (1 - band, band)) nnU-Net's ignore label, so
    the student learns there from real labels only (``data/teach_dataset.mask_unsure``).
-5. **student** (default ``LowerBoundTrainer``) trained on each fold of the student dataset.
+   With ``rounds`` (one new dataset id per extra round), step 2 repeats first: round r's dataset is this
+   layout with round r - 1's labels (every scan, nothing masked), fold k's teacher is trained again on its
+   fold k and labels the scans anew (``round<r>_predictions``); the student dataset gets the last round's.
+5. **student** (default ``LowerBoundTrainer``) trained on each fold of the student dataset; with ``finetune``
+   x, each fold's student is then fine-tuned on fold k of the labelled dataset (the token tune<x>) and that
+   model is the student the gate judges.
 6. optionally **DANTE as its own teacher** (``dante_teach``, a ``DANTETrainer_teach`` name): one more
    dataset, the labelled cases plus the scans as unlabelled cases (what ``dante_nnunet add-scans`` writes,
    with the labelled dataset's plans and split), and that trainer on each fold: a second candidate, validated
@@ -177,6 +182,7 @@ class TeachSettings:
     unsure_band: Optional[float] = None  # mask the teacher's unsure voxels (ignore label; None: every voxel taught)
     finetune: Optional[float] = None     # fine-tune each student on its fold's real cases for this share of the
                                          # schedule (token tune<x>); the fine-tuned model is then the student
+    rounds: List[int] = field(default_factory=list)   # one dataset id per extra teacher round (new ids)
     plans: str = "nnUNetPlans"
     device: str = "cuda"
     predict_args: List[str] = field(default_factory=list)
@@ -297,6 +303,11 @@ class Teach:
             raise TeachError(f"the unsure band must be in (0.5, 1), got {s.unsure_band}")
         if s.finetune is not None and not 0 < s.finetune <= 1:
             raise TeachError(f"the fine-tune's share of the schedule must be in (0, 1], got {s.finetune}")
+        taken = [int(s.source), int(s.student_id)] + ([int(s.dante_teach_id)] if s.dante_teach_id is not None else [])
+        for i, rid in enumerate(s.rounds):
+            if not 0 < int(rid) < 1000 or int(rid) in taken + [int(r) for r in s.rounds[:i]]:
+                raise TeachError(f"teacher round dataset id {rid} must be 1..999 and differ from the labelled, student, "
+                                 f"DANTE candidate's and other rounds' ids")
         if not re.fullmatch(r"[A-Za-z0-9]+", s.student_name):
             raise TeachError(f"student dataset name must be letters and digits, got {s.student_name!r}")
         if not 0 < int(s.student_id) < 1000 or int(s.student_id) == int(s.source):
@@ -315,6 +326,10 @@ class Teach:
             if not isdir(d):
                 raise TeachError(f"test folder {d} does not exist")
         resuming = self._check_student_id()
+        if not resuming:
+            for rid in s.rounds:
+                self._refuse_id_in_use(int(rid), ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"),
+                                       "a teacher round's dataset")
         check_labelled_cases(source)
         scans = check_scans(s.scans, source)
         self._check_dante_teach_id(scans)
@@ -461,24 +476,39 @@ class Teach:
             out["dante_teach"] = (int(s.dante_teach_id), self.dante_teach_folder_name, s.dante_teach)
         return out
 
-    def teacher_model(self, fold: int) -> dict:
-        """Which model labels fold ``fold``'s scans: the teacher's dataset, trainer, plans, configuration,
-        fold, and its checkpoint file's size and time (a retrained teacher has another)."""
-        ckpt = join(self.results(os.path.basename(self.source), self.s.teacher), f"fold_{fold}", "checkpoint_final.pth")
+    def round_folder_name(self, r: int) -> str:
+        """Teacher round r's dataset (r >= 1): the labelled cases + the scans labelled in round r - 1."""
+        return f"Dataset{int(self.s.rounds[r - 1]):03d}_{self.s.student_name}R{r}"
+
+    def teacher_dataset(self, r: int = 0) -> tuple:
+        """(id, folder name) of the dataset round r's teacher trains on: the labelled one (r = 0), else round r's."""
+        if r == 0:
+            return int(self.s.source), os.path.basename(self.source)
+        return int(self.s.rounds[r - 1]), self.round_folder_name(r)
+
+    def teacher_model(self, fold: int, r: int = 0) -> dict:
+        """Which model labels fold ``fold``'s scans (in round r): the teacher's dataset, trainer, plans,
+        configuration, fold, and its checkpoint file's size and time (a retrained teacher has another)."""
+        did, folder = self.teacher_dataset(r)
+        ckpt = join(self.results(folder, self.s.teacher), f"fold_{fold}", "checkpoint_final.pth")
         st = os.stat(ckpt)
-        return {"dataset": int(self.s.source), "trainer": self.s.teacher, "plans": self.s.plans,
+        return {"dataset": did, "trainer": self.s.teacher, "plans": self.s.plans,
                 "configuration": self.s.configuration, "fold": int(fold), "checkpoint": [int(st.st_size),
                                                                                           int(st.st_mtime_ns)]}
 
-    def predictions_made_by(self, fold: int) -> str:
+    def _predictions(self, fold: int, r: int = 0) -> str:
+        return join(self.work, f"fold_{fold}", "teacher_predictions" if r == 0 else f"round{r}_predictions")
+
+    def predictions_made_by(self, fold: int, r: int = 0) -> str:
         """``fold_k/teacher_predictions_made_by/``: one record per prediction run into ``teacher_predictions``
         (``part<i>of<n>.json``: the model, from ``teacher_model``, and the scans that run predicted). nnU-Net
-        writes no such record; without it a folder of predictions cannot tell which fold's model made it."""
-        return join(self.work, f"fold_{fold}", "teacher_predictions_made_by")
+        writes no such record; without it a folder of predictions cannot tell which fold's model made it.
+        Round r >= 1: ``round<r>_predictions_made_by``."""
+        return self._predictions(fold, r) + "_made_by"
 
-    def _vouched(self, fold: int, model: dict) -> Dict[str, str]:
+    def _vouched(self, fold: int, model: dict, r: int = 0) -> Dict[str, str]:
         """{scan: record file} of the scans a record of ``model`` (fold ``fold``'s current teacher) vouches for."""
-        folder = self.predictions_made_by(fold)
+        folder = self.predictions_made_by(fold, r)
         out: Dict[str, str] = {}
         if isdir(folder):
             for f in sorted(os.listdir(folder)):
@@ -487,16 +517,18 @@ class Teach:
                     out.update({scan: f for scan in rec.get("scans", [])})
         return out
 
-    def predict_scans(self, fold: int, scans: Mapping[str, Sequence[str]], part: Optional[Sequence[int]] = None) -> str:
+    def predict_scans(self, fold: int, scans: Mapping[str, Sequence[str]], part: Optional[Sequence[int]] = None,
+                      r: int = 0) -> str:
         """Fold ``fold``'s teacher predicts the scans (``part`` = (i, n): nnU-Net's ``-part_id i -num_parts n``,
         the sorted scans ``[i::n]``) into ``fold_k/teacher_predictions``, after writing the record of the run
         (``predictions_made_by``). Kept when every scan has a prediction that a record of this fold's current
         teacher vouches for; a prediction no such record vouches for (another fold's model, a retrained
-        teacher, a folder filled by hand) is refused, naming it."""
-        out = join(self.work, f"fold_{fold}", "teacher_predictions")
+        teacher, a folder filled by hand) is refused, naming it. Round r >= 1: round r's teacher (trained on
+        round r's dataset) into ``round<r>_predictions``."""
+        out = self._predictions(fold, r)
         ending = load_json(join(self.source, "dataset.json"))["file_ending"]
-        model = self.teacher_model(fold)
-        vouched = self._vouched(fold, model)
+        model = self.teacher_model(fold, r)
+        vouched = self._vouched(fold, model, r)
         present = [c for c in sorted(scans) if isfile(join(out, c + ending))]
         stray = [c for c in present if c not in vouched]
         if stray:
@@ -510,11 +542,11 @@ class Teach:
             print(f"[teach] {self.prefix}pseudo_labels_fold{fold}: {out} holds "
                   f"{'every scan' if n == 1 else f'part {i} of {n}'}, skipped", flush=True)
             return out
-        os.makedirs(self.predictions_made_by(fold), exist_ok=True)
+        os.makedirs(self.predictions_made_by(fold, r), exist_ok=True)
         save_json({"model": model, "scans": mine, "part": [i, n]},
-                  join(self.predictions_made_by(fold), f"part{i}of{n}.json"), sort_keys=False)
-        self._run(f"pseudo_labels_fold{fold}" + (f"_part{i}of{n}" if n > 1 else ""),
-                  ["nnUNetv2_predict", "-i", self.s.scans, "-o", out, "-d", str(self.s.source), "-c",
+                  join(self.predictions_made_by(fold, r), f"part{i}of{n}.json"), sort_keys=False)
+        self._run(f"pseudo_labels_fold{fold}" + (f"_round{r}" if r else "") + (f"_part{i}of{n}" if n > 1 else ""),
+                  ["nnUNetv2_predict", "-i", self.s.scans, "-o", out, "-d", str(model["dataset"]), "-c",
                    self.s.configuration, "-tr", self.s.teacher, "-p", self.s.plans, "-f", str(fold), "-device",
                    self.s.device, "--save_probabilities", "--continue_prediction"]
                   + (["-num_parts", str(n), "-part_id", str(i)] if n > 1 else []) + list(self.s.predict_args))
@@ -560,17 +592,21 @@ class Teach:
         save_json(rec, join(self.work, "scans.json"), sort_keys=False)
         return rec
 
-    def student_dataset(self, scans, labels, kept) -> None:
+    def student_dataset(self, scans, labels, kept, r: Optional[int] = None) -> None:
+        """The student dataset (labels: the last round's teachers'), or with ``r`` teacher round r's dataset
+        (the labels of round r - 1's teachers, every scan kept, no voxel masked: the teacher learns from them
+        as the student would); written, preprocessed with the labelled dataset's plans, given its split."""
         from dante_nnunet.data.teach_dataset import student_splits, write_student_dataset
-        name = self.student_folder_name
-        raw = self._folder("nnUNet_raw", self.s.student_id)
+        did, name, key = ((self.s.student_id, self.student_folder_name, "student") if r is None
+                          else (self.s.rounds[r - 1], self.round_folder_name(r), f"round{r}_dataset"))
+        raw = self._folder("nnUNet_raw", did)
         if raw is None:
             write_student_dataset(self.source, scans, labels, kept, self.splits, self.s.folds, self.env["nnUNet_raw"],
-                                  name, settings=self.s.recorded(), unsure_band=self.s.unsure_band)
-            print(f"[teach] {self.prefix}student dataset: wrote {join(self.env['nnUNet_raw'], name)}", flush=True)
-        if not preprocess_with_plans_of(self.s.source, self.s.student_id, self.env, self._run, self.s.configuration,
-                                        "student", self.s.plans):
-            print(f"[teach] {self.prefix}student dataset: preprocessed, skipped", flush=True)
+                                  name, settings=self.s.recorded(), unsure_band=self.s.unsure_band if r is None else None)
+            print(f"[teach] {self.prefix}{key}: wrote {join(self.env['nnUNet_raw'], name)}", flush=True)
+        if not preprocess_with_plans_of(self.s.source, did, self.env, self._run, self.s.configuration, key,
+                                        self.s.plans):
+            print(f"[teach] {self.prefix}{key}: preprocessed, skipped", flush=True)
         splits_file = join(self.preprocessed(name), "splits_final.json")
         if not isfile(splits_file):
             save_json(student_splits(self.splits, self.s.folds, kept, self.s.real_share), splits_file)
@@ -616,6 +652,12 @@ class Teach:
             self.train(f"teacher_fold{k}", s.source, src_name, s.teacher, k)
             self.train(f"plain_fold{k}", s.source, src_name, s.plain, k)
         labels = {k: self.predict_scans(k, scans) for k in s.folds}
+        for r in range(1, len(s.rounds) + 1):   # teacher rounds: each fold's teacher retrained on its own labels
+            rid, rname = self.teacher_dataset(r)
+            self.student_dataset(scans, labels, {k: sorted(scans) for k in s.folds}, r=r)
+            for k in s.folds:
+                self.train(f"teacher_round{r}_fold{k}", rid, rname, s.teacher, k)
+            labels = {k: self.predict_scans(k, scans, r=r) for k in s.folds}
         rec = self.record(scans, labels)
         kept = {k: rec["kept"][str(k)] for k in s.folds}
         self.student_dataset(scans, labels, kept)
@@ -641,10 +683,13 @@ class Teach:
         candidates = {role: self.validation_dice(folder, trainer) for role, (_, folder, trainer) in models.items()
                       if role != "plain"}
         teacher = self.validation_dice(src_name, s.teacher)
+        rounds = [self.validation_dice(self.teacher_dataset(r)[1], s.teacher) for r in range(1, len(s.rounds) + 1)]
         fold_of = {c: k for k in s.folds for c in self.splits[k]["val"]}
         d = choose(plain, candidates, fold_of, regions, s.rule)
         teacher_mean = {r: float(np.mean([teacher[c][r] for c in teacher])) for r in regions}
         d["teacher"] = teacher_mean
+        if rounds:   # each round's teachers, cross-validated on the same real cases
+            d["teacher_rounds"] = [{rg: float(np.mean([v[c][rg] for c in v])) for rg in regions} for v in rounds]
         did, _, trainer = models[d["chosen"]]
         folds = " ".join(str(k) for k in s.folds)
         d["model"] = {"dataset": int(did), "trainer": trainer, "configuration": s.configuration, "plans": s.plans,
