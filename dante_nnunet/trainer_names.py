@@ -240,6 +240,12 @@ def trainer_name(base: str, lambda_pib: Optional[float] = None, lambda_align: Op
     return name
 
 
+def finetuned_name(trainer: str, fraction: float) -> str:
+    """The fine-tune of a model of ``trainer`` (its seed included) for ``fraction`` of the schedule: the token
+    tune<x> appended (``dante_nnunet teach --finetune``)."""
+    return f"{trainer}_tune{float(fraction):g}"
+
+
 def teacher_name(teacher: str, parsed: ParsedName) -> str:
     """A distillation student's teacher: ``teacher`` with the student's schedule tokens and seed."""
     return trainer_name("_".join([teacher, *parsed.schedule]), seed=parsed.seed)

@@ -632,3 +632,14 @@ def test_resume_accepts_another_bar_and_older_records_but_not_other_settings(tmp
         json.dump({**old, "keep_fraction": 0.5}, fh)
     with pytest.raises(TeachError, match=r"other settings \(keep_fraction\)"):
         job._check_student_id()
+
+
+def test_recipe_option_ranges_are_one_table_for_the_cli_and_configs():
+    from dante_nnunet.jobs.teach import option_out_of_range
+    assert option_out_of_range({"keep_fraction": 1.0, "real_share": None, "unsure_band": 0.9, "finetune": 1.0}) is None
+    assert option_out_of_range({"keep_fraction": 1.0, "unsure_band": 0.5}) == ("unsure_band", "must be in (0.5, 1), got 0.5")
+    assert option_out_of_range({"real_share": 1.0, "finetune": 0.0}) == ("real_share", "must be in (0, 1), got 1.0")
+    assert option_out_of_range({"finetune": 0.0}) == ("finetune", "must be in (0, 1], got 0.0")
+    from dante_nnunet.trainer_names import finetuned_name, parse_name
+    assert finetuned_name("LowerBoundTrainer_transfer_seed1", 0.2) == "LowerBoundTrainer_transfer_seed1_tune0.2"
+    assert parse_name(finetuned_name("LowerBoundTrainer_seed1", 0.5)).attrs["finetune_fraction"] == 0.5

@@ -233,14 +233,11 @@ def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str], sc
         raise BenchmarkConfigError(f"{where}: folds {t['folds']} must include the method's fold {fold} (its test row)")
     if not re.fullmatch(r"[A-Za-z0-9]+", t["dataset"].get("name", "")):
         raise BenchmarkConfigError(f"{where}.dataset.name must be letters and digits, got {t['dataset'].get('name')!r}")
-    if not 0 < float(t.get("keep_fraction", 1.0)) <= 1:
-        raise BenchmarkConfigError(f"{where}.keep_fraction must be in (0, 1], got {t.get('keep_fraction')!r}")
-    if t.get("real_share") is not None and not 0 < float(t["real_share"]) < 1:
-        raise BenchmarkConfigError(f"{where}.real_share must be in (0, 1), got {t['real_share']!r}")
-    if t.get("unsure_band") is not None and not 0.5 < float(t["unsure_band"]) < 1:
-        raise BenchmarkConfigError(f"{where}.unsure_band must be in (0.5, 1), got {t['unsure_band']!r}")
-    if t.get("finetune") is not None and not 0 < float(t["finetune"]) <= 1:
-        raise BenchmarkConfigError(f"{where}.finetune must be in (0, 1], got {t['finetune']!r}")
+    from dante_nnunet.jobs.teach import RECIPE_OPTIONS, option_out_of_range
+    values = {k: t.get(k, 1.0 if k == "keep_fraction" else None) for k in RECIPE_OPTIONS}   # the job's defaults
+    bad = option_out_of_range({k: None if v is None else float(v) for k, v in values.items()})
+    if bad:
+        raise BenchmarkConfigError(f"{where}.{bad[0]} {bad[1]}")
     rounds = t.get("rounds", [])
     if not (isinstance(rounds, list) and all(isinstance(r, int) and not isinstance(r, bool) for r in rounds)):
         raise BenchmarkConfigError(f"{where}.rounds must be a list of dataset ids (each + seed), got {rounds!r}")

@@ -70,7 +70,7 @@ from dante_nnunet.benchmark import report as _report
 from dante_nnunet.jobs.nnunet_jobs import (NNUNET_FOLDERS, PREPROCESSED_MARKER, add_configuration, copy_split_of,
                                            nnunet_environment, preprocess_with_plans_of, run_command, trainer_lookup)
 from dante_nnunet.data.rawdata import dataset_folders
-from dante_nnunet.trainer_names import TrainerNameError, trainer_name
+from dante_nnunet.trainer_names import TrainerNameError, finetuned_name, trainer_name
 
 
 class Runner:
@@ -492,7 +492,7 @@ class Runner:
         candidates = {"plain": (self.dataset_id, self.seeded(t["plain"], seed)),
                       "student": (student_id, self.seeded(method["trainer"], seed))}
         if t.get("finetune") is not None:   # the student is each fold's student fine-tuned on the labelled dataset
-            candidates["student"] = (self.dataset_id, f"{self.seeded(method['trainer'], seed)}_tune{float(t['finetune']):g}")
+            candidates["student"] = (self.dataset_id, finetuned_name(self.seeded(method["trainer"], seed), t["finetune"]))
         dt = t.get("dante_teach")
         if dt:
             candidates["dante_teach"] = (int(dt["dataset"]["id"]), self.seeded(dt["trainer"], seed))

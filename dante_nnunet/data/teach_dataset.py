@@ -264,8 +264,7 @@ def ignore_label_of(dataset_json: dict) -> int:
     labels = dataset_json["labels"]
     if "ignore" in labels:
         return int(labels["ignore"])
-    values = [v for v in labels.values()]
-    return 1 + max(max(v) if isinstance(v, (list, tuple)) else v for v in values)
+    return 1 + max(max(v) if isinstance(v, (list, tuple)) else v for v in labels.values())
 
 
 def real_repeats(n_real: int, n_pseudo: int, real_share: Optional[float]) -> int:

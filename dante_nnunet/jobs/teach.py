@@ -54,6 +54,7 @@ from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, 
 from dante_nnunet.jobs.evaluation import dice
 from dante_nnunet.jobs.gate import DEFAULT_RULE, GateRule, fold_means, judge, paired_differences, se
 from dante_nnunet.jobs.nnunet_jobs import preprocess_with_plans_of, run_command
+from dante_nnunet.trainer_names import finetuned_name
 
 DECISION_FILE = "decision.json"
 MIN_VALIDATION_CASES = 10   # fewer: teach warns before any work that only a large gain can pass the gate
@@ -166,6 +167,24 @@ def agreement(label_maps: Sequence[np.ndarray], regions: Mapping[str, Sequence[i
 
 
 # ------------------------------------------------------------------------------------------ the job
+# the recipe's numeric options (TeachSettings and a config's "teach" block): what each is, its range, the test
+RECIPE_OPTIONS = {
+    "keep_fraction": ("keep fraction", "(0, 1]", lambda v: 0 < v <= 1),
+    "real_share": ("the real cases' share", "(0, 1)", lambda v: 0 < v < 1),
+    "unsure_band": ("the unsure band", "(0.5, 1)", lambda v: 0.5 < v < 1),
+    "finetune": ("the fine-tune's share of the schedule", "(0, 1]", lambda v: 0 < v <= 1),
+}
+
+
+def option_out_of_range(values: Mapping[str, Optional[float]]):
+    """(key, "must be in RANGE, got VALUE") of the first of ``values`` (keys of ``RECIPE_OPTIONS``; None: not
+    set) outside its range, or None."""
+    for key, value in values.items():
+        if value is not None and not RECIPE_OPTIONS[key][2](value):
+            return key, f"must be in {RECIPE_OPTIONS[key][1]}, got {value}"
+    return None
+
+
 @dataclass
 class TeachSettings:
     source: int                          # the labelled dataset's id
@@ -295,14 +314,9 @@ class Teach:
         import re
         s = self.s
         check_device(s.device)
-        if not 0 < s.keep_fraction <= 1:
-            raise TeachError(f"keep fraction must be in (0, 1], got {s.keep_fraction}")
-        if s.real_share is not None and not 0 < s.real_share < 1:
-            raise TeachError(f"the real cases' share must be in (0, 1), got {s.real_share}")
-        if s.unsure_band is not None and not 0.5 < s.unsure_band < 1:
-            raise TeachError(f"the unsure band must be in (0.5, 1), got {s.unsure_band}")
-        if s.finetune is not None and not 0 < s.finetune <= 1:
-            raise TeachError(f"the fine-tune's share of the schedule must be in (0, 1], got {s.finetune}")
+        bad = option_out_of_range({k: getattr(s, k) for k in RECIPE_OPTIONS})
+        if bad:
+            raise TeachError(f"{RECIPE_OPTIONS[bad[0]][0]} {bad[1]}")
         taken = [int(s.source), int(s.student_id)] + ([int(s.dante_teach_id)] if s.dante_teach_id is not None else [])
         for i, rid in enumerate(s.rounds):
             if not 0 < int(rid) < 1000 or int(rid) in taken + [int(r) for r in s.rounds[:i]]:
@@ -463,7 +477,7 @@ class Teach:
     def tuned_student(self) -> Optional[str]:
         """With ``finetune`` x: the student's trainer name with the token tune<x> (trained on the labelled
         dataset, each fold from that fold's student)."""
-        return None if self.s.finetune is None else f"{self.s.student}_tune{self.s.finetune:g}"
+        return None if self.s.finetune is None else finetuned_name(self.s.student, self.s.finetune)
 
     def models(self) -> Dict[str, tuple]:
         """role -> (dataset id, dataset folder name, trainer) of the plain model and each candidate."""
