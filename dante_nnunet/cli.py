@@ -149,6 +149,7 @@ def _teach(args) -> int:
                              plain=args.plain + tokens, student=args.student + tokens,
                              keep_fraction=args.keep_fraction, real_share=args.real_share,
                              unsure_band=args.mask_unsure, finetune=args.finetune, rounds=args.rounds,
+                             deploy_all=args.deploy_all,
                              plans=args.p,
                              device=args.device,
                              predict_args=["--disable_tta"] if args.disable_tta else [], test_dirs=args.test_dirs,
@@ -337,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="teacher rounds: for each ID (a free dataset id), each fold's teacher is trained again on its "
                         "fold's labelled cases + the scans it labelled (dataset ID) and labels the scans anew; the "
                         "student learns from the last round's labels (default: one round, no ID)")
+    s.add_argument("--deploy-all", type=int, default=None, metavar="ID",
+                   help="when the gate chooses the student, train the deployed student: one more student, on nnU-Net's "
+                        "fold all of a new dataset ID holding every labelled case of the folds and the scans labelled "
+                        "by the fold teachers' ensemble (their mean probabilities); decision.json then deploys it "
+                        "(default: the fold students' ensemble); a rerun may add it")
     s.add_argument("--test-dir", nargs="+", default=[], dest="test_dirs", metavar="DIR",
                    help="folders of test cases (limited channels only, numbered as for nnUNetv2_predict, or every "
                         "channel) that no scan may repeat: a scan with a test case's voxels is refused before any "

@@ -122,6 +122,17 @@ def test_config_errors_name_file_and_key(tmp_path):
             **gt, "dante_teach": {"trainer": "C_teach", "dataset": {"id": 770, "name": "S"}}}}]))
     with pytest.raises(BenchmarkConfigError, match=r"teach.dante_teach must be \{"):
         load_config(_cfg(tmp_path, methods=three + [{"name": "g", "trainer": "A", "teach": {**gt, "dante_teach": "C"}}]))
+    # the deployed student's dataset (deploy_all) takes id + seed like the student's; not with a fine-tune
+    g0 = {k: v for k, v in gt.items() if k != "dante_teach"}
+    with pytest.raises(BenchmarkConfigError, match=r"teach.deploy_all: its student datasets take ids \[771, 772\] "
+                                                   r"\(id \+ seed\); 771 is"):
+        load_config(_cfg(tmp_path, seeds=[0, 1], methods=three + [{"name": "g", "trainer": "A",
+                                                                    "teach": {**g0, "deploy_all": 771}}]))
+    with pytest.raises(BenchmarkConfigError, match="deploy_all with finetune is not built"):
+        load_config(_cfg(tmp_path, methods=three + [{"name": "g", "trainer": "A",
+                                                     "teach": {**g0, "deploy_all": 790, "finetune": 0.5}}]))
+    assert load_config(_cfg(tmp_path, methods=three + [{"name": "g", "trainer": "A", "teach": {
+        **g0, "deploy_all": 790}}]))["methods"][3]["teach"]["deploy_all"] == 790
     with pytest.raises(BenchmarkConfigError, match="like methods\\[3\\] 't1': one results folder"):
         load_config(_cfg(tmp_path, methods=three + [{"name": "t1", "trainer": "C", "scans": sc},
                                                     {"name": "t2", "trainer": "C", "scans": sc}]))

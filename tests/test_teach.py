@@ -416,6 +416,77 @@ def test_student_dataset_masks_the_teachers_unsure_voxels_with_nnunets_ignore_la
                               "Dataset746_NoProbs", unsure_band=0.9)
 
 
+def _probability_folder(scans, out, probs_of):
+    """Each scan's label map (nnU-Net's regions rule on ``probs_of(shape)``) and probabilities, as
+    nnUNetv2_predict --save_probabilities writes them."""
+    from dante_nnunet.data.teach_dataset import labels_from_probabilities
+    os.makedirs(out)
+    for s, files in scans.items():
+        im = sitk.ReadImage(files[0])
+        probs = probs_of(sitk.GetArrayFromImage(im).shape)
+        lab = sitk.GetImageFromArray(labels_from_probabilities(probs, [1, 2, 3]).astype(np.uint8))
+        lab.CopyInformation(im)
+        sitk.WriteImage(lab, os.path.join(out, f"{s}.nii.gz"))
+        np.savez_compressed(os.path.join(out, f"{s}.npz"), probabilities=probs)
+    return out
+
+
+def test_ensemble_labels_by_hand_and_the_deployed_students_dataset(source, tmp_path):
+    from dante_nnunet.data.teach_dataset import ensemble_labels
+    scans = check_scans(os.path.join(source, "imagesUnlabelled"), source)
+    names = sorted(scans)
+
+    def first(shape):    # WT 0.9 everywhere; ET 0.8 in the left half, 0.1 elsewhere; TC 0.3
+        p = np.zeros((3,) + shape, np.float32)
+        p[0], p[1], p[2] = 0.9, 0.3, 0.1
+        p[2, :, :, : shape[2] // 2] = 0.8
+        return p
+
+    def second(shape):   # WT 0.2; TC 0.9; ET 0.4 everywhere
+        p = np.zeros((3,) + shape, np.float32)
+        p[0], p[1], p[2] = 0.2, 0.9, 0.4
+        return p
+    a = _probability_folder(scans, str(tmp_path / "t0"), first)
+    b = _probability_folder(scans, str(tmp_path / "t2"), second)
+    out = ensemble_labels([a, b], names, ".nii.gz", str(tmp_path / "ens"), [1, 2, 3])
+    for s in names:
+        lab = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, f"{s}.nii.gz")))
+        half = lab.shape[2] // 2
+        # means: WT 0.55 > 0.5 -> 1; TC 0.6 -> 2 over it; ET (0.8 + 0.4) / 2 = 0.6 left -> 3, 0.25 right -> stays 2
+        assert (lab[:, :, :half] == 3).all() and (lab[:, :, half:] == 2).all()
+        assert sitk.ReadImage(os.path.join(out, f"{s}.nii.gz")).GetSpacing() == sitk.ReadImage(
+            scans[s][0]).GetSpacing()
+    with pytest.raises(FileExistsError, match="new folder"):
+        ensemble_labels([a, b], names, ".nii.gz", out, [1, 2, 3])
+    # a missing probability file, or probabilities that do not make the label map beside them: refused, no folder
+    os.remove(os.path.join(b, f"{names[1]}.npz"))
+    with pytest.raises(FileNotFoundError, match=re.escape(os.path.join(b, f"{names[1]}.npz"))):
+        ensemble_labels([a, b], names, ".nii.gz", str(tmp_path / "ens2"), [1, 2, 3])
+    shape = np.load(os.path.join(a, f"{names[2]}.npz"))["probabilities"].shape
+    np.savez_compressed(os.path.join(a, f"{names[2]}.npz"), probabilities=np.zeros(shape, np.float32))
+    with pytest.raises(ValueError, match="do not reproduce"):
+        ensemble_labels([a], names, ".nii.gz", str(tmp_path / "ens3"), [1, 2, 3])
+    assert sorted(os.listdir(tmp_path)).count("ens2") == 0 and not (tmp_path / "ens3").exists()
+    assert not (tmp_path / "ens3.partial").exists()
+    # the deployed student's dataset: every labelled case of the folds + each scan once (ens_<scan>)
+    splits = teach_splits(source, str(tmp_path / "pre"), [0, 1])
+    everything = sorted({c for k in (0, 1) for c in splits[k]["train"] + splits[k]["val"]})
+    folder = write_student_dataset(source, scans, {0: out}, {0: names}, [{"train": everything, "val": []}], [0],
+                                   str(tmp_path / "raw"), "Dataset747_All", ensemble=True)
+    dj = json.load(open(os.path.join(folder, "dataset.json")))
+    assert dj["pseudo_labelled_cases"] == [f"ens_{s}" for s in names]
+    assert dj["numTraining"] == len(everything) + len(names) and "ensemble" in dj["description"]
+    assert sorted(os.listdir(os.path.join(folder, "labelsTr"))) == sorted(
+        [f"{c}.nii.gz" for c in everything] + [f"ens_{s}.nii.gz" for s in names])
+
+
+def test_read_decision_prefers_the_deployed_student(tmp_path):
+    f = tmp_path / "decision.json"
+    model = {"dataset": 580, "trainer": "LowerBoundTrainer", "configuration": "3d_fullres", "folds": [0, 1]}
+    f.write_text(json.dumps({"model": model, "deploy": {**model, "dataset": 590, "folds": ["all"]}}))
+    assert read_decision(str(f))["dataset"] == 590 and read_decision(str(f))["folds"] == ["all"]
+
+
 def test_real_repeats_by_hand_and_nnunets_loader_draws_at_that_share():
     assert real_repeats(4, 64, 0.5) == 16                   # 0.5 / 0.5 x 64 / 4
     assert real_repeats(4, 64, 0.25) == 5                   # round(1/3 x 16) = round(5.33)
@@ -463,6 +534,11 @@ def test_cli_refuses_bad_input_before_any_work(source, tmp_path, monkeypatch, ca
     assert main(args[:6] + ["746", "-device", "cpu", "--dante-teach-id", "745"]) == 2
     err = capsys.readouterr().err
     assert "dataset id 745 is in use" in err and "Dataset745_Taken has no dataset.json" in err
+    # the deployed student's dataset: a free id other than the recipe's, and not with a fine-tune
+    assert main(args[:6] + ["746", "-device", "cpu", "--deploy-all", "746"]) == 2
+    assert "the deployed student's dataset id 746 must be 1..999 and differ" in capsys.readouterr().err
+    assert main(args[:6] + ["746", "-device", "cpu", "--deploy-all", "748", "--finetune", "0.5"]) == 2
+    assert "--deploy-all with --finetune is not built" in capsys.readouterr().err
     # nothing was written: no student dataset, no work folder
     assert sorted(os.listdir(raw)) == ["Dataset741_BraTSTypesPhantom", "Dataset745_Taken"]
     assert not os.listdir(tmp_path / "res")

@@ -212,7 +212,7 @@ def gate_rule(teach: dict):
 def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str], scans_ids: Dict[int, tuple]) -> None:
     """``"teach": {"teacher": TRAINER, "plain": TRAINER, "images": FOLDER, "dataset": {"id", "name"},
     "folds": [k, ...], "keep_fraction": f, "real_share": s, "unsure_band": b, "finetune": u, "rounds": [ID, ...],
-    "gate_alpha": a, "run_noise": points, "min_gain_se": x, "dante_teach": {"trainer": TRAINER, "dataset": {"id",
+    "deploy_all": ID, "gate_alpha": a, "run_noise": points, "min_gain_se": x, "dante_teach": {"trainer": TRAINER, "dataset": {"id",
     "name"}}}``
     (the gated recipe, jobs/teach.py; the method's ``trainer`` is the student's; ``dante_teach`` the optional
     DANTE candidate, whose dataset is a scans dataset of the same images, one for every seed, which a scans
@@ -243,11 +243,19 @@ def _check_teach(cfg: dict, path: str, i: int, m: dict, used: Dict[int, str], sc
         raise BenchmarkConfigError(f"{where}.rounds must be a list of dataset ids (each + seed), got {rounds!r}")
     for j, rid in enumerate(rounds):   # each round's datasets take id + seed, as the student's
         _claim_student_ids(cfg, f"{where}.rounds[{j}]", i, {**m, "round": {"dataset": {"id": rid}}}, "round", used)
+    dep = t.get("deploy_all")
+    if dep is not None:   # the deployed student's dataset takes id + seed, as the student's
+        if not isinstance(dep, int) or isinstance(dep, bool):
+            raise BenchmarkConfigError(f"{where}.deploy_all must be a dataset id (+ seed), got {dep!r}")
+        if t.get("finetune") is not None:
+            raise BenchmarkConfigError(f"{where}: deploy_all with finetune is not built; leave one of them out")
     try:
         gate_rule(t)
     except (TypeError, ValueError) as e:
         raise BenchmarkConfigError(f"{where}: {e}") from None
     _claim_student_ids(cfg, where, i, m, "teach", used)
+    if dep is not None:
+        _claim_student_ids(cfg, f"{where}.deploy_all", i, {**m, "deploy": {"dataset": {"id": dep}}}, "deploy", used)
     dt = t.get("dante_teach")
     if dt is not None:
         if not (isinstance(dt, dict) and isinstance(dt.get("trainer"), str)):

@@ -505,11 +505,18 @@ class Runner:
                                f"{gate['chosen']!r} of {candidates}")
         m = dict(rows[role[0]])
         m["gate"] = {k: gate[k] for k in ("chosen", "reason", "regions", "overall", "teacher", "model")}
-        # the deployed model: the chosen one's fold ensemble, as decision.json's predict command runs it
+        # the deployed model: the chosen one's fold ensemble, as decision.json's predict command runs it, or
+        # with deploy_all the deployed student (fold all; the fold ensemble then under fold_ensemble)
         folds = " ".join(str(f) for f in chosen["folds"])
-        deployed = self.predict_and_evaluate(f"{key}_deployed_{role[0]}", test, test["limited"],
+        ensemble = self.predict_and_evaluate(f"{key}_deployed_{role[0]}", test, test["limited"],
                                              int(chosen["dataset"]), chosen["trainer"], folds)
-        m["gate"]["deployed"] = {"folds": list(chosen["folds"]), "mean": deployed["mean"]}
+        m["gate"]["deployed"] = {"folds": list(chosen["folds"]), "mean": ensemble["mean"]}
+        if gate.get("deploy"):
+            dep = gate["deploy"]
+            deployed = self.predict_and_evaluate(f"{key}_deployed_all", test, test["limited"], int(dep["dataset"]),
+                                                 dep["trainer"], "all")
+            m["gate"]["fold_ensemble"] = m["gate"]["deployed"]
+            m["gate"]["deployed"] = {"folds": ["all"], "dataset": int(dep["dataset"]), "mean": deployed["mean"]}
         if gate.get("candidates"):   # each candidate's comparison with the plain model
             m["gate"]["candidates"] = {n: {k: c[k] for k in ("passed", "reason", "regions", "overall")}
                                        for n, c in gate["candidates"].items()}
@@ -537,6 +544,7 @@ class Runner:
             unsure_band=None if t.get("unsure_band") is None else float(t["unsure_band"]),
             finetune=None if t.get("finetune") is None else float(t["finetune"]),
             rounds=[int(r) + (seed or 0) for r in t.get("rounds", [])],
+            deploy_all=None if t.get("deploy_all") is None else int(t["deploy_all"]) + (seed or 0),
             predict_args=[str(a) for a in self.cfg.get("predict_args", [])],
             rule=gate_rule(t),
             dante_teach=self.seeded(dt["trainer"], seed) if dt else None,

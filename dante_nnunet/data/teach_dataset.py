@@ -45,6 +45,11 @@ def pseudo_case_name(fold: int, scan: str) -> str:
     return f"pl{int(fold)}_{scan}"
 
 
+def ensemble_case_name(scan: str) -> str:
+    """The deployed student's dataset's name of ``scan`` labelled by the fold teachers' ensemble."""
+    return f"ens_{scan}"
+
+
 # ------------------------------------------------------------------------------------------ checks
 def check_scans(scans_dir: str, source: str) -> Dict[str, List[str]]:
     """{scan: its channel files, one per channel of ``source``'s dataset.json}, checked as the module says
@@ -298,13 +303,15 @@ def student_splits(splits: Sequence[dict], folds: Sequence[int], kept: Mapping[i
 def write_student_dataset(source: str, scans: Mapping[str, Sequence[str]], labels: Mapping[int, str],
                           kept: Mapping[int, Sequence[str]], splits: Sequence[dict], folds: Sequence[int],
                           raw_root: str, folder_name: str, settings: Optional[dict] = None,
-                          unsure_band: Optional[float] = None) -> str:
+                          unsure_band: Optional[float] = None, ensemble: bool = False) -> str:
     """The student dataset (module docstring) as ``raw_root/folder_name``, written into a temporary folder
     and renamed. ``labels[k]``: fold k's teacher's predictions of every scan; ``kept[k]``: the scans fold k
     keeps. Every prediction is checked (one per scan, on its grid, known label values) before writing.
     ``unsure_band``: each copy's label is ``mask_unsure`` of fold k's teacher's label and probabilities
     (``labels[k]/<scan>.npz``, nnUNetv2_predict --save_probabilities), the ignore label added to the
-    dataset.json, and the masked share of each copy's voxels recorded there (``pseudo_label_masking``)."""
+    dataset.json, and the masked share of each copy's voxels recorded there (``pseudo_label_masking``).
+    ``ensemble``: the deployed student's dataset instead (one fold, ``labels[0]`` the fold teachers'
+    ensemble labels, ``ensemble_labels``; copies named ``ens_<scan>``)."""
     dj = load_json(join(source, "dataset.json"))
     ending = dj["file_ending"]
     split = ChannelSplit.from_dataset_json(dj, join(source, "dataset.json"))
@@ -329,7 +336,7 @@ def write_student_dataset(source: str, scans: Mapping[str, Sequence[str]], label
             shutil.copyfile(join(source, "labelsTr", case + ending), join(tmp, "labelsTr", case + ending))
         for k in folds:
             for scan in kept[k]:
-                name = pseudo_case_name(k, scan)
+                name = ensemble_case_name(scan) if ensemble else pseudo_case_name(k, scan)
                 pseudo.append(name)
                 for c, f in enumerate(scans[scan]):
                     shutil.copyfile(f, join(tmp, "imagesTr", f"{name}_{c:04d}{ending}"))
@@ -346,8 +353,11 @@ def write_student_dataset(source: str, scans: Mapping[str, Sequence[str]], label
         out.update({"numTraining": len(labelled) + len(pseudo), "name": folder_name.split("_", 1)[1],
                     "dante": dante_block_of(dj, labelled),
                     "description": f"dante_nnunet teach: {len(labelled)} labelled cases of "
-                                   f"{os.path.basename(source)} and, per fold k of {list(folds)}, the scans of "
-                                   f"{scans_dir} labelled by fold k's teacher (pl<k>_<scan>)",
+                                   f"{os.path.basename(source)} and "
+                                   + (f"the scans of {scans_dir} labelled by the fold teachers' ensemble (ens_<scan>), "
+                                      f"for the deployed student (nnU-Net fold all)" if ensemble else
+                                      f"per fold k of {list(folds)}, the scans of {scans_dir} labelled by fold k's "
+                                      f"teacher (pl<k>_<scan>)"),
                     "pseudo_labelled_cases": sorted(pseudo)})
         if settings is not None:
             out["teach"] = settings
@@ -365,6 +375,56 @@ def labels_from_probabilities(probabilities: np.ndarray, regions_class_order: Op
     for channel, value in zip(p, regions_class_order):
         out[channel > 0.5] = value
     return out
+
+
+def ensemble_labels(label_dirs: Sequence[str], scans: Sequence[str], ending: str, out_dir: str,
+                    regions_class_order: Optional[Sequence[int]]) -> str:
+    """The fold teachers' ensemble labels of ``scans`` into ``out_dir`` (new): per scan, the mean over
+    ``label_dirs`` of each teacher's probabilities (``<scan>.npz``, nnUNetv2_predict --save_probabilities),
+    made a label map as nnU-Net makes one (``labels_from_probabilities``; what ``nnUNetv2_predict -f`` with
+    several folds writes) on the grid of the first folder's ``<scan><ending>``. Every file is read and checked
+    (present; each scan's probabilities of one shape and reproducing the first folder's label map) before
+    the folder is complete: written into a temporary folder and renamed, removed on an error."""
+    if isdir(out_dir):
+        raise FileExistsError(f"{out_dir} exists; the ensemble labels are written into a new folder")
+    for scan in scans:
+        for d in label_dirs:
+            for f in (join(d, scan + ".npz"), join(d, scan + ending)):
+                if not isfile(f):
+                    raise FileNotFoundError(f"{f} does not exist: the ensemble needs every fold teacher's label and "
+                                            f"probabilities of every scan (nnUNetv2_predict --save_probabilities)")
+    tmp = out_dir.rstrip("/") + ".partial"
+    if isdir(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    try:
+        _write_ensemble(label_dirs, scans, ending, tmp, regions_class_order)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.rename(tmp, out_dir)
+    return out_dir
+
+
+def _write_ensemble(label_dirs: Sequence[str], scans: Sequence[str], ending: str, out_dir: str,
+                    regions_class_order: Optional[Sequence[int]]) -> None:
+    import SimpleITK as sitk
+    for scan in scans:
+        probs = [np.load(join(d, scan + ".npz"))["probabilities"].astype(np.float32) for d in label_dirs]
+        if len({p.shape for p in probs}) != 1:
+            raise ValueError(f"{scan}: the fold teachers' probabilities differ in shape "
+                             f"({', '.join(f'{d}: {p.shape}' for d, p in zip(label_dirs, probs))})")
+        image = sitk.ReadImage(join(label_dirs[0], scan + ending))
+        first = sitk.GetArrayFromImage(image)
+        if probs[0].shape[1:] != first.shape or \
+                np.mean(labels_from_probabilities(probs[0], regions_class_order) != first) > 0.001:
+            raise ValueError(f"{join(label_dirs[0], scan + '.npz')}: its probabilities do not reproduce "
+                             f"{join(label_dirs[0], scan + ending)}; both must come from one nnUNetv2_predict "
+                             f"--save_probabilities run")
+        seg = labels_from_probabilities(np.mean(probs, axis=0), regions_class_order)
+        written = sitk.GetImageFromArray(seg.astype(np.uint8))
+        written.CopyInformation(image)
+        sitk.WriteImage(written, join(out_dir, scan + ending))
 
 
 def _write_masked(prediction: str, ending: str, out_file: str, band: float, ignore: int,

@@ -28,6 +28,11 @@ commands, each printed before it runs and skipped on a rerun when its output is 
 5. **student** (default ``LowerBoundTrainer``) trained on each fold of the student dataset; with ``finetune``
    x, each fold's student is then fine-tuned on fold k of the labelled dataset (the token tune<x>) and that
    model is the student the gate judges.
+   With ``deploy_all`` (a dataset id), once the gate has chosen the student: the **deployed student**, one more
+   student on nnU-Net's fold ``all`` of a dataset of every labelled case of the folds plus each scan labelled
+   by the fold teachers' ensemble (their mean probabilities, ``data/teach_dataset.ensemble_labels``); it is
+   what ``decision.json`` deploys (``deploy``). The gate judged the recipe by cross-validation; this model,
+   trained by the same recipe on all the labelled cases, has no held-out case left, as nnU-Net's fold all.
 6. optionally **DANTE as its own teacher** (``dante_teach``, a ``DANTETrainer_teach`` name): one more
    dataset, the labelled cases plus the scans as unlabelled cases (what ``dante_nnunet add-scans`` writes,
    with the labelled dataset's plans and split), and that trainer on each fold: a second candidate, validated
@@ -202,6 +207,8 @@ class TeachSettings:
     finetune: Optional[float] = None     # fine-tune each student on its fold's real cases for this share of the
                                          # schedule (token tune<x>); the fine-tuned model is then the student
     rounds: List[int] = field(default_factory=list)   # one dataset id per extra teacher round (new ids)
+    deploy_all: Optional[int] = None     # the deployed student's dataset (new id): all labelled cases + the
+                                         # scans labelled by the fold teachers' ensemble, nnU-Net fold all
     plans: str = "nnUNetPlans"
     device: str = "cuda"
     predict_args: List[str] = field(default_factory=list)
@@ -214,10 +221,10 @@ class TeachSettings:
     def recorded(self) -> dict:
         """What a rerun must agree with (device, predict arguments, the gate's bar and the DANTE candidate may
         change: a rerun with another ``rule`` only decides again, one that adds ``dante_teach`` trains
-        that candidate and decides again)."""
+        that candidate and decides again, one that adds ``deploy_all`` trains the deployed student)."""
         d = asdict(self)
         for k in ("device", "predict_args", "test_dirs", "rule", "dante_teach", "dante_teach_id",
-                  "dante_teach_name"):
+                  "dante_teach_name", "deploy_all"):
             d.pop(k)
         d["scans"] = os.path.abspath(d["scans"])
         return d
@@ -299,6 +306,11 @@ class Teach:
         name = self.s.dante_teach_name or f"{self.s.student_name}Scans"
         return os.path.basename(hit) if hit else f"Dataset{int(self.s.dante_teach_id):03d}_{name}"
 
+    @property
+    def deploy_folder_name(self) -> str:
+        """The deployed student's dataset folder (``deploy_all``)."""
+        return f"Dataset{int(self.s.deploy_all):03d}_{self.s.student_name}All"
+
     def preprocessed(self, folder_name: str) -> str:
         return join(self.env["nnUNet_preprocessed"], folder_name)
 
@@ -318,6 +330,20 @@ class Teach:
         if bad:
             raise TeachError(f"{RECIPE_OPTIONS[bad[0]][0]} {bad[1]}")
         taken = [int(s.source), int(s.student_id)] + ([int(s.dante_teach_id)] if s.dante_teach_id is not None else [])
+        if s.deploy_all is not None:
+            if not 0 < int(s.deploy_all) < 1000 or int(s.deploy_all) in taken + [int(r) for r in s.rounds]:
+                raise TeachError(f"the deployed student's dataset id {s.deploy_all} must be 1..999 and differ from the "
+                                 f"labelled, student, DANTE candidate's and teacher rounds' ids")
+            if s.finetune is not None:
+                raise TeachError("--deploy-all with --finetune is not built: the deployed student would need a "
+                                 "fine-tune on every labelled case; leave one of them out")
+            hit = self._folder("nnUNet_raw", s.deploy_all)
+            if hit is None:
+                self._refuse_id_in_use(int(s.deploy_all), ("nnUNet_preprocessed", "nnUNet_results"),
+                                       "the deployed student's dataset")
+            elif os.path.basename(hit) != self.deploy_folder_name:
+                raise TeachError(f"dataset id {s.deploy_all} is in use ({hit}); choose a free id for the deployed "
+                                 f"student's dataset")
         for i, rid in enumerate(s.rounds):
             if not 0 < int(rid) < 1000 or int(rid) in taken + [int(r) for r in s.rounds[:i]]:
                 raise TeachError(f"teacher round dataset id {rid} must be 1..999 and differ from the labelled, student, "
@@ -685,7 +711,36 @@ class Teach:
             self.scans_dataset()
             for k in s.folds:
                 self.train(f"dante_teach_fold{k}", s.dante_teach_id, self.dante_teach_folder_name, s.dante_teach, k)
-        return self.decide()
+        decision = self.decide()
+        if s.deploy_all is not None and decision["chosen"] == "student":
+            self.deploy_dataset(scans, labels)
+            self.train("deployed_student", s.deploy_all, self.deploy_folder_name, s.student, "all")
+            decision = self.decide()
+        return decision
+
+    def deploy_dataset(self, scans: Mapping[str, Sequence[str]], labels: Mapping[int, str]) -> None:
+        """The deployed student's dataset (``deploy_all``): the fold teachers' ensemble labels of every scan
+        (``ensemble_predictions`` in the work folder; from the last round's teachers), then every labelled
+        case of the folds + the scans so labelled, preprocessed with the labelled dataset's plans; each step
+        skipped when done."""
+        from dante_nnunet.data.teach_dataset import ensemble_labels, labels_from_probabilities, write_student_dataset
+        s = self.s
+        name = self.deploy_folder_name
+        if self._folder("nnUNet_raw", s.deploy_all) is None:
+            dj = load_json(join(self.source, "dataset.json"))
+            ens = join(self.work, "ensemble_predictions")
+            if not isdir(ens):
+                ensemble_labels([labels[k] for k in s.folds], sorted(scans), dj["file_ending"], ens,
+                                dj.get("regions_class_order"))
+            everything = sorted({c for k in s.folds for c in list(self.splits[k]["train"]) + list(self.splits[k]["val"])})
+            write_student_dataset(self.source, scans, {0: ens}, {0: sorted(scans)},
+                                  [{"train": everything, "val": []}], [0], self.env["nnUNet_raw"], name,
+                                  settings=self.s.recorded(), ensemble=True)
+            print(f"[teach] {self.prefix}deployed student's dataset: wrote {join(self.env['nnUNet_raw'], name)}",
+                  flush=True)
+        if not preprocess_with_plans_of(s.source, s.deploy_all, self.env, self._run, s.configuration,
+                                        "deploy_dataset", s.plans):
+            print(f"[teach] {self.prefix}deployed student's dataset: preprocessed, skipped", flush=True)
 
     def decide(self) -> dict:
         from dante_nnunet.jobs.evaluation import regions_from_dataset_json
@@ -709,6 +764,12 @@ class Teach:
         d["model"] = {"dataset": int(did), "trainer": trainer, "configuration": s.configuration, "plans": s.plans,
                       "folds": list(s.folds)}
         d["models"] = {role: {"dataset": did_, "trainer": tr} for role, (did_, _, tr) in models.items()}
+        deployed = join(self.results(self.deploy_folder_name, s.student), "fold_all", "checkpoint_final.pth") \
+            if s.deploy_all is not None else None
+        if deployed and d["chosen"] == "student" and isfile(deployed):   # the deployed student (deploy_all)
+            did, trainer, folds = int(s.deploy_all), s.student, "all"
+            d["deploy"] = {"dataset": did, "trainer": trainer, "configuration": s.configuration, "plans": s.plans,
+                           "folds": ["all"]}
         d["predict"] = (f"nnUNetv2_predict -i LIMITED_DIR -o OUT -d {did} -c {s.configuration} -tr {trainer} "
                         f"-p {s.plans} -f {folds} -device {s.device}")
         d["export"] = f"dante_nnunet export --decision {shlex.quote(join(self.work, DECISION_FILE))} -o EXPORT_ROOT"
@@ -733,7 +794,7 @@ def read_decision(path: str) -> dict:
         raise FileNotFoundError(f"{path} does not exist (dante_nnunet teach writes it)")
     try:
         d = load_json(path)
-        m = d["model"]
+        m = d.get("deploy") or d["model"]   # the deployed student (teach --deploy-all), else the chosen model
         return {"dataset": int(m["dataset"]), "trainer": str(m["trainer"]), "configuration": str(m["configuration"]),
                 "plans": str(m.get("plans", "nnUNetPlans")), "folds": [str(f) for f in m["folds"]]}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
