@@ -422,8 +422,9 @@ class Teach:
             old = load_json(record)
             old.pop("min_gain_se", None)   # written by runs before the bar could change on a resume
             new = self.s.recorded()
-            # a setting an older record lacks was added later with the default None (the old behaviour)
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            # a setting an older record lacks was added later, its default the old behaviour (None, or no rounds)
+            defaults = asdict(TeachSettings(source=0, scans="", student_id=0, student_name=""))
+            diff = sorted(k for k in set(old) | set(new) if old.get(k, defaults.get(k)) != new.get(k))
             if diff:
                 raise TeachError(f"{record} records an earlier teach run with other settings ({', '.join(diff)}); "
                                  f"use another student dataset id, or the same settings to resume")
