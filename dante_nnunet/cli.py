@@ -339,9 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "fold's labelled cases + the scans it labelled (dataset ID) and labels the scans anew; the "
                         "student learns from the last round's labels (default: one round, no ID)")
     s.add_argument("--deploy-all", type=int, default=None, metavar="ID",
-                   help="when the gate chooses the student, train the deployed student: one more student, on nnU-Net's "
-                        "fold all of a new dataset ID holding every labelled case of the folds and the scans labelled "
-                        "by the fold teachers' ensemble (their mean probabilities); decision.json then deploys it "
+                   help="when the gate chooses the student, train the deployed student: one more student, on every case "
+                        "of a new dataset ID holding every labelled case of the folds and the scans labelled by the "
+                        "fold teachers' ensemble (their mean probabilities); decision.json then deploys it "
                         "(default: the fold students' ensemble); a rerun may add it")
     s.add_argument("--test-dir", nargs="+", default=[], dest="test_dirs", metavar="DIR",
                    help="folders of test cases (limited channels only, numbered as for nnUNetv2_predict, or every "

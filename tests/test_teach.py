@@ -483,8 +483,8 @@ def test_ensemble_labels_by_hand_and_the_deployed_students_dataset(source, tmp_p
 def test_read_decision_prefers_the_deployed_student(tmp_path):
     f = tmp_path / "decision.json"
     model = {"dataset": 580, "trainer": "LowerBoundTrainer", "configuration": "3d_fullres", "folds": [0, 1]}
-    f.write_text(json.dumps({"model": model, "deploy": {**model, "dataset": 590, "folds": ["all"]}}))
-    assert read_decision(str(f))["dataset"] == 590 and read_decision(str(f))["folds"] == ["all"]
+    f.write_text(json.dumps({"model": model, "deploy": {**model, "dataset": 590, "folds": [0]}}))
+    assert read_decision(str(f))["dataset"] == 590 and read_decision(str(f))["folds"] == ["0"]
 
 
 def test_real_repeats_by_hand_and_nnunets_loader_draws_at_that_share():

@@ -506,7 +506,7 @@ class Runner:
         m = dict(rows[role[0]])
         m["gate"] = {k: gate[k] for k in ("chosen", "reason", "regions", "overall", "teacher", "model")}
         # the deployed model: the chosen one's fold ensemble, as decision.json's predict command runs it, or
-        # with deploy_all the deployed student (fold all; the fold ensemble then under fold_ensemble)
+        # with deploy_all the deployed student (the fold ensemble then under fold_ensemble)
         folds = " ".join(str(f) for f in chosen["folds"])
         ensemble = self.predict_and_evaluate(f"{key}_deployed_{role[0]}", test, test["limited"],
                                              int(chosen["dataset"]), chosen["trainer"], folds)
@@ -514,9 +514,10 @@ class Runner:
         if gate.get("deploy"):
             dep = gate["deploy"]
             deployed = self.predict_and_evaluate(f"{key}_deployed_all", test, test["limited"], int(dep["dataset"]),
-                                                 dep["trainer"], "all")
+                                                 dep["trainer"], " ".join(str(f) for f in dep["folds"]))
             m["gate"]["fold_ensemble"] = m["gate"]["deployed"]
-            m["gate"]["deployed"] = {"folds": ["all"], "dataset": int(dep["dataset"]), "mean": deployed["mean"]}
+            m["gate"]["deployed"] = {"folds": list(dep["folds"]), "dataset": int(dep["dataset"]),
+                                     "mean": deployed["mean"]}
         if gate.get("candidates"):   # each candidate's comparison with the plain model
             m["gate"]["candidates"] = {n: {k: c[k] for k in ("passed", "reason", "regions", "overall")}
                                        for n, c in gate["candidates"].items()}

@@ -355,7 +355,7 @@ def write_student_dataset(source: str, scans: Mapping[str, Sequence[str]], label
                     "description": f"dante_nnunet teach: {len(labelled)} labelled cases of "
                                    f"{os.path.basename(source)} and "
                                    + (f"the scans of {scans_dir} labelled by the fold teachers' ensemble (ens_<scan>), "
-                                      f"for the deployed student (nnU-Net fold all)" if ensemble else
+                                      f"for the deployed student" if ensemble else
                                       f"per fold k of {list(folds)}, the scans of {scans_dir} labelled by fold k's "
                                       f"teacher (pl<k>_<scan>)"),
                     "pseudo_labelled_cases": sorted(pseudo)})

@@ -29,10 +29,12 @@ commands, each printed before it runs and skipped on a rerun when its output is 
    x, each fold's student is then fine-tuned on fold k of the labelled dataset (the token tune<x>) and that
    model is the student the gate judges.
    With ``deploy_all`` (a dataset id), once the gate has chosen the student: the **deployed student**, one more
-   student on nnU-Net's fold ``all`` of a dataset of every labelled case of the folds plus each scan labelled
-   by the fold teachers' ensemble (their mean probabilities, ``data/teach_dataset.ensemble_labels``); it is
-   what ``decision.json`` deploys (``deploy``). The gate judged the recipe by cross-validation; this model,
-   trained by the same recipe on all the labelled cases, has no held-out case left, as nnU-Net's fold all.
+   student on a dataset of every labelled case of the folds plus each scan labelled by the fold teachers'
+   ensemble (their mean probabilities, ``data/teach_dataset.ensemble_labels``), on its one fold (every case;
+   validated on the labelled cases, which it trained on: a check of fit, as nnU-Net's fold ``all``, whose
+   final validation would predict every scan again); it is what ``decision.json`` deploys (``deploy``). The
+   gate judged the recipe by cross-validation; this model, the same recipe on all the labelled cases, has
+   no held-out case left.
 6. optionally **DANTE as its own teacher** (``dante_teach``, a ``DANTETrainer_teach`` name): one more
    dataset, the labelled cases plus the scans as unlabelled cases (what ``dante_nnunet add-scans`` writes,
    with the labelled dataset's plans and split), and that trainer on each fold: a second candidate, validated
@@ -62,6 +64,7 @@ from dante_nnunet.jobs.nnunet_jobs import preprocess_with_plans_of, run_command
 from dante_nnunet.trainer_names import finetuned_name
 
 DECISION_FILE = "decision.json"
+DEPLOY_FOLD = 0   # the deployed student's one fold (teach --deploy-all): every case of its dataset
 MIN_VALIDATION_CASES = 10   # fewer: teach warns before any work that only a large gain can pass the gate
 
 
@@ -208,7 +211,7 @@ class TeachSettings:
                                          # schedule (token tune<x>); the fine-tuned model is then the student
     rounds: List[int] = field(default_factory=list)   # one dataset id per extra teacher round (new ids)
     deploy_all: Optional[int] = None     # the deployed student's dataset (new id): all labelled cases + the
-                                         # scans labelled by the fold teachers' ensemble, nnU-Net fold all
+                                         # scans labelled by the fold teachers' ensemble (DEPLOY_FOLD)
     plans: str = "nnUNetPlans"
     device: str = "cuda"
     predict_args: List[str] = field(default_factory=list)
@@ -715,7 +718,7 @@ class Teach:
         decision = self.decide()
         if s.deploy_all is not None and decision["chosen"] == "student":
             self.deploy_dataset(scans, labels)
-            self.train("deployed_student", s.deploy_all, self.deploy_folder_name, s.student, "all")
+            self.train("deployed_student", s.deploy_all, self.deploy_folder_name, s.student, DEPLOY_FOLD)
             decision = self.decide()
         return decision
 
@@ -733,7 +736,7 @@ class Teach:
             if not isdir(ens):
                 ensemble_labels([labels[k] for k in s.folds], sorted(scans), dj["file_ending"], ens,
                                 dj.get("regions_class_order"))
-            everything = sorted({c for k in s.folds for c in list(self.splits[k]["train"]) + list(self.splits[k]["val"])})
+            everything = self._labelled_of_folds()
             write_student_dataset(self.source, scans, {0: ens}, {0: sorted(scans)},
                                   [{"train": everything, "val": []}], [0], self.env["nnUNet_raw"], name,
                                   settings=self.s.recorded(), ensemble=True)
@@ -742,6 +745,16 @@ class Teach:
         if not preprocess_with_plans_of(s.source, s.deploy_all, self.env, self._run, s.configuration,
                                         "deploy_dataset", s.plans):
             print(f"[teach] {self.prefix}deployed student's dataset: preprocessed, skipped", flush=True)
+        splits_file = join(self.preprocessed(name), "splits_final.json")
+        if not isfile(splits_file):   # one fold: every case; validated on the labelled cases (trained on)
+            from dante_nnunet.data.pseudo_label_dataset import pseudo_label_split
+            labelled = self._labelled_of_folds()
+            ens = load_json(join(self._folder("nnUNet_raw", s.deploy_all), "dataset.json"))["pseudo_labelled_cases"]
+            save_json(pseudo_label_split({"train": labelled, "val": labelled}, ens), splits_file)
+
+    def _labelled_of_folds(self) -> List[str]:
+        """Every labelled case of the folds: their training and validation cases."""
+        return sorted({c for k in self.s.folds for c in list(self.splits[k]["train"]) + list(self.splits[k]["val"])})
 
     def decide(self) -> dict:
         from dante_nnunet.jobs.evaluation import regions_from_dataset_json
@@ -765,12 +778,12 @@ class Teach:
         d["model"] = {"dataset": int(did), "trainer": trainer, "configuration": s.configuration, "plans": s.plans,
                       "folds": list(s.folds)}
         d["models"] = {role: {"dataset": did_, "trainer": tr} for role, (did_, _, tr) in models.items()}
-        deployed = join(self.results(self.deploy_folder_name, s.student), "fold_all", "checkpoint_final.pth") \
+        deployed = join(self.results(self.deploy_folder_name, s.student), f"fold_{DEPLOY_FOLD}", "checkpoint_final.pth") \
             if s.deploy_all is not None else None
         if deployed and d["chosen"] == "student" and isfile(deployed):   # the deployed student (deploy_all)
-            did, trainer, folds = int(s.deploy_all), s.student, "all"
+            did, trainer, folds = int(s.deploy_all), s.student, str(DEPLOY_FOLD)
             d["deploy"] = {"dataset": did, "trainer": trainer, "configuration": s.configuration, "plans": s.plans,
-                           "folds": ["all"]}
+                           "folds": [DEPLOY_FOLD]}
         d["predict"] = (f"nnUNetv2_predict -i LIMITED_DIR -o OUT -d {did} -c {s.configuration} -tr {trainer} "
                         f"-p {s.plans} -f {folds} -device {s.device}")
         d["export"] = f"dante_nnunet export --decision {shlex.quote(join(self.work, DECISION_FILE))} -o EXPORT_ROOT"
