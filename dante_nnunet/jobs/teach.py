@@ -727,18 +727,20 @@ class Teach:
         (``ensemble_predictions`` in the work folder; from the last round's teachers), then every labelled
         case of the folds + the scans so labelled, preprocessed with the labelled dataset's plans; each step
         skipped when done."""
-        from dante_nnunet.data.teach_dataset import ensemble_labels, labels_from_probabilities, write_student_dataset
+        from dante_nnunet.data.pseudo_label_dataset import pseudo_label_split
+        from dante_nnunet.data.teach_dataset import ensemble_case_name, ensemble_labels, write_student_dataset
         s = self.s
         name = self.deploy_folder_name
+        # every labelled case of the folds: their training and validation cases
+        labelled = sorted({c for k in s.folds for c in list(self.splits[k]["train"]) + list(self.splits[k]["val"])})
         if self._folder("nnUNet_raw", s.deploy_all) is None:
             dj = load_json(join(self.source, "dataset.json"))
             ens = join(self.work, "ensemble_predictions")
             if not isdir(ens):
                 ensemble_labels([labels[k] for k in s.folds], sorted(scans), dj["file_ending"], ens,
                                 dj.get("regions_class_order"))
-            everything = self._labelled_of_folds()
             write_student_dataset(self.source, scans, {0: ens}, {0: sorted(scans)},
-                                  [{"train": everything, "val": []}], [0], self.env["nnUNet_raw"], name,
+                                  [{"train": labelled, "val": []}], [0], self.env["nnUNet_raw"], name,
                                   settings=self.s.recorded(), ensemble=True)
             print(f"[teach] {self.prefix}deployed student's dataset: wrote {join(self.env['nnUNet_raw'], name)}",
                   flush=True)
@@ -747,14 +749,8 @@ class Teach:
             print(f"[teach] {self.prefix}deployed student's dataset: preprocessed, skipped", flush=True)
         splits_file = join(self.preprocessed(name), "splits_final.json")
         if not isfile(splits_file):   # one fold: every case; validated on the labelled cases (trained on)
-            from dante_nnunet.data.pseudo_label_dataset import pseudo_label_split
-            labelled = self._labelled_of_folds()
-            ens = load_json(join(self._folder("nnUNet_raw", s.deploy_all), "dataset.json"))["pseudo_labelled_cases"]
-            save_json(pseudo_label_split({"train": labelled, "val": labelled}, ens), splits_file)
-
-    def _labelled_of_folds(self) -> List[str]:
-        """Every labelled case of the folds: their training and validation cases."""
-        return sorted({c for k in self.s.folds for c in list(self.splits[k]["train"]) + list(self.splits[k]["val"])})
+            save_json(pseudo_label_split({"train": labelled, "val": labelled},
+                                         [ensemble_case_name(c) for c in scans]), splits_file)
 
     def decide(self) -> dict:
         from dante_nnunet.jobs.evaluation import regions_from_dataset_json
@@ -778,9 +774,8 @@ class Teach:
         d["model"] = {"dataset": int(did), "trainer": trainer, "configuration": s.configuration, "plans": s.plans,
                       "folds": list(s.folds)}
         d["models"] = {role: {"dataset": did_, "trainer": tr} for role, (did_, _, tr) in models.items()}
-        deployed = join(self.results(self.deploy_folder_name, s.student), f"fold_{DEPLOY_FOLD}", "checkpoint_final.pth") \
-            if s.deploy_all is not None else None
-        if deployed and d["chosen"] == "student" and isfile(deployed):   # the deployed student (deploy_all)
+        if s.deploy_all is not None and d["chosen"] == "student" and isfile(join(     # the deployed student
+                self.results(self.deploy_folder_name, s.student), f"fold_{DEPLOY_FOLD}", "checkpoint_final.pth")):
             did, trainer, folds = int(s.deploy_all), s.student, str(DEPLOY_FOLD)
             d["deploy"] = {"dataset": did, "trainer": trainer, "configuration": s.configuration, "plans": s.plans,
                            "folds": [DEPLOY_FOLD]}
