@@ -174,3 +174,92 @@ def test_add_scans_then_nnunetv2_train_teaches_on_them(e2e_dataset, tmp_path):
     validated = {os.path.basename(c["reference_file"]) for c in summary["metric_per_case"]}
     assert validated and not any(v.startswith("ScansU") for v in validated)
     assert os.path.isfile(os.path.join(fold, "progress.png"))
+
+
+# ------------------------------------------------------------------ the target path, checked by hand (issue 48)
+def _nested_labels(shape):
+    """A label map whose regions are nested boxes of distinct sizes (WT = 1|2|3, TC = 2|3, ET = 3) and an
+    ignore slab (4), so that every region channel and every level has its own hand-countable content."""
+    lab = torch.zeros(1, *shape)
+    lab[0, 1:15, 1:14, 2:13] = 1
+    lab[0, 3:12, 4:11, 3:10] = 2
+    lab[0, 5:9, 5:10, 5:8] = 3
+    lab[0, :, :, 14:] = 4
+    return lab
+
+
+def _by_hand(lab, scales, regions, ignore):
+    """Per deep-supervision level: nnU-Net's target written out by hand. Downsampling by 1/f is
+    'nearest-exact', i.e. source voxel floor((i + 0.5) f) of each axis; channels are the regions in
+    dataset.json order, then the ignore label."""
+    out = []
+    for sc in scales:
+        idx = [torch.floor((torch.arange(round(n * s)) + 0.5) / s).long() for n, s in zip(lab.shape[1:], sc)]
+        sub = lab[0][idx[0]][:, idx[1]][:, :, idx[2]]
+        chans = [torch.isin(sub, torch.tensor(list(r), dtype=sub.dtype)) for r in regions] + [sub == ignore]
+        out.append(torch.stack(chans).float())
+    return out
+
+
+def test_the_taught_target_reaches_every_level_in_nnunets_channel_order(monkeypatch):
+    """Issue 48: nnU-Net's own transforms (its validation pipeline: regions + ignore label, then deep-supervision
+    downsampling) make the real targets of a labelled case and of a scan; the step then mixes them with the
+    full pathway's output. Checked against hand computations at every level: the labelled case's channels
+    (region order, ignore last) and the scan's taught channels from the same level's full-pathway logits.
+    A channel or level shifted anywhere on that path fails here."""
+    from dante_nnunet.jobs import inmemory
+    from nnunetv2.paths import nnUNet_preprocessed
+    p = inmemory.plans(DATASET, "3d_fullres", features=(4, 8, 16, 32), patch=(16, 16, 16))
+    folder = os.path.join(str(nnUNet_preprocessed), DATASET, p["configurations"]["3d_fullres"]["data_identifier"])
+    os.makedirs(folder, exist_ok=True)
+    open(os.path.join(folder, "case.b2nd"), "w").close()
+    with open(os.path.join(str(nnUNet_preprocessed), DATASET, "splits_final.json"), "w") as fh:
+        json.dump([{"train": LABELLED[:4] + SCANS[:2], "val": LABELLED[4:] + SCANS[2:]}], fh)
+    p["continue_training"] = False
+    t = trainer_class("DANTETrainer_teach")(p, "3d_fullres", 0, _dj(), device=torch.device("cpu"))
+    t.initialize()
+    lm = t.label_manager
+    assert lm.has_regions and lm.ignore_label == 4
+    scales = t._get_deep_supervision_scales()
+    assert len(scales) == 3 and len({tuple(s) for s in scales}) == 3      # three levels, each its own shape
+    transforms = t.get_validation_transforms(scales, is_cascaded=False, foreground_labels=lm.foreground_labels,
+                                             regions=lm.foreground_regions, ignore_label=lm.ignore_label)
+    shape = tuple(p["configurations"]["3d_fullres"]["patch_size"])
+    lab = _nested_labels(shape)
+    scan = torch.full((1, *shape), 4.0)                                  # add-scans: the ignore label everywhere
+    g = torch.Generator().manual_seed(0)
+    images = [torch.randn(4, *shape, generator=g) for _ in range(2)]
+    real = [transforms(image=im, segmentation=s) for im, s in zip(images, (lab, scan))]
+    regions = [(1, 2, 3), (2, 3), (3,)]                                 # dataset.json: WT, TC, ET
+    assert [tuple(sorted(r)) for r in lm.foreground_regions] == regions
+    for level, (want_lab, want_scan) in enumerate(zip(_by_hand(lab, scales, regions, 4),
+                                                      _by_hand(scan, scales, regions, 4))):
+        assert torch.equal(real[0]["segmentation"][level].float(), want_lab), f"labelled case, level {level}"
+        assert torch.equal(real[1]["segmentation"][level].float(), want_scan), f"scan, level {level}"
+        assert want_lab[2].sum() < want_lab[1].sum() < want_lab[0].sum() and want_lab[3].any()
+    batch = {"data": torch.stack([r["image"] for r in real]),
+             "target": [torch.stack([r["segmentation"][k] for r in real]).float() for k in range(len(scales))],
+             "keys": np.array(["c0", "u0"])}
+    seen = {}
+    real_loss = t.loss.forward
+
+    def spy(output, target, has_privileged=None, limited_target=None):
+        seen.update(output=output, limited_target=limited_target)
+        return real_loss(output, target, has_privileged, limited_target)
+
+    monkeypatch.setattr(t.loss, "forward", spy)
+    t.current_epoch, t.teach_threshold = t.teach_start_epoch, 0.55      # an untrained full pathway is rarely surer
+    t.train_step(batch)
+    out, mixed = seen["output"], seen["limited_target"]
+    assert len(mixed) == len(out.seg_full) == len(out.seg_limited) == len(scales)
+    for level, sc in enumerate(scales):
+        size = [round(n * s) for n, s in zip(shape, sc)]
+        assert list(mixed[level].shape) == [2, 4, *size], f"level {level}"
+        assert list(out.seg_limited[level].shape[2:]) == size and list(out.seg_full[level].shape[2:]) == size
+        assert torch.equal(mixed[level][0], batch["target"][level][0]), f"labelled case changed at level {level}"
+        pr = torch.sigmoid(out.seg_full[level][1].detach().float())       # this level's full pathway, the scan
+        sure = torch.maximum(pr, 1 - pr).amin(0) >= 0.55
+        assert 0 < int(sure.sum()) < sure.numel(), f"level {level}"
+        assert torch.equal(mixed[level][1][3].bool(), ~sure), f"ignore channel, level {level}"
+        for r in range(3):
+            assert torch.equal(mixed[level][1][r].bool(), pr[r] > 0.5), f"region {r}, level {level}"
