@@ -521,6 +521,8 @@ def _check_gated_run(out, results, said):
     assert decision["model"]["dataset"] == {"student": 703, "plain": 703, "dante_teach": 712}[gate["chosen"]]
     assert decision["models"]["student"] == {"dataset": 703, "trainer": "LowerBoundTrainer_tiny_seed0_tune0.5"}
     assert len(decision["teacher_rounds"]) == 1 and set(decision["teacher_rounds"][0]) == set(decision["teacher"])
+    assert {role: sorted(folds) for role, folds in decision["curves"].items()} == \
+        {"plain": ["0", "2"], "student": ["0", "2"], "dante_teach": ["0", "2"]}     # every model's training curve
     assert sorted(decision["per_case"]["plain"]) == sorted(cases[:2] + cases[4:])   # both folds' validation cases
     # the DANTE candidate: DTeach's dataset reused, its fold 0 DTeach's run, fold 2 trained; validated on the
     # same real cases

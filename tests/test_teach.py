@@ -120,6 +120,28 @@ def test_choose_between_candidates_by_hand():
     assert choose(plain, {"student": student}, fold, REGIONS, se1) == decide(plain, student, fold, REGIONS, se1)
 
 
+def test_late_rise_by_hand_from_an_nnunet_checkpoint_log(tmp_path):
+    """The rise of nnU-Net's moving-average pseudo Dice over the last quarter of a training (decision.json's
+    ``curves``), by hand; a checkpoint without nnU-Net's log is named."""
+    import torch
+    from dante_nnunet.jobs.teach import curves_line, late_rise
+    ema = [0.5 + 0.01 * i for i in range(8)]          # 8 epochs: the last quarter is 2 epochs, 0.57 - 0.55
+    path = str(tmp_path / "checkpoint_final.pth")
+    torch.save({"network_weights": {}, "logging": {"ema_fg_dice": ema, "train_losses": [0.0] * 8}}, path)
+    c = late_rise(path)
+    assert c["epochs"] == 8 and c["last"] == pytest.approx(0.57) and c["rise"] == pytest.approx(0.02)
+    assert late_rise(path, fraction=1.0)["rise"] == pytest.approx(0.07)   # from the first epoch
+    line = curves_line({"plain": {"0": {"rise": 0.001}}, "student": {"0": c, "2": {"rise": -0.004}}})
+    assert line.endswith("per fold: plain 0: +0.1; student 0: +2.0, 2: -0.4")
+    d = decide(_cases([[0.9, 0.8, 0.4]] * 2), _cases([[0.9, 0.8, 0.5]] * 2), {"c0": 0, "c1": 1}, REGIONS)
+    assert "rise over the last quarter" not in decision_table(d)
+    d["curves"] = {"student": {"0": c}}
+    assert decision_table(d).endswith("per fold: student 0: +2.0")
+    torch.save({"network_weights": {}}, path)
+    with pytest.raises(ValueError, match="checkpoint_final.pth holds no nnU-Net log"):
+        late_rise(path)
+
+
 # ------------------------------------------------------------------ the per-scan record
 def test_stability_by_hand():
     p = np.zeros((2, 10))

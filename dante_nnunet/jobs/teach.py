@@ -142,8 +142,9 @@ def decision_table(decision: dict, teacher: Optional[Mapping[str, float]] = None
     tables = [_comparison_table(name, d, teacher) for name, d in each.items()]
     o = decision["overall"]
     rule = decision.get("rule", {}).get("description", "")
+    curves = f"\n\n{curves_line(decision['curves'])}" if decision.get("curves") else ""
     return ("\n\n".join(tables) + f"\n\nDice points; rule: {rule}\n\nchosen: **{decision['chosen']}** "
-            f"({decision['reason']}); {o['n']} validation cases")
+            f"({decision['reason']}); {o['n']} validation cases" + curves)
 
 
 def _comparison_table(name: str, decision: dict, teacher: Optional[Mapping[str, float]]) -> str:
@@ -160,6 +161,33 @@ def _comparison_table(name: str, decision: dict, teacher: Optional[Mapping[str, 
                  + (f" (SE with run noise {100 * o['se_total']:.1f}; bar {100 * bar:.1f})" if bar == bar else "")
                  + " | | |")
     return "\n".join(lines)
+
+
+LATE_FRACTION = 0.25   # the training curve's late part: the last quarter of the epochs
+
+
+def late_rise(checkpoint: str, fraction: float = LATE_FRACTION) -> dict:
+    """How a training ended, from its final checkpoint's nnU-Net log (``logging['ema_fg_dice']``: per epoch,
+    the moving average nnU-Net keeps of the mean foreground pseudo Dice on the fold's validation cases):
+    ``epochs``, ``last`` (the final value) and ``rise`` = last minus the value at the end of epoch
+    n - round(``fraction`` x n), a fraction of 1. A clear rise says the model was still improving when its
+    schedule stopped (the trainer token long<x> lengthens it)."""
+    from dante_nnunet.guards import read_checkpoint
+    ema = [float(v) for v in read_checkpoint(checkpoint).get("logging", {}).get("ema_fg_dice", [])]
+    if not ema:
+        raise ValueError(f"checkpoint {checkpoint} holds no nnU-Net log (logging -> ema_fg_dice)")
+    back = max(1, int(round(fraction * len(ema))))
+    start = ema[-1 - back] if len(ema) > back else ema[0]
+    return {"epochs": len(ema), "last": ema[-1], "rise": ema[-1] - start}
+
+
+def curves_line(curves: Mapping[str, Mapping[str, dict]]) -> str:
+    """One line for the decision table: each model's rise over the last quarter of its epochs, per fold, in
+    Dice points."""
+    parts = [f"{role} " + ", ".join(f"{k}: {100 * c['rise']:+.1f}" for k, c in folds.items())
+             for role, folds in curves.items()]
+    return ("validation pseudo Dice (nnU-Net's moving average), rise over the last quarter of each training, "
+            "per fold: " + "; ".join(parts))
 
 
 # ------------------------------------------------------------------------------------------ per-scan record
@@ -782,6 +810,9 @@ class Teach:
         d["predict"] = (f"nnUNetv2_predict -i LIMITED_DIR -o OUT -d {did} -c {s.configuration} -tr {trainer} "
                         f"-p {s.plans} -f {folds} -device {s.device}")
         d["export"] = f"dante_nnunet export --decision {shlex.quote(join(self.work, DECISION_FILE))} -o EXPORT_ROOT"
+        d["curves"] = {role: {str(k): late_rise(join(self.results(folder, trainer), f"fold_{k}",
+                                                     "checkpoint_final.pth")) for k in s.folds}
+                       for role, (_, folder, trainer) in models.items()}
         d["per_case"] = {"plain": plain, **candidates, "teacher": teacher, "fold": fold_of}
         d["settings"] = {**s.recorded(), "rule": asdict(s.rule), "dante_teach": s.dante_teach,
                          "dante_teach_id": s.dante_teach_id}
