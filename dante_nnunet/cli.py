@@ -10,6 +10,8 @@ import shlex
 import sys
 from typing import List, Optional
 
+from dante_nnunet.trainer_names import DEFAULT_STUDENT
+
 
 def _env(args) -> int:
     from dante_nnunet.jobs.nnunet_jobs import ext_trainer_value
@@ -320,7 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trainer-name tokens added to every trainer, e.g. demo, 250epochs, seed0")
     s.add_argument("--teacher", default="UpperBoundTrainer", help="the teacher's trainer family")
     s.add_argument("--plain", default="LowerBoundTrainer", help="the plain model's trainer family")
-    s.add_argument("--student", default="LowerBoundTrainer", help="the student's trainer family")
+    s.add_argument("--student", default=DEFAULT_STUDENT,
+                   help="the student's trainer family (default: plain nnU-Net on twice the epochs, token long2: the "
+                        "student learns from many more cases than the plain model; `LowerBoundTrainer` for the "
+                        "plain model's schedule)")
     s.add_argument("--keep-fraction", type=float, default=1.0,
                    help="per fold, keep this fraction of the scans, those the fold's teacher is surest of")
     s.add_argument("--real-share", type=float, default=None,

@@ -23,6 +23,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+# teach's default student: plain nnU-Net on twice the plain model's epochs (token long2), chosen on 2026-12-08
+# by the rule written before its seeds were seen (docs/gated_teacher.md, "Choosing the default")
+DEFAULT_STUDENT = "LowerBoundTrainer_long2"
+
 DANTE, PRETRAIN = "DANTETrainer", "DANTEPretrainTrainer"
 UPPER, LOWER, DROPOUT, DISTILL = ("UpperBoundTrainer", "LowerBoundTrainer", "ModalityDropoutTrainer",
                                   "DistillationTrainer")

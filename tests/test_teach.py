@@ -742,3 +742,16 @@ def test_recipe_option_ranges_are_one_table_for_the_cli_and_configs():
     from dante_nnunet.trainer_names import finetuned_name, parse_name
     assert finetuned_name("LowerBoundTrainer_transfer_seed1", 0.2) == "LowerBoundTrainer_transfer_seed1_tune0.2"
     assert parse_name(finetuned_name("LowerBoundTrainer_seed1", 0.5)).attrs["finetune_fraction"] == 0.5
+
+
+def test_the_default_student_trains_twice_the_plain_models_epochs():
+    """teach's default student (issue 46's default, chosen by its written rule): plain nnU-Net with the token
+    long2, whose schedule is twice the plain model's; the plain model and the teacher keep nnU-Net's."""
+    from dante_nnunet.cli import build_parser
+    from dante_nnunet.trainer_names import DEFAULT_STUDENT
+    from dante_nnunet.training.variants import trainer_class
+    args = build_parser().parse_args(["teach", "-d", "741", "--scans", "scans", "-o", "745"])
+    assert args.student == DEFAULT_STUDENT == TeachSettings(1, "s", 2, "n").student == "LowerBoundTrainer_long2"
+    assert (args.plain, args.teacher) == ("LowerBoundTrainer", "UpperBoundTrainer")
+    student, plain = trainer_class(args.student + "_demo"), trainer_class(args.plain + "_demo")
+    assert student.schedule_scale == 2.0 and plain.schedule_scale == 1.0 and student.epochs == plain.epochs

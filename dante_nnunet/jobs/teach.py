@@ -61,7 +61,7 @@ from batchgenerators.utilities.file_and_folder_operations import isdir, isfile, 
 from dante_nnunet.jobs.evaluation import dice
 from dante_nnunet.jobs.gate import DEFAULT_RULE, GateRule, fold_means, judge, paired_differences, se
 from dante_nnunet.jobs.nnunet_jobs import preprocess_with_plans_of, run_command
-from dante_nnunet.trainer_names import finetuned_name
+from dante_nnunet.trainer_names import DEFAULT_STUDENT, finetuned_name
 
 DECISION_FILE = "decision.json"
 DEPLOY_FOLD = 0   # the deployed student's one fold (teach --deploy-all): every case of its dataset
@@ -231,7 +231,7 @@ class TeachSettings:
     folds: List[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     teacher: str = "UpperBoundTrainer"
     plain: str = "LowerBoundTrainer"
-    student: str = "LowerBoundTrainer"
+    student: str = DEFAULT_STUDENT
     keep_fraction: float = 1.0
     real_share: Optional[float] = None   # the real cases' share of the student's draws (None: each case once)
     unsure_band: Optional[float] = None  # mask the teacher's unsure voxels (ignore label; None: every voxel taught)
