@@ -134,6 +134,9 @@ NUMERIC_TOKENS = (
     (re.compile(r"(?P<v>[1-9]\d*)epochs?"), "epochs", FAMILIES, "<n>epochs: n epochs of the schedule's iterations (250, nnU-Net's, unless a schedule token sets them) ('1epoch')", int),
     *((re.compile(rf"{key}(?P<v>{_NUMBER})"), attr, (DANTE,), f"{key}<x>: {attr} = x", float)
       for key, attr in _WEIGHTS + _OTHER_WEIGHTS),
+    (re.compile(rf"fg(?P<v>{_NUMBER})"), "foreground_share", FAMILIES,
+     "fg<x>: the share of each batch nnU-Net centres on a foreground voxel (its oversample_foreground_percent, "
+     "0.33 by default; 0 <= x <= 1)", float),
     (re.compile(r"seed(?P<v>\d+)"), "seed", FAMILIES, "seed<n>: training seed n (training/seeding.py)", int),
     (re.compile(rf"tune(?P<v>{_NUMBER})"), "finetune_fraction", (LOWER,),
      "tune<x>: a fine-tune of a whole model of the same network (-pretrained_weights, required, every tensor "

@@ -114,6 +114,18 @@ def test_long_token_scales_the_schedules_epochs(package_trainers):
     assert _lookup("LowerBoundTrainer_transfer_long2.5").epochs == 100     # nnU-Net's num_epochs: round(100 x 2.5)
 
 
+def test_fg_token_sets_nnunets_foreground_oversampling(package_trainers):
+    """fg<x> (issue 48's sampling screen): the trainer's oversample_foreground_percent, which nnU-Net's loader
+    reads; out of [0, 1] refused when the trainer is built."""
+    from dante_nnunet.jobs import inmemory as pf
+    assert parse_name("LowerBoundTrainer_transfer_fg0").attrs["foreground_share"] == 0.0
+    t = pf.trainer(_lookup("LowerBoundTrainer_fg0.5"), "Dataset996_Fg")
+    assert t.oversample_foreground_percent == 0.5
+    assert pf.trainer(_lookup("LowerBoundTrainer"), "Dataset996_Fg").oversample_foreground_percent == 0.33
+    with pytest.raises(ValueError, match="foreground_share .token fg<x>. must be in"):
+        pf.trainer(_lookup("LowerBoundTrainer_fg1.5"), "Dataset996_Fg")
+
+
 def test_trainer_name_formats_what_parse_reads():
     name = trainer_name("DANTETrainer_transfer", lambda_pib=0.25, lambda_align=1e-05, seed=3, lambda_synthesis=0)
     assert name == "DANTETrainer_transfer_pib0.25_align1e-05_syn0_seed3"

@@ -45,6 +45,7 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
     val_iterations_per_epoch = 50     # -> num_val_iterations_per_epoch (nnU-Net's default)
     schedule_scale = 1.0              # num_epochs = round(epochs x schedule_scale) (token long<x>)
     finetune_fraction: Optional[float] = None   # token tune<x>: a fine-tune of x of the epochs (lower bound)
+    foreground_share: Optional[float] = None   # token fg<x>: nnU-Net's oversample_foreground_percent = x
     FINETUNE_LR_FACTOR = 0.1          # a fine-tune starts nnU-Net's poly schedule from this share of initial_lr
     # None: unseeded, as nnU-Net. An int seeds the run (training/seeding.py); name suffix _seed<N>
     seed: Optional[int] = None
@@ -88,6 +89,11 @@ class DANTEBaseTrainer(nnUNetTrainer, NNUNetFollowed):
             raise ValueError(f"{type(self).__name__}: finetune_fraction (token tune<x>) must be in (0, 1], got "
                              f"{self.finetune_fraction}")
         self.num_epochs = max(1, int(round(self.epochs * self.schedule_scale * fraction)))
+        if self.foreground_share is not None:   # the share of each batch nnU-Net centres on a foreground voxel
+            if not 0 <= self.foreground_share <= 1:
+                raise ValueError(f"{type(self).__name__}: foreground_share (token fg<x>) must be in [0, 1], got "
+                                 f"{self.foreground_share}")
+            self.oversample_foreground_percent = float(self.foreground_share)
         if self.finetune_fraction is not None:
             self.initial_lr = self.initial_lr * self.FINETUNE_LR_FACTOR
         self.num_iterations_per_epoch = self.iterations_per_epoch
