@@ -28,9 +28,10 @@ def _dj(unlabelled=SCANS, ignore=True):
     return dj
 
 
-def _trainer(cls, dj=None, split=None):
+def _trainer(cls, dj=None, split=None, **configuration):
+    """A real trainer of ``cls`` on in-memory plans (``configuration``: inmemory.configuration's arguments)."""
     from nnunetv2.paths import nnUNet_preprocessed
-    p = pf.plans(DATASET, "3d_fullres", features=(4, 8, 16))
+    p = pf.plans(DATASET, "3d_fullres", **{"features": (4, 8, 16), **configuration})
     folder = os.path.join(str(nnUNet_preprocessed), DATASET)
     os.makedirs(os.path.join(folder, p["configurations"]["3d_fullres"]["data_identifier"]), exist_ok=True)
     open(os.path.join(folder, p["configurations"]["3d_fullres"]["data_identifier"], "case.b2nd"), "w").close()
@@ -207,16 +208,7 @@ def test_the_taught_target_reaches_every_level_in_nnunets_channel_order(monkeypa
     full pathway's output. Checked against hand computations at every level: the labelled case's channels
     (region order, ignore last) and the scan's taught channels from the same level's full-pathway logits.
     A channel or level shifted anywhere on that path fails here."""
-    from dante_nnunet.jobs import inmemory
-    from nnunetv2.paths import nnUNet_preprocessed
-    p = inmemory.plans(DATASET, "3d_fullres", features=(4, 8, 16, 32), patch=(16, 16, 16))
-    folder = os.path.join(str(nnUNet_preprocessed), DATASET, p["configurations"]["3d_fullres"]["data_identifier"])
-    os.makedirs(folder, exist_ok=True)
-    open(os.path.join(folder, "case.b2nd"), "w").close()
-    with open(os.path.join(str(nnUNet_preprocessed), DATASET, "splits_final.json"), "w") as fh:
-        json.dump([{"train": LABELLED[:4] + SCANS[:2], "val": LABELLED[4:] + SCANS[2:]}], fh)
-    p["continue_training"] = False
-    t = trainer_class("DANTETrainer_teach")(p, "3d_fullres", 0, _dj(), device=torch.device("cpu"))
+    t = _trainer(trainer_class("DANTETrainer_teach"), features=(4, 8, 16, 32), patch=(16, 16, 16))
     t.initialize()
     lm = t.label_manager
     assert lm.has_regions and lm.ignore_label == 4
@@ -224,7 +216,7 @@ def test_the_taught_target_reaches_every_level_in_nnunets_channel_order(monkeypa
     assert len(scales) == 3 and len({tuple(s) for s in scales}) == 3      # three levels, each its own shape
     transforms = t.get_validation_transforms(scales, is_cascaded=False, foreground_labels=lm.foreground_labels,
                                              regions=lm.foreground_regions, ignore_label=lm.ignore_label)
-    shape = tuple(p["configurations"]["3d_fullres"]["patch_size"])
+    shape = tuple(t.configuration_manager.patch_size)
     lab = _nested_labels(shape)
     scan = torch.full((1, *shape), 4.0)                                  # add-scans: the ignore label everywhere
     g = torch.Generator().manual_seed(0)
