@@ -173,7 +173,7 @@ def late_rise(checkpoint: str, fraction: float = LATE_FRACTION) -> dict:
     n - round(``fraction`` x n), a fraction of 1. A clear rise says the model was still improving when its
     schedule stopped (the trainer token long<x> lengthens it)."""
     from dante_nnunet.guards import read_checkpoint
-    ema = [float(v) for v in read_checkpoint(checkpoint).get("logging", {}).get("ema_fg_dice", [])]
+    ema = [float(v) for v in read_checkpoint(checkpoint, mmap=True).get("logging", {}).get("ema_fg_dice", [])]
     if not ema:
         raise ValueError(f"checkpoint {checkpoint} holds no nnU-Net log (logging -> ema_fg_dice)")
     back = max(1, int(round(fraction * len(ema))))
